@@ -1,0 +1,118 @@
+"""Binary arithmetic with NumPy broadcasting, where, and comparisons.
+
+Gradients are written at the broadcast output shape; the engine sums them back to each input's shape.
+"""
+
+import numpy as np
+
+from freenet.errors import FreenetError, op
+from freenet.tensor import Tensor, _constant, record
+
+
+def lift(value, like):
+    """``value`` as a Tensor. Python scalars are weak: they take ``like``'s dtype, as in PyTorch."""
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, (bool, int, float)):
+        dtype = like.data.dtype
+        if dtype.kind != "f":
+            dtype = np.result_type(like.data, value)
+        return _constant(np.asarray(value, dtype=dtype))
+    if isinstance(value, (np.ndarray, np.generic)):
+        return _constant(np.asarray(value))
+    raise FreenetError(f"cannot combine a tensor with {type(value).__name__}")
+
+
+def pair(a, b):
+    if not isinstance(a, Tensor):
+        return lift(a, b), b
+    return a, lift(b, a)
+
+
+@op
+def add(a, b):
+    a, b = pair(a, b)
+    return record(a.data + b.data, (a, b), lambda g: (g, g))
+
+
+@op
+def sub(a, b):
+    a, b = pair(a, b)
+    return record(a.data - b.data, (a, b), lambda g: (g, -g))
+
+
+@op
+def mul(a, b):
+    a, b = pair(a, b)
+    return record(a.data * b.data, (a, b), lambda g: (g * b.data, g * a.data))
+
+
+@op
+def div(a, b):
+    a, b = pair(a, b)
+    out = a.data / b.data
+    return record(out, (a, b), lambda g: (g / b.data, -g * out / b.data))
+
+
+@op
+def pow(a, b):
+    a, b = pair(a, b)
+    out = a.data ** b.data
+
+    def backward(g):
+        ga = g * b.data * a.data ** (b.data - 1)
+        gb = g * out * np.log(a.data) if b._requires_grad else None
+        return ga, gb
+
+    return record(out, (a, b), backward)
+
+
+@op
+def maximum(a, b):
+    """Elementwise max; on ties each side gets half the gradient (as PyTorch does)."""
+    a, b = pair(a, b)
+    return _pick(np.maximum(a.data, b.data), a, b, a.data > b.data)
+
+
+@op
+def minimum(a, b):
+    a, b = pair(a, b)
+    return _pick(np.minimum(a.data, b.data), a, b, a.data < b.data)
+
+
+def _pick(out, a, b, a_wins):
+    def backward(g):
+        share = np.where(a_wins, 1.0, np.where(a.data == b.data, 0.5, 0.0)).astype(g.dtype)
+        return g * share, g * (1 - share)
+
+    return record(out, (a, b), backward)
+
+
+@op
+def where(condition, a, b):
+    """``a`` where ``condition`` holds, else ``b``; the gradient flows to the side that was taken."""
+    cond = np.asarray(condition.data if isinstance(condition, Tensor) else condition)
+    if cond.dtype != np.bool_:
+        raise FreenetError(f"where: condition must be bool, not {cond.dtype}")
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        a = Tensor(a, dtype=np.float32 if isinstance(a, float) else None)
+    a, b = pair(a, b)
+    out = np.where(cond, a.data, b.data)
+    return record(out, (a, b), lambda g: (np.where(cond, g, 0), np.where(cond, 0, g)))
+
+
+def _raw(value):
+    return value.data if isinstance(value, Tensor) else value
+
+
+def _compare(ufunc):
+    def compare(a, b):
+        """Elementwise comparison: a bool tensor outside the graph."""
+        return _constant(ufunc(_raw(a), _raw(b)))
+
+    compare.__name__ = compare.__qualname__ = ufunc.__name__
+    return op(compare)
+
+
+lt, le, gt, ge, eq, ne = (_compare(u) for u in (np.less, np.less_equal, np.greater, np.greater_equal,
+                                                  np.equal, np.not_equal))

@@ -1,0 +1,40 @@
+"""Matrix products."""
+
+import numpy as np
+
+from freenet.errors import FreenetError, op
+from freenet.tensor import record
+
+
+@op
+def matmul(a, b):
+    """``a @ b`` with NumPy's rules: 1-d operands are vectors, leading dims broadcast as a batch."""
+    if a.data.ndim == 0 or b.data.ndim == 0:
+        raise FreenetError(f"matmul: needs at least 1-d operands, got shapes {a.data.shape} and {b.data.shape}")
+    inner_a = a.data.shape[-1]
+    inner_b = b.data.shape[-2] if b.data.ndim > 1 else b.data.shape[0]
+    if inner_a != inner_b:
+        raise FreenetError(f"matmul: shapes {a.data.shape} and {b.data.shape} do not fit "
+                           f"(inner sizes {inner_a} and {inner_b} differ)")
+    out = np.matmul(a.data, b.data)
+
+    def backward(g):
+        A, B = a.data, b.data
+        if A.ndim == 1 and B.ndim == 1:
+            return g * B, g * A
+        if A.ndim == 1:  # (k) @ (..., k, n): treat a as a (1, k) matrix
+            A, g = A[None, :], np.expand_dims(g, -2)
+        if B.ndim == 1:  # (..., m, k) @ (k): treat b as a (k, 1) matrix
+            B, g = B[:, None], np.expand_dims(g, -1)
+        ga = gb = None
+        if a._requires_grad:
+            ga = np.matmul(g, np.swapaxes(B, -1, -2))
+            if a.data.ndim == 1:
+                ga = ga[..., 0, :]
+        if b._requires_grad:
+            gb = np.matmul(np.swapaxes(A, -1, -2), g)
+            if b.data.ndim == 1:
+                gb = gb[..., 0]
+        return ga, gb
+
+    return record(out, (a, b), backward)

@@ -1,0 +1,114 @@
+"""Elementwise functions of one tensor, each forward beside its derivative."""
+
+import numpy as np
+
+from freenet import kernels
+from freenet.errors import FreenetError, op
+from freenet.tensor import record
+
+
+@op
+def neg(x):
+    return record(-x.data, (x,), lambda g: (-g,))
+
+
+@op
+def abs(x):
+    return record(np.abs(x.data), (x,), lambda g: (g * np.sign(x.data),))
+
+
+@op
+def exp(x):
+    out = np.exp(x.data)
+    return record(out, (x,), lambda g: (g * out,))
+
+
+@op
+def log(x):
+    return record(np.log(x.data), (x,), lambda g: (g / x.data,))
+
+
+@op
+def log1p(x):
+    return record(np.log1p(x.data), (x,), lambda g: (g / (1 + x.data),))
+
+
+@op
+def sqrt(x):
+    out = np.sqrt(x.data)
+    return record(out, (x,), lambda g: (g * 0.5 / out,))
+
+
+@op
+def tanh(x):
+    out = np.tanh(x.data)
+    return record(out, (x,), lambda g: (g * (1 - out * out),))
+
+
+def stable_sigmoid(v):
+    """1 / (1 + exp(-v)) on an ndarray, without overflow for any v."""
+    e = np.exp(-np.abs(v))
+    return np.where(v >= 0, 1 / (1 + e), e / (1 + e))
+
+
+@op
+def sigmoid(x):
+    out = stable_sigmoid(x.data)
+    return record(out, (x,), lambda g: (g * out * (1 - out),))
+
+
+@op
+def relu(x):
+    return record(np.maximum(x.data, 0), (x,), lambda g: (g * (x.data > 0),))
+
+
+@op
+def leaky_relu(x, negative_slope=0.01):
+    positive = x.data > 0
+    out = np.where(positive, x.data, x.data * negative_slope)
+    return record(out, (x,), lambda g: (np.where(positive, g, g * negative_slope),))
+
+
+_SQRT_2_OVER_PI = float(np.sqrt(2 / np.pi))
+
+
+@op
+def gelu(x, approximate="none"):
+    """x * Phi(x) with the exact normal CDF, or its tanh approximation (``approximate="tanh"``)."""
+    if approximate == "none":
+        return record(kernels.gelu(x.data), (x,), lambda g: (kernels.gelu_backward(x.data, g),))
+    if approximate != "tanh":
+        raise FreenetError(f"gelu: approximate must be 'none' or 'tanh', not {approximate!r}")
+    v = x.data
+    inner = _SQRT_2_OVER_PI * (v + 0.044715 * v ** 3)
+    t = np.tanh(inner)
+    out = 0.5 * v * (1 + t)
+
+    def backward(g):
+        d_inner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * v * v)
+        return (g * (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * d_inner),)
+
+    return record(out, (x,), backward)
+
+
+@op
+def clip(x, min=None, max=None):
+    """Values limited to [min, max]; the gradient passes where min <= x <= max."""
+    if min is None and max is None:
+        raise FreenetError("clip: give min, max or both")
+    out = np.clip(x.data, min, max)
+    inside = np.ones(x.data.shape, dtype=bool)
+    if min is not None:
+        inside &= x.data >= min
+    if max is not None:
+        inside &= x.data <= max
+    return record(out, (x,), lambda g: (g * inside,))
+
+
+@op
+def cast(x, dtype):
+    """The tensor in another dtype; gradients are cast back."""
+    dtype = np.dtype(dtype)
+    if x.data.dtype == dtype:
+        return x
+    return record(x.data.astype(dtype), (x,), lambda g: (g,))

@@ -1,0 +1,61 @@
+"""Exact GELU, x * Phi(x), and its derivative. NumPy has no erf, so this one is a kernel.
+
+Computed in float64 and rounded to the input's dtype, so float32 results are correctly rounded
+up to libm's erf.
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+_SQRT_HALF = 0.7071067811865476
+_INV_SQRT_2PI = 0.3989422804014327
+
+
+def _gelu_flat(x, out):
+    for i in range(x.size):
+        v = np.float64(x[i])
+        out[i] = 0.5 * v * (1.0 + math.erf(v * _SQRT_HALF))
+
+
+def _gelu_backward_flat(x, g, out):
+    for i in range(x.size):
+        v = np.float64(x[i])
+        cdf = 0.5 * (1.0 + math.erf(v * _SQRT_HALF))
+        out[i] = g[i] * (cdf + v * _INV_SQRT_2PI * math.exp(-0.5 * v * v))
+
+
+gelu_flat = njit(cache=True, nogil=True)(_gelu_flat)
+gelu_backward_flat = njit(cache=True, nogil=True)(_gelu_backward_flat)
+
+
+def gelu(x):
+    """GELU of a float array (any shape or strides); returns a new contiguous array."""
+    x = np.ascontiguousarray(x)
+    out = np.empty_like(x)
+    gelu_flat(x.reshape(-1), out.reshape(-1))
+    return out
+
+
+def gelu_backward(x, g):
+    """The gradient of GELU at ``x`` times the incoming gradient ``g`` (same shape as ``x``)."""
+    x = np.ascontiguousarray(x)
+    g = np.ascontiguousarray(np.broadcast_to(g, x.shape), dtype=x.dtype)
+    out = np.empty_like(x)
+    gelu_backward_flat(x.reshape(-1), g.reshape(-1), out.reshape(-1))
+    return out
+
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def gelu_reference(x):
+    v = np.asarray(x, dtype=np.float64)
+    return (0.5 * v * (1.0 + _erf(v * _SQRT_HALF))).astype(np.asarray(x).dtype)
+
+
+def gelu_backward_reference(x, g):
+    v = np.asarray(x, dtype=np.float64)
+    d = 0.5 * (1.0 + _erf(v * _SQRT_HALF)) + v * _INV_SQRT_2PI * np.exp(-0.5 * v * v)
+    return (np.asarray(g, dtype=np.float64) * d).astype(np.asarray(x).dtype)
