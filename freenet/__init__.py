@@ -21,6 +21,7 @@ from freenet.ops.reduce import log_softmax, logsumexp, softmax
 from freenet.ops.shape import cat, stack
 from freenet.ops.unary import abs, clip, exp, log, log1p, sigmoid, sqrt, tanh
 from freenet import autograd, nn
+from freenet.kernels import get_num_threads, set_num_threads
 from freenet.gradcheck import gradcheck
 
 __version__ = "0.1.0"

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from freenet import kernels
 from freenet.errors import FreenetError, op
 from freenet.tensor import record
 
@@ -16,7 +17,7 @@ def matmul(a, b):
     if inner_a != inner_b:
         raise FreenetError(f"matmul: shapes {a.data.shape} and {b.data.shape} do not fit "
                            f"(inner sizes {inner_a} and {inner_b} differ)")
-    out = np.matmul(a.data, b.data)
+    out = _matmul(a.data, b.data)
 
     def backward(g):
         A, B = a.data, b.data
@@ -28,13 +29,20 @@ def matmul(a, b):
             B, g = B[:, None], np.expand_dims(g, -1)
         ga = gb = None
         if a._requires_grad:
-            ga = np.matmul(g, np.swapaxes(B, -1, -2))
+            ga = _matmul(g, np.swapaxes(B, -1, -2))
             if a.data.ndim == 1:
                 ga = ga[..., 0, :]
         if b._requires_grad:
-            gb = np.matmul(np.swapaxes(A, -1, -2), g)
+            gb = _matmul(np.swapaxes(A, -1, -2), g)
             if b.data.ndim == 1:
                 gb = gb[..., 0]
         return ga, gb
 
     return record(out, (a, b), backward)
+
+
+def _matmul(a, b):
+    """Deterministic across thread counts for matrices; vectors are cheap enough for NumPy."""
+    if a.ndim >= 2 and b.ndim >= 2:
+        return kernels.matmul(a, b)
+    return np.matmul(a, b)

@@ -1,0 +1,45 @@
+"""Matrix products whose bits do not depend on the thread count.
+
+Rows of ``a`` (or items of a batch) are cut into fixed blocks; each block is one single-threaded
+BLAS call on the thread pool. A block's result depends only on its shape and contents.
+"""
+
+import numpy as np
+
+from freenet.kernels.parallel import block_ranges, run_blocks
+
+ROW_BLOCK = 256  # rows per BLAS call: large enough for full SGEMM speed, small enough to split work
+MIN_PARALLEL_FLOPS = 1 << 22  # below this, thread hand-off costs more than it saves
+
+
+def matmul(a, b):
+    """``np.matmul(a, b)`` for arrays of at least 2 dims (leading dims broadcast), deterministic."""
+    m, k = a.shape[-2], a.shape[-1]
+    n = b.shape[-1]
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    count = int(np.prod(batch))
+    if 2 * count * m * n * k < MIN_PARALLEL_FLOPS:
+        return np.matmul(a, b)
+    out = np.empty(batch + (m, n), dtype=np.result_type(a, b))
+    if count == 1:
+        a2, b2, o2 = a.reshape(m, k), b.reshape(k, n), out.reshape(m, n)
+        ranges = block_ranges(m, ROW_BLOCK)
+
+        def rows(i):
+            lo, hi = ranges[i]
+            np.matmul(a2[lo:hi], b2, out=o2[lo:hi])
+
+        run_blocks(rows, len(ranges))
+        return out
+    a3 = np.broadcast_to(a, batch + (m, k)).reshape(count, m, k)
+    b3 = np.broadcast_to(b, batch + (k, n)).reshape(count, k, n)
+    o3 = out.reshape(count, m, n)
+    per_block = max(1, MIN_PARALLEL_FLOPS // (2 * m * n * k))  # items per block: fixed by the shape
+    ranges = block_ranges(count, per_block)
+
+    def items(i):
+        lo, hi = ranges[i]
+        np.matmul(a3[lo:hi], b3[lo:hi], out=o3[lo:hi])
+
+    run_blocks(items, len(ranges))
+    return out

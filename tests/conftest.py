@@ -1,0 +1,11 @@
+"""Shared test settings: Numba compiles on first call, so hypothesis gets no per-example deadline."""
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("default", deadline=None, max_examples=30,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", deadline=None, max_examples=300,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("FREENET_HYPOTHESIS_PROFILE", "default"))
