@@ -32,7 +32,7 @@ gelu_backward_flat = njit(cache=True, nogil=True)(_gelu_backward_flat)
 
 def gelu(x):
     """GELU of a float array (any shape or strides); returns a new contiguous array."""
-    x = np.ascontiguousarray(x)
+    x = np.asarray(x, order="C")  # keeps 0-d arrays 0-d, unlike ascontiguousarray
     out = np.empty_like(x)
     gelu_flat(x.reshape(-1), out.reshape(-1))
     return out
@@ -40,8 +40,8 @@ def gelu(x):
 
 def gelu_backward(x, g):
     """The gradient of GELU at ``x`` times the incoming gradient ``g`` (same shape as ``x``)."""
-    x = np.ascontiguousarray(x)
-    g = np.ascontiguousarray(np.broadcast_to(g, x.shape), dtype=x.dtype)
+    x = np.asarray(x, order="C")  # keeps 0-d arrays 0-d, unlike ascontiguousarray
+    g = np.asarray(np.broadcast_to(g, x.shape), dtype=x.dtype, order="C")
     out = np.empty_like(x)
     gelu_backward_flat(x.reshape(-1), g.reshape(-1), out.reshape(-1))
     return out

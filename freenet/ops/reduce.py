@@ -80,9 +80,14 @@ def logsumexp(x, dim=None, keepdim=False):
                                         * np.exp(x.data - _spread(out, x.data.shape, axes, keepdim)),))
 
 
+def _finite_max(v, axes):
+    """The max over axes (kept), with 0 for empty or all -inf rows, which then stay -inf instead of nan."""
+    m = np.max(v, axis=axes, keepdims=True, initial=-np.inf)
+    return np.where(np.isfinite(m), m, 0)
+
+
 def _logsumexp(v, axes, keepdims):
-    m = np.max(v, axis=axes, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0)  # rows of -inf stay -inf instead of becoming nan
+    m = _finite_max(v, axes)
     out = np.log(np.sum(np.exp(v - m), axis=axes, keepdims=True)) + m
     return out if keepdims else np.squeeze(out, axis=axes)
 
@@ -90,7 +95,7 @@ def _logsumexp(v, axes, keepdims):
 @op
 def softmax(x, dim=-1):
     axes = _axes(dim, x.data.ndim)
-    e = np.exp(x.data - np.max(x.data, axis=axes, keepdims=True))
+    e = np.exp(x.data - _finite_max(x.data, axes))
     out = e / np.sum(e, axis=axes, keepdims=True)
     return record(out, (x,), lambda g: (out * (g - np.sum(g * out, axis=axes, keepdims=True)),))
 
@@ -98,7 +103,8 @@ def softmax(x, dim=-1):
 @op
 def log_softmax(x, dim=-1):
     axes = _axes(dim, x.data.ndim)
-    out = x.data - _logsumexp(x.data, axes, keepdims=True)
+    shifted = x.data - _finite_max(x.data, axes)  # subtract before the log: keeps precision at 1e4
+    out = shifted - np.log(np.sum(np.exp(shifted), axis=axes, keepdims=True))
     return record(out, (x,), lambda g: (g - np.exp(out) * np.sum(g, axis=axes, keepdims=True),))
 
 

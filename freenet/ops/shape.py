@@ -129,7 +129,8 @@ def _index_part(part):
     if isinstance(part, Tensor):
         return part.data
     if isinstance(part, list):
-        return np.asarray(part)
+        array = np.asarray(part)
+        return array.astype(np.intp) if array.size == 0 else array  # [] indexes nothing, as in NumPy
     return part
 
 

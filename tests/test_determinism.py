@@ -1,0 +1,50 @@
+"""Bits do not depend on the thread count: the blocked GEMM and the engine's matmul."""
+
+import numpy as np
+import pytest
+
+import freenet as fn
+from freenet import kernels
+
+
+@pytest.fixture
+def restore_threads():
+    before = fn.get_num_threads()
+    yield
+    fn.set_num_threads(before)
+
+
+SHAPES = [((130, 466), (466, 639)), ((700, 600), (600, 300)), ((64, 64, 64), (64, 64)),
+          ((30, 20, 50), (30, 50, 40)), ((1, 3000, 500), (500, 200)), ((3, 1, 600, 70), (2, 70, 90))]
+
+
+@pytest.mark.parametrize("shape_a,shape_b", SHAPES)
+def test_blocked_matmul_is_bitwise_the_same_with_1_and_2_threads(shape_a, shape_b, restore_threads):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(shape_a, dtype=np.float32)
+    b = rng.standard_normal(shape_b, dtype=np.float32)
+    fn.set_num_threads(1)
+    one = kernels.matmul(a, b)
+    fn.set_num_threads(2)
+    two = kernels.matmul(a, b)
+    assert np.array_equal(one, two)
+    np.testing.assert_allclose(one, np.matmul(a, b), rtol=1e-4, atol=1e-3)
+
+
+def test_engine_matmul_gradients_are_bitwise_the_same_with_1_and_2_threads(restore_threads):
+    rng = np.random.default_rng(1)
+    a0, b0 = rng.standard_normal((600, 500), dtype=np.float32), rng.standard_normal((500, 400), dtype=np.float32)
+    results = []
+    for threads in (1, 2):
+        fn.set_num_threads(threads)
+        a, b = fn.tensor(a0, requires_grad=True), fn.tensor(b0, requires_grad=True)
+        out = (a @ b).relu()
+        out.sum().backward()
+        results.append((out.data, a.grad.data, b.grad.data))
+    for one, two in zip(*results):
+        assert np.array_equal(one, two)
+
+
+def test_set_num_threads_rejects_nonsense():
+    with pytest.raises(ValueError):
+        fn.set_num_threads(0)
