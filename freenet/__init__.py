@@ -20,7 +20,7 @@ from freenet.ops.linalg import matmul
 from freenet.ops.reduce import log_softmax, logsumexp, softmax
 from freenet.ops.shape import cat, stack
 from freenet.ops.unary import abs, clip, exp, log, log1p, sigmoid, sqrt, tanh
-from freenet import autograd, data, nn
+from freenet import autograd, data, nn, optim
 from freenet.kernels import get_num_threads, set_num_threads
 from freenet.gradcheck import gradcheck
 from freenet.serialize import load, load_metadata, save

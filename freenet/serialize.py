@@ -11,6 +11,7 @@ A file is: an 8-byte little-endian header length ``n``; ``n`` bytes of JSON mapp
 to its dtype, shape and [begin, end) byte offsets (and ``__metadata__`` to string pairs); the data.
 """
 
+import hashlib
 import json
 import os
 import secrets
@@ -106,6 +107,19 @@ def save(state_dict, path, metadata=None):
     str -> str stored in the header (read it back with ``load_metadata``). The file loads with
     ``safetensors.numpy.load_file`` too.
     """
+    atomic_write(path, _serialize(state_dict, _check_metadata(metadata, "save"), path))
+
+
+def weights_sha256(state_dict):
+    """SHA-256 of the weights alone: of the safetensors bytes of ``state_dict`` with no metadata.
+
+    Two runs gave bit-identical weights exactly when these agree; it equals the SHA-256 of a file
+    that ``save`` wrote without metadata.
+    """
+    return hashlib.sha256(_serialize(state_dict, None, "weights_sha256")).hexdigest()
+
+
+def _serialize(state_dict, metadata, where):
     if not isinstance(state_dict, Mapping):
         raise FreenetError(f"save: state_dict must be a dict of str to tensors, got {type(state_dict).__name__}")
     arrays = {}
@@ -115,12 +129,10 @@ def save(state_dict, path, metadata=None):
         if name == _METADATA:
             raise FreenetError(f"save: the name '{_METADATA}' is reserved by the safetensors format")
         arrays[name] = _as_array(name, value)
-    metadata = _check_metadata(metadata, "save")
     try:
-        data = safetensors.numpy.save(arrays, metadata=metadata)
+        return safetensors.numpy.save(arrays, metadata=metadata)
     except Exception as e:  # safetensors raises its own error types
-        raise FreenetError(f"save: {path}: safetensors could not serialize: {e}") from None
-    atomic_write(path, data)
+        raise FreenetError(f"save: {where}: safetensors could not serialize: {e}") from None
 
 
 # -- loading ------------------------------------------------------------------------------------------

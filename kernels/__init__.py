@@ -1,9 +1,26 @@
 """Numba kernels on raw ndarrays, installed as ``freenet.kernels``.
 
 They know nothing of Tensor or autograd. Each kernel has a plain NumPy reference twin, named
-``<kernel>_reference``, that the tests hold it to.
+``<kernel>_reference``, that the tests hold it to. Results never depend on the thread count
+(see ``parallel.py``).
 """
 
 from freenet.kernels.parallel import get_num_threads, set_num_threads
 from freenet.kernels.gemm import matmul
 from freenet.kernels.gelu import gelu, gelu_backward, gelu_backward_reference, gelu_reference
+from freenet.kernels.conv import (conv2d_backward_bias, conv2d_backward_bias_reference, conv2d_backward_input,
+                                  conv2d_backward_input_reference, conv2d_backward_weight,
+                                  conv2d_backward_weight_reference, conv2d_forward, conv2d_forward_reference)
+from freenet.kernels.pool import (avg_pool2d_backward, avg_pool2d_backward_reference, avg_pool2d_forward,
+                                  avg_pool2d_forward_reference, global_avg_pool2d_backward,
+                                  global_avg_pool2d_backward_reference, global_avg_pool2d_forward,
+                                  global_avg_pool2d_forward_reference, max_pool2d_backward,
+                                  max_pool2d_backward_reference, max_pool2d_forward, max_pool2d_forward_reference)
+from freenet.kernels.norm import (batch_norm_backward, batch_norm_backward_reference, batch_norm_eval_forward,
+                                  batch_norm_eval_forward_reference, batch_norm_train_forward,
+                                  batch_norm_train_forward_reference, batch_norm_unbiased_var,
+                                  batch_norm_update_running, batch_norm_update_running_reference)
+from freenet.kernels.fused import (add_relu_backward, add_relu_forward, batch_norm_add_relu_backward,
+                                   batch_norm_add_relu_train_forward, batch_norm_relu_backward,
+                                   batch_norm_relu_train_forward, bias_relu_backward, bias_relu_forward)
+from freenet.kernels.dropout import dropout_backward, dropout_forward

@@ -4,6 +4,8 @@ Rows of ``a`` (or items of a batch) are cut into fixed blocks; each block is one
 BLAS call on the thread pool. A block's result depends only on its shape and contents.
 """
 
+import math
+
 import numpy as np
 
 from freenet.kernels.parallel import block_ranges, run_blocks
@@ -16,9 +18,12 @@ def matmul(a, b):
     """``np.matmul(a, b)`` for arrays of at least 2 dims (leading dims broadcast), deterministic."""
     m, k = a.shape[-2], a.shape[-1]
     n = b.shape[-1]
-    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    count = int(np.prod(batch))
-    if 2 * count * m * n * k < MIN_PARALLEL_FLOPS:
+    if a.ndim == 2 and b.ndim == 2:
+        batch, count = (), 1
+    else:
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        count = math.prod(batch)
+    if 2 * count * m * n * k < MIN_PARALLEL_FLOPS:  # one BLAS call: deterministic, and cheapest when small
         return np.matmul(a, b)
     out = np.empty(batch + (m, n), dtype=np.result_type(a, b))
     if count == 1:

@@ -223,3 +223,14 @@ def test_atomic_write_helper_leaves_no_temp_on_success(tmp_path):
     serialize.atomic_write(tmp_path / "x.bin", b"abc")
     serialize.atomic_write(str(tmp_path / "x.bin"), b"defg")
     assert (tmp_path / "x.bin").read_bytes() == b"defg" and os.listdir(tmp_path) == ["x.bin"]
+
+
+def test_weights_sha256_is_the_hash_of_a_file_saved_without_metadata(tmp_path):
+    import hashlib
+    from freenet.serialize import weights_sha256
+    state = {"b": fn.ones(3), "a": fn.zeros(2, 2, dtype=fn.float64)}
+    path = tmp_path / "w.safetensors"
+    fn.save(state, path)
+    assert weights_sha256(state) == hashlib.sha256(path.read_bytes()).hexdigest()
+    state["a"].data[0, 0] = 1e-30
+    assert weights_sha256(state) != hashlib.sha256(path.read_bytes()).hexdigest()

@@ -13,15 +13,38 @@ import numpy as np
 
 from freenet.errors import FreenetError, op
 from freenet.ops.arith import lift
+from freenet.ops.conv import adaptive_avg_pool2d, avg_pool2d, conv2d, max_pool2d
+from freenet.ops.norm import batch_norm, dropout
 from freenet.ops.reduce import log_softmax, softmax
 from freenet.ops.shape import pad
 from freenet.ops.unary import gelu, leaky_relu, relu, sigmoid, stable_sigmoid, tanh
 from freenet.tensor import Tensor, _constant, record
 
-__all__ = ["relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax", "pad", "cross_entropy",
-           "nll_loss", "mse_loss", "binary_cross_entropy_with_logits"]
+__all__ = ["linear", "relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax", "pad", "conv2d", "max_pool2d",
+           "avg_pool2d", "adaptive_avg_pool2d", "batch_norm", "dropout", "cross_entropy", "nll_loss", "mse_loss",
+           "binary_cross_entropy_with_logits"]
 
 _REDUCTIONS = ("mean", "sum", "none")
+
+
+def linear(input, weight, bias=None):
+    """``input @ weight.T + bias`` for ``input`` of shape (..., in), ``weight`` (out, in), ``bias`` (out,).
+
+    Inputs of more than 2 dims are multiplied as one (N, in) matrix, so the weight's gradient is a
+    single product rather than one per batch item.
+    """
+    if input.ndim < 1 or input.shape[-1] != weight.shape[1]:
+        raise FreenetError(f"linear: input of shape {tuple(input.shape)} does not end in "
+                           f"in_features={weight.shape[1]}")
+    if input.ndim > 2:
+        lead = input.shape[:-1]
+        out = input.reshape(-1, input.shape[-1]) @ weight.T
+        if bias is not None:
+            out = out + bias
+        return out.reshape(lead + (weight.shape[0],))
+    out = input @ weight.T
+    return out if bias is None else out + bias
+
 
 
 def _reduce(losses, reduction, count):

@@ -14,6 +14,8 @@ def _axes(dim, ndim):
 def _spread(g, shape, axes, keepdim):
     """A reduced gradient broadcast back over the input's shape."""
     if not keepdim:
+        if len(axes) == len(shape):  # a full reduction: g is a single number
+            return np.full(shape, g)
         g = np.expand_dims(g, axes)
     return np.broadcast_to(g, shape)
 

@@ -1,0 +1,5 @@
+import sys
+
+from freenet.cli import main
+
+sys.exit(main())

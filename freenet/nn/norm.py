@@ -1,0 +1,79 @@
+"""Batch normalisation and dropout layers."""
+
+import numpy as np
+
+from freenet.errors import FreenetError
+from freenet.factory import ones, zeros
+from freenet.nn import functional as F
+from freenet.nn.module import Module
+from freenet.nn.parameter import Parameter
+
+__all__ = ["BatchNorm1d", "BatchNorm2d", "Dropout"]
+
+
+class _BatchNorm(Module):
+    dims = None  # the input ranks the layer accepts
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, dtype=None):
+        super().__init__()
+        dtype = np.float32 if dtype is None else dtype
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        if affine:
+            self.weight = Parameter(ones(num_features, dtype=dtype))
+            self.bias = Parameter(zeros(num_features, dtype=dtype))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", np.zeros(num_features, dtype=dtype))
+            self.register_buffer("running_var", np.ones(num_features, dtype=dtype))
+            self.register_buffer("num_batches_tracked", np.zeros((), dtype=np.int64))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+
+    def forward(self, input):
+        if input.ndim not in self.dims or input.shape[1] != self.num_features:
+            raise FreenetError(f"{type(self).__name__}({self.num_features}): expected input of "
+                               f"{' or '.join(map(str, self.dims))} dims with {self.num_features} channels "
+                               f"in dim 1, got shape {tuple(input.shape)}")
+        use_batch_stats = self.training or self.running_mean is None
+        running = (None, None)
+        if self.track_running_stats:
+            running = (self.running_mean.data, self.running_var.data)
+            if self.training:
+                self.num_batches_tracked.data[...] += 1
+        return F.batch_norm(input, *running, self.weight, self.bias, training=use_batch_stats,
+                            momentum=self.momentum, eps=self.eps)
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch norm over (N, C) or (N, C, L) inputs."""
+
+    dims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch norm over (N, C, H, W) inputs, per channel."""
+
+    dims = (4,)
+
+
+class Dropout(Module):
+    """Zeroes elements with probability p during training (seeded by ``freenet.manual_seed``)."""
+
+    def __init__(self, p=0.5):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise FreenetError(f"Dropout: p must be in [0, 1), not {p}")
+        self.p = p
+
+    def forward(self, input):
+        return F.dropout(input, self.p, self.training)
+
+    def extra_repr(self):
+        return f"p={self.p}"

@@ -1,0 +1,44 @@
+"""Convolution and pooling over NCHW tensors, on the Numba kernels."""
+
+from freenet import kernels
+from freenet.errors import FreenetError, op
+from freenet.tensor import record
+
+
+@op
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-d cross-correlation: x (N, C, H, W), weight (K, C / groups, kh, kw), bias (K,) or None."""
+    geometry = (stride, padding, dilation, groups)
+    out = kernels.conv2d_forward(x.data, weight.data, None if bias is None else bias.data, *geometry)
+
+    def backward(g):
+        gx = kernels.conv2d_backward_input(g, weight.data, x.data.shape, *geometry) if x._requires_grad else None
+        gw = kernels.conv2d_backward_weight(g, x.data, weight.data.shape, *geometry) if weight._requires_grad else None
+        gb = kernels.conv2d_backward_bias(g) if bias is not None and bias._requires_grad else None
+        return gx, gw, gb
+
+    return record(out, (x, weight) if bias is None else (x, weight, bias), backward)
+
+
+@op
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
+    """Max over windows; the gradient goes to the first maximum of each window (as PyTorch)."""
+    out, argmax = kernels.max_pool2d_forward(x.data, kernel_size, stride, padding, dilation)
+    return record(out, (x,), lambda g: (kernels.max_pool2d_backward(g, argmax, x.data.shape),))
+
+
+@op
+def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad=True):
+    window = (kernel_size, stride, padding, count_include_pad)
+    out = kernels.avg_pool2d_forward(x.data, *window)
+    return record(out, (x,), lambda g: (kernels.avg_pool2d_backward(g, x.data.shape, *window),))
+
+
+@op
+def adaptive_avg_pool2d(x, output_size):
+    """Only ``output_size=1`` (global average pooling, kept as (N, C, 1, 1)) is supported."""
+    if output_size not in (1, (1, 1), [1, 1]):
+        raise FreenetError(f"adaptive_avg_pool2d: only output_size 1 is supported, not {output_size}")
+    means = kernels.global_avg_pool2d_forward(x.data)
+    out = means.reshape(means.shape + (1, 1))
+    return record(out, (x,), lambda g: (kernels.global_avg_pool2d_backward(g.reshape(means.shape), x.data.shape),))

@@ -1,0 +1,524 @@
+"""2-D convolution (NCHW, cross-correlation as in PyTorch): forward, input, weight and bias gradients.
+
+Design: im2col + blocked GEMM. Output pixels ``(n, oh, ow)`` are the rows of a matrix product whose
+inner dimension is the kernel taps ``(i, j, c)`` of one group (see ``im2col.py``). The pixels are cut
+into *units* (a few whole images, or a range of output rows of one image) whose size depends only on
+the problem's shape; units are grouped into *tasks*, and each task runs on one thread of the pool
+(``parallel.run_blocks``) with its own scratch buffers:
+
+* forward: pack the unit's input rows channels-last, im2col, ``cols @ Wm.T`` (one single-threaded
+  BLAS call per group), store back to NCHW adding the bias. Each output element is written by one
+  task.
+* input gradient, stride 1: the convolution of ``gy`` with the spatially flipped, transposed filter
+  (padding ``d * (k - 1) - p``), done by the forward code. Stride > 1: ``gy_rows @ Wm`` and col2im
+  per whole image.
+* weight gradient: each task sums ``gy_unit @ cols_unit`` over its units in order; the task partials
+  are added in task order.
+* bias gradient: plane sums per (n, k), then a sum over n, in a fixed order.
+
+A 1x1, stride-1, unpadded convolution skips im2col (the channels-last pack is the column matrix).
+Nothing depends on the thread count, so results are bit-identical with any number of threads.
+"""
+
+import functools
+import threading
+
+import numpy as np
+
+from freenet.kernels.im2col import (col2im_rows, im2col_rows, pack_rows, store_rows, weight_rows,
+                                    weight_taps, weight_untaps)
+from freenet.kernels.parallel import block_ranges, run_blocks
+
+UNIT_BYTES = 1 << 20  # column-matrix bytes per unit: the im2col output stays in L2 for the GEMM
+PARALLEL_FLOPS = 1 << 25  # below this a single task: thread hand-off (~0.1 ms here) costs more
+MIN_ROWS = 256  # fewer rows make the GEMM slower (e.g. 95 rows: -25% here)
+SPLIT_CHANNELS = 128  # few pixels but at least this many output channels: split the channels
+MIN_UNITS = 2  # above PARALLEL_FLOPS, at least this many units, so batch-1 problems split too
+MAX_TASKS = 16  # tasks per call: enough to balance two or more threads on a noisy machine
+
+__all__ = [
+    "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias",
+    "conv2d_forward_reference", "conv2d_backward_input_reference",
+    "conv2d_backward_weight_reference", "conv2d_backward_bias_reference", "conv2d_output_shape",
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# Shapes
+
+
+def _pair(v, name):
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"conv2d: {name} must be an int or a pair, got {v!r}")
+        a, b = v
+    else:
+        a = b = v
+    try:
+        a, b = int(a), int(b)
+    except (TypeError, ValueError):
+        raise ValueError(f"conv2d: {name} must be an int or a pair of ints, got {v!r}") from None
+    return a, b
+
+
+class _Geometry:
+    """Validated shapes of one convolution. Padding may be negative only when built internally."""
+
+    __slots__ = ("N", "C", "H", "W", "K", "Cg", "Kg", "G", "kh", "kw", "sh", "sw", "ph", "pw",
+                 "dh", "dw", "Ho", "Wo", "w_shape", "pointwise", "plans")
+
+    def __init__(self, x_shape, w_shape, stride, padding, dilation, groups, internal=False):
+        x_shape, w_shape = tuple(x_shape), tuple(w_shape)
+        if len(x_shape) != 4:
+            raise ValueError(f"conv2d: input must be 4-D (N, C, H, W), got shape {x_shape}")
+        if len(w_shape) != 4:
+            raise ValueError(f"conv2d: weight must be 4-D (K, C/groups, kh, kw), got shape {w_shape}")
+        self.sh, self.sw = _pair(stride, "stride")
+        self.ph, self.pw = _pair(padding, "padding")
+        self.dh, self.dw = _pair(dilation, "dilation")
+        G = int(groups)
+        if self.sh < 1 or self.sw < 1:
+            raise ValueError(f"conv2d: stride must be >= 1, got {(self.sh, self.sw)}")
+        if self.dh < 1 or self.dw < 1:
+            raise ValueError(f"conv2d: dilation must be >= 1, got {(self.dh, self.dw)}")
+        if not internal and (self.ph < 0 or self.pw < 0):
+            raise ValueError(f"conv2d: padding must be >= 0, got {(self.ph, self.pw)}")
+        if G < 1:
+            raise ValueError(f"conv2d: groups must be >= 1, got {G}")
+        N, C, H, W = x_shape
+        K, Cg, kh, kw = w_shape
+        if C % G:
+            raise ValueError(f"conv2d: groups={G} does not divide the {C} input channels "
+                             f"of input shape {x_shape}")
+        if K % G:
+            raise ValueError(f"conv2d: groups={G} does not divide the {K} output channels "
+                             f"of weight shape {w_shape}")
+        if Cg * G != C:
+            raise ValueError(f"conv2d: weight shape {w_shape} with groups={G} expects "
+                             f"{Cg * G} input channels, input shape {x_shape} has {C}")
+        if kh < 1 or kw < 1:
+            raise ValueError(f"conv2d: empty kernel in weight shape {w_shape}")
+        Ho = (H + 2 * self.ph - self.dh * (kh - 1) - 1) // self.sh + 1
+        Wo = (W + 2 * self.pw - self.dw * (kw - 1) - 1) // self.sw + 1
+        if Ho <= 0 or Wo <= 0:
+            raise ValueError(
+                f"conv2d: output size {Ho}x{Wo} <= 0 for input shape {x_shape}, weight shape "
+                f"{w_shape}, stride {(self.sh, self.sw)}, padding {(self.ph, self.pw)}, "
+                f"dilation {(self.dh, self.dw)}")
+        self.N, self.C, self.H, self.W, self.K, self.Cg, self.kh, self.kw = N, C, H, W, K, Cg, kh, kw
+        self.G, self.Kg, self.Ho, self.Wo = G, K // G, Ho, Wo
+        self.w_shape = w_shape
+        # 1x1, stride 1, unpadded, one group: the channels-last input is the column matrix.
+        self.pointwise = (kh == 1 and kw == 1 and self.sh == 1 and self.sw == 1 and self.ph == 0
+                          and self.pw == 0 and G == 1)
+        self.plans = {}
+
+    def in_rows(self, oh0, oh1):
+        """Input rows [h0, h1) read by output rows [oh0, oh1), clipped to the image."""
+        h0 = max(0, oh0 * self.sh - self.ph)
+        h1 = min(self.H, (oh1 - 1) * self.sh - self.ph + (self.kh - 1) * self.dh + 1)
+        return h0, max(h0, h1)
+
+    @property
+    def out_shape(self):
+        return (self.N, self.K, self.Ho, self.Wo)
+
+    @property
+    def flops(self):
+        return 2 * self.N * self.K * self.Cg * self.kh * self.kw * self.Ho * self.Wo
+
+
+def conv2d_output_shape(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
+    """The output shape ``(N, K, Ho, Wo)``; raises ``ValueError`` when the shapes do not fit."""
+    return _Geometry(x_shape, w_shape, stride, padding, dilation, groups).out_shape
+
+
+def _dtype(*arrays):
+    dt = np.result_type(*[a.dtype if isinstance(a, np.ndarray) else np.asarray(a).dtype for a in arrays])
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"conv2d: float32 or float64 arrays expected, got {dt}")
+    return dt
+
+
+def _check_gy(gy, g, who):
+    if tuple(gy.shape) != g.out_shape:
+        raise ValueError(f"{who}: output gradient shape {tuple(gy.shape)} does not match the "
+                         f"convolution's output shape {g.out_shape}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Reference twins: plain NumPy, one product per kernel tap on a padded, strided slice, in float64.
+
+
+def _tap(g, i, j):
+    """The (row, column) slices of the padded input read by kernel tap (i, j)."""
+    hs = slice(i * g.dh, i * g.dh + g.sh * (g.Ho - 1) + 1, g.sh)
+    ws = slice(j * g.dw, j * g.dw + g.sw * (g.Wo - 1) + 1, g.sw)
+    return hs, ws
+
+
+def _padded(x, g):
+    return np.pad(np.asarray(x, np.float64), ((0, 0), (0, 0), (g.ph, g.ph), (g.pw, g.pw)))
+
+
+def conv2d_forward_reference(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    g = _Geometry(np.shape(x), np.shape(w), stride, padding, dilation, groups)
+    dt = _dtype(np.asarray(x), np.asarray(w))
+    xp, w64 = _padded(x, g), np.asarray(w, np.float64)
+    y = np.zeros(g.out_shape)
+    for gi in range(g.G):
+        cs, ks = slice(gi * g.Cg, (gi + 1) * g.Cg), slice(gi * g.Kg, (gi + 1) * g.Kg)
+        for i in range(g.kh):
+            for j in range(g.kw):
+                hs, ws = _tap(g, i, j)
+                y[:, ks] += np.einsum("nchw,kc->nkhw", xp[:, cs, hs, ws], w64[ks, :, i, j])
+    if bias is not None:
+        y += np.asarray(bias, np.float64).reshape(1, -1, 1, 1)
+    return y.astype(dt)
+
+
+def conv2d_backward_input_reference(gy, w, x_shape, stride=1, padding=0, dilation=1, groups=1):
+    g = _Geometry(x_shape, np.shape(w), stride, padding, dilation, groups)
+    _check_gy(gy, g, "conv2d_backward_input_reference")
+    dt = _dtype(np.asarray(gy), np.asarray(w))
+    gy64, w64 = np.asarray(gy, np.float64), np.asarray(w, np.float64)
+    gxp = np.zeros((g.N, g.C, g.H + 2 * g.ph, g.W + 2 * g.pw))
+    for gi in range(g.G):
+        cs, ks = slice(gi * g.Cg, (gi + 1) * g.Cg), slice(gi * g.Kg, (gi + 1) * g.Kg)
+        for i in range(g.kh):
+            for j in range(g.kw):
+                hs, ws = _tap(g, i, j)
+                gxp[:, cs, hs, ws] += np.einsum("nkhw,kc->nchw", gy64[:, ks], w64[ks, :, i, j])
+    return gxp[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W].astype(dt)
+
+
+def conv2d_backward_weight_reference(gy, x, w_shape, stride=1, padding=0, dilation=1, groups=1):
+    g = _Geometry(np.shape(x), w_shape, stride, padding, dilation, groups)
+    _check_gy(gy, g, "conv2d_backward_weight_reference")
+    dt = _dtype(np.asarray(gy), np.asarray(x))
+    xp, gy64 = _padded(x, g), np.asarray(gy, np.float64)
+    gw = np.zeros(tuple(w_shape))
+    for gi in range(g.G):
+        cs, ks = slice(gi * g.Cg, (gi + 1) * g.Cg), slice(gi * g.Kg, (gi + 1) * g.Kg)
+        for i in range(g.kh):
+            for j in range(g.kw):
+                hs, ws = _tap(g, i, j)
+                gw[ks, :, i, j] = np.einsum("nkhw,nchw->kc", gy64[:, ks], xp[:, cs, hs, ws])
+    return gw.astype(dt)
+
+
+def conv2d_backward_bias_reference(gy):
+    gy = np.asarray(gy)
+    if gy.ndim != 4:
+        raise ValueError(f"conv2d_backward_bias: output gradient must be 4-D, got shape {gy.shape}")
+    return np.asarray(gy, np.float64).sum(axis=(0, 2, 3)).astype(_dtype(gy))
+
+
+# ----------------------------------------------------------------------------------------------
+# Work plan: fixed by the shape alone, cached per geometry.
+
+
+@functools.lru_cache(maxsize=512)
+def _geometry_cached(x_shape, w_shape, stride, padding, dilation, groups, internal):
+    return _Geometry(x_shape, w_shape, stride, padding, dilation, groups, internal)
+
+
+def _hashable(v):
+    return tuple(int(a) for a in v) if isinstance(v, (tuple, list)) else int(v)
+
+
+def _geometry(x_shape, w_shape, stride, padding, dilation, groups, internal=False):
+    try:
+        key = (tuple(int(a) for a in x_shape), tuple(int(a) for a in w_shape), _hashable(stride),
+               _hashable(padding), _hashable(dilation), int(groups))
+    except (TypeError, ValueError):  # let _Geometry word the error
+        return _Geometry(x_shape, w_shape, stride, padding, dilation, groups, internal)
+    return _geometry_cached(*key, internal)
+
+
+class _Plan:
+    """Units of work grouped into tasks (one pool block each), fixed by the shape alone.
+
+    A unit ``(n0, n1, oh0, oh1, k0, k1)`` is output rows [oh0, oh1) of images [n0, n1) and output
+    channels [k0, k1) (of each group). Units normally split the pixels (about UNIT_BYTES of columns,
+    at least MIN_ROWS rows each); a problem with few pixels and many channels (batch 1, say) is
+    split by output channel instead, each unit then preparing its own slice of the weights.
+    """
+
+    def __init__(self, g, itemsize, split_images):
+        L = g.Ho * g.Wo
+        big = g.flops >= PARALLEL_FLOPS
+        self.channel_split = (big and split_images and g.G == 1 and g.K >= SPLIT_CHANNELS
+                              and g.N * L < MIN_UNITS * MIN_ROWS)
+        if self.channel_split:
+            per = -(-g.K // MIN_UNITS)
+            units = [(0, g.N, 0, g.Ho, k0, k1) for k0, k1 in block_ranges(g.K, per)]
+        else:
+            cap = max(MIN_ROWS, UNIT_BYTES // (g.kh * g.kw * g.Cg * itemsize))
+            count = -(-g.N * L // cap)
+            if big:
+                count = max(count, MIN_UNITS)
+                count += count % 2  # an even count balances two threads
+            if count <= g.N or not split_images:
+                per = -(-g.N // min(count, g.N))
+                units = [(n0, n1, 0, g.Ho, 0, g.Kg) for n0, n1 in block_ranges(g.N, per)]
+            else:
+                pieces = min(g.Ho, -(-count // g.N))
+                per = -(-g.Ho // pieces)
+                units = [(n, n + 1, oh0, oh1, 0, g.Kg)
+                         for n in range(g.N) for oh0, oh1 in block_ranges(g.Ho, per)]
+        count = min(len(units), MAX_TASKS) if big else 1
+        per = -(-len(units) // count)
+        self.tasks = [units[a:b] for a, b in block_ranges(len(units), per)]
+
+
+def _plan(g, itemsize, split_images=True):
+    key = (itemsize, split_images)
+    plan = g.plans.get(key)
+    if plan is None:
+        plan = g.plans[key] = _Plan(g, itemsize, split_images)
+    return plan
+
+
+_local = threading.local()
+
+
+def _scratch(slot, n, dtype):
+    """A thread-local buffer of ``n`` elements, reused across calls (tasks never share one)."""
+    bufs = getattr(_local, "bufs", None)
+    if bufs is None:
+        bufs = _local.bufs = {}
+    key = (slot, np.dtype(dtype).char)
+    buf = bufs.get(key)
+    if buf is None or buf.size < n:
+        buf = bufs[key] = np.empty(n, dtype)
+    return buf[:n]
+
+
+def _pack(x, g, unit):
+    """The input rows read by ``unit``, channels-last: (first row, (n, h, w, c) array)."""
+    n0, n1, oh0, oh1 = unit[:4]
+    h0, h1 = g.in_rows(oh0, oh1)
+    xv = _scratch("xs", (n1 - n0) * (h1 - h0) * g.W * g.C, x.dtype)
+    xv = xv.reshape(n1 - n0, h1 - h0, g.W, g.C)
+    pack_rows(x, n0, n1, h0, h1, xv)
+    return h0, xv
+
+
+def _columns(x, g, unit, gi, h0, xv):
+    """The column matrix of group ``gi`` for ``unit``, from the packed rows ``xv``."""
+    n0, n1, oh0, oh1 = unit[:4]
+    R = (n1 - n0) * (oh1 - oh0) * g.Wo
+    if g.pointwise:
+        return xv.reshape(R, g.C)
+    Q = g.kh * g.kw * g.Cg
+    cols = _scratch("cols", R * Q, x.dtype).reshape(R, Q)
+    im2col_rows(xv, h0, g.H, g.W, gi * g.Cg, g.Cg, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw,
+                g.dh, g.dw, oh0, oh1, g.Wo, cols)
+    return cols
+
+
+def _weights(w, G, flip, k0, k1, out=None):
+    """Tap-major GEMM weights for output channels [k0, k1) of each group (see ``weight_taps``)."""
+    T = w.shape[2] * w.shape[3]
+    cin = w.shape[0] // G if flip else w.shape[1]
+    if out is None:
+        out = np.empty((G, T * cin, k1 - k0), w.dtype)
+    weight_taps(w, G, flip, k0, k1, out)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Fast kernels
+
+
+def _forward(x, w, flip, bias, g, y):
+    """y = conv(x, w') + bias where w' is ``w``, or (flip) ``w`` flipped with in/out channels swapped.
+
+    ``g`` is the geometry of the convolution actually computed (of x and w').
+    """
+    plan = _plan(g, y.itemsize)
+    L = g.Ho * g.Wo
+    Q = g.kh * g.kw * g.Cg
+    y3 = y.reshape(g.N, g.K, L)
+    has_bias = bias is not None
+    b = bias if has_bias else np.zeros(1, y.dtype)
+    wq = None if plan.channel_split else _weights(w, g.G, flip, 0, g.Kg)
+
+    def task(t):
+        for unit in plan.tasks[t]:
+            n0, n1, oh0, oh1, k0, k1 = unit
+            R = (n1 - n0) * (oh1 - oh0) * g.Wo
+            if plan.channel_split:  # G == 1
+                wu = _weights(w, 1, flip, k0, k1, _scratch("w", Q * (k1 - k0), y.dtype).reshape(1, Q, k1 - k0))
+            else:
+                wu = wq
+            out = _scratch("out", R * g.G * (k1 - k0), y.dtype).reshape(R, g.G * (k1 - k0))
+            h0, xv = _pack(x, g, unit)
+            for gi in range(g.G):
+                cols = _columns(x, g, unit, gi, h0, xv)
+                np.matmul(cols, wu[gi], out=out[:, gi * (k1 - k0):(gi + 1) * (k1 - k0)])
+            store_rows(out, y3, n0 * L + oh0 * g.Wo, k0, b, has_bias)
+
+    run_blocks(task, len(plan.tasks))
+    return y
+
+
+def _check_bias(bias, g, dt):
+    if bias is None:
+        return None
+    bias = np.ascontiguousarray(bias, dt)
+    if bias.shape != (g.K,):
+        raise ValueError(f"conv2d: bias shape {bias.shape} does not match the {g.K} output "
+                         f"channels of weight shape {g.w_shape}")
+    return bias
+
+
+def conv2d_forward(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """y[n, k] = bias[k] + sum over c, i, j of w[k, c, i, j] * x[n, c', s*o + d*(i, j) - p] (per group).
+
+    x (N, C, H, W), w (K, C/groups, kh, kw), bias (K,) or None; stride, padding, dilation: an int
+    or a pair. Returns (N, K, Ho, Wo) in the inputs' float dtype. Deterministic with any number of
+    threads.
+    """
+    g = _geometry(np.shape(x), np.shape(w), stride, padding, dilation, groups)
+    dt = _dtype(x, w)
+    bias = _check_bias(bias, g, dt)
+    y = np.empty(g.out_shape, dt)
+    if y.size == 0:
+        return y
+    if g.C == 0:
+        y[...] = 0 if bias is None else bias.reshape(-1, 1, 1)
+        return y
+    x = np.ascontiguousarray(x, dt)
+    w = np.ascontiguousarray(w, dt)
+    return _forward(x, w, False, bias, g, y)
+
+
+def conv2d_backward_input(gy, w, x_shape, stride=1, padding=0, dilation=1, groups=1):
+    """The gradient with respect to the input of ``conv2d_forward``: its exact transpose.
+
+    gy (N, K, Ho, Wo), w (K, C/groups, kh, kw); returns (N, C, H, W) = ``x_shape``.
+    """
+    g = _geometry(x_shape, np.shape(w), stride, padding, dilation, groups)
+    _check_gy(gy, g, "conv2d_backward_input")
+    dt = _dtype(gy, w)
+    gx = np.empty((g.N, g.C, g.H, g.W), dt)
+    if gx.size == 0:
+        return gx
+    if gy.size == 0:
+        gx[...] = 0
+        return gx
+    gy = np.ascontiguousarray(gy, dt)
+    w = np.ascontiguousarray(w, dt)
+    if g.sh == 1 and g.sw == 1:
+        # The correlation of gy with the flipped filter, in and out channels swapped per group.
+        pad = (g.dh * (g.kh - 1) - g.ph, g.dw * (g.kw - 1) - g.pw)
+        gt = _geometry(gy.shape, (g.C, g.Kg, g.kh, g.kw), 1, pad, (g.dh, g.dw), g.G, internal=True)
+        return _forward(gy, w, True, None, gt, gx)
+    return _backward_input_col2im(gy, w, g, gx)
+
+
+def _backward_input_col2im(gy, w, g, gx):
+    """Strided input gradient: per whole images, cols = gy_rows @ wm, then col2im in row order."""
+    plan = _plan(g, gx.itemsize, split_images=False)
+    Q = g.kh * g.kw * g.Cg
+    L = g.Ho * g.Wo
+    wm = np.empty((g.K, Q), gx.dtype)  # wm[k, (i, j, c)] = w[k, c, i, j]
+    weight_rows(w.reshape(g.K, g.Cg, g.kh * g.kw), wm)
+    gx3 = gx.reshape(g.N, g.C, g.H * g.W)
+    zero = np.zeros(1, gx.dtype)
+
+    def task(t):
+        for n0, n1, _, _, _, _ in plan.tasks[t]:
+            b = n1 - n0
+            gys = _scratch("gy", b * L * g.K, gx.dtype).reshape(b, g.Ho, g.Wo, g.K)
+            pack_rows(gy, n0, n1, 0, g.Ho, gys)
+            rows = gys.reshape(b * L, g.K)
+            xv = _scratch("xs", b * g.H * g.W * g.C, gx.dtype).reshape(b, g.H, g.W, g.C)
+            xv[...] = 0
+            cols = _scratch("cols", b * L * Q, gx.dtype).reshape(b * L, Q)
+            for gi in range(g.G):
+                ks = slice(gi * g.Kg, (gi + 1) * g.Kg)
+                np.matmul(rows[:, ks], wm[ks], out=cols)
+                col2im_rows(cols, 0, g.H, g.W, gi * g.Cg, g.Cg, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw,
+                            g.dh, g.dw, 0, g.Ho, g.Wo, xv)
+            store_rows(xv.reshape(b * g.H * g.W, g.C), gx3, n0 * g.H * g.W, 0, zero, False)
+
+    run_blocks(task, len(plan.tasks))
+    return gx
+
+
+def conv2d_backward_weight(gy, x, w_shape, stride=1, padding=0, dilation=1, groups=1):
+    """The gradient with respect to the weight of ``conv2d_forward``: sum over pixels of gy x cols.
+
+    gy (N, K, Ho, Wo), x (N, C, H, W); returns ``w_shape`` = (K, C/groups, kh, kw). Each task sums
+    its units in order; the task partials are added in task order.
+    """
+    g = _geometry(np.shape(x), w_shape, stride, padding, dilation, groups)
+    _check_gy(gy, g, "conv2d_backward_weight")
+    dt = _dtype(gy, x)
+    T, Q = g.kh * g.kw, g.kh * g.kw * g.Cg
+    gw = np.empty((g.K, g.Cg, g.kh, g.kw), dt)
+    if gy.size == 0 or x.size == 0:
+        gw[...] = 0
+        return gw
+    gy = np.ascontiguousarray(gy, dt)
+    x = np.ascontiguousarray(x, dt)
+    plan = _plan(g, np.dtype(dt).itemsize)
+    L = g.Ho * g.Wo
+    gy3 = gy.reshape(g.N, g.K, L)
+    gw3 = gw.reshape(g.K, g.Cg, T)
+
+    def task(t):
+        acc = None if plan.channel_split else np.empty((g.K, Q), dt)
+        for u, unit in enumerate(plan.tasks[t]):
+            n0, n1, oh0, oh1, k0, k1 = unit
+            b, lr, kk = n1 - n0, (oh1 - oh0) * g.Wo, k1 - k0
+            ls = slice(oh0 * g.Wo, oh1 * g.Wo)
+            h0, xv = _pack(x, g, unit)
+            for gi in range(g.G):
+                ks = slice(gi * g.Kg + k0, gi * g.Kg + k1)
+                if b == 1:
+                    gv = gy3[n0, ks, ls]
+                else:
+                    gv = _scratch("gy", kk * b * lr, dt).reshape(kk, b, lr)
+                    np.copyto(gv, gy3[n0:n1, ks, ls].transpose(1, 0, 2))
+                    gv = gv.reshape(kk, b * lr)
+                cols = _columns(x, g, unit, gi, h0, xv)
+                if plan.channel_split:  # the unit owns gw[k0:k1] (G == 1): the result, in place
+                    m = _scratch("acc", kk * Q, dt).reshape(kk, Q)
+                    np.matmul(gv, cols, out=m)
+                    weight_untaps(m, gw3[ks])
+                elif u == 0:
+                    np.matmul(gv, cols, out=acc[ks])
+                else:
+                    tmp = _scratch("tmp", kk * Q, dt).reshape(kk, Q)
+                    np.matmul(gv, cols, out=tmp)
+                    acc[ks] += tmp
+        return acc
+
+    partials = run_blocks(task, len(plan.tasks))
+    if not plan.channel_split:
+        total = partials[0]
+        for p in partials[1:]:
+            total += p
+        weight_untaps(total, gw3)
+    return gw
+
+
+def conv2d_backward_bias(gy):
+    """The bias gradient, gy summed over N, Ho, Wo: plane sums per (n, k), then over n in order."""
+    gy = np.asarray(gy)
+    if gy.ndim != 4:
+        raise ValueError(f"conv2d_backward_bias: output gradient must be 4-D, got shape {gy.shape}")
+    dt = _dtype(gy)
+    gy = np.ascontiguousarray(gy, dt)
+    N, K = gy.shape[:2]
+    out = np.zeros(K, dt)
+    if gy.size == 0:
+        return out
+    planes = gy.reshape(N, K, -1).sum(axis=2)
+    for n in range(N):
+        out += planes[n]
+    return out

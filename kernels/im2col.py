@@ -1,0 +1,198 @@
+"""Numba data-movement kernels for the convolutions in ``conv.py``: no arithmetic but one add.
+
+The convolution is turned into a matrix product whose rows are output pixels ``(n, oh, ow)`` and
+whose columns are kernel taps ``(i, j, c)`` with the channel fastest, so that every tap of a pixel
+is a contiguous run of channels in a channels-last copy of the input:
+
+* ``pack_rows``: NCHW rows ``[h0, h1)`` of images ``[n0, n1)`` to a channels-last block ``(n, h, w, c)``;
+* ``im2col_rows``: that block to the ``(pixels, kh * kw * cg)`` matrix of one group (zeros for padding);
+* ``col2im_rows``: the transpose of ``im2col_rows``, adding the columns back into a channels-last block;
+* ``store_rows``: a ``(pixels, channels)`` matrix back to NCHW, optionally adding a bias.
+
+Each kernel runs on one thread, in a fixed order, on the block it is given.
+"""
+
+from numba import njit
+
+
+def _pack_rows(x, n0, n1, h0, h1, out):
+    """out[b, h, w, c] = x[n0 + b, c, h0 + h, w] for b < n1 - n0, h < h1 - h0 (x is NCHW)."""
+    C = x.shape[1]
+    W = x.shape[3]
+    for b in range(n1 - n0):
+        for h in range(h1 - h0):
+            dst = out[b, h]
+            for c in range(C):
+                src = x[n0 + b, c, h0 + h]
+                for w in range(W):
+                    dst[w, c] = src[w]
+
+
+# Note on style: copies go through 1-D views indexed by the loop variable (``dst[t] = src[t]``).
+# Indexing with computed offsets (``cols[r, q + t]``) is 4-5x slower: Numba's negative-index
+# wraparound on a computed index stops LLVM from vectorizing the loop.
+
+
+def _im2col_rows(xs, h0, H, W, c0, cg, kh, kw, sh, sw, ph, pw, dh, dw, oh0, oh1, Wo, cols):
+    """Rows ``(b, oh, ow)``, ``oh`` in ``[oh0, oh1)``, of the column matrix of channels ``[c0, c0 + cg)``.
+
+    ``xs`` holds input rows ``[h0, h0 + xs.shape[1])`` channels-last; the column of tap ``(i, j)``,
+    channel ``c`` is ``(i * kw + j) * cg + c``. Taps outside the ``H x W`` image read zero.
+    """
+    C = xs.shape[3]
+    run = dw == 1 and cg == C  # then the taps (i, 0..kw-1) of a pixel are one contiguous run of xs
+    seg = kw * cg
+    for b in range(xs.shape[0]):
+        for oh in range(oh0, oh1):
+            r0 = (b * (oh1 - oh0) + oh - oh0) * Wo
+            for i in range(kh):
+                ih = oh * sh - ph + i * dh
+                q = i * seg
+                if ih < 0 or ih >= H:
+                    for ow in range(Wo):
+                        dst = cols[r0 + ow, q:q + seg]
+                        for t in range(seg):
+                            dst[t] = 0
+                    continue
+                xrow = xs[b, ih - h0].reshape(W * C)
+                for ow in range(Wo):
+                    dst = cols[r0 + ow, q:q + seg]
+                    iw0 = ow * sw - pw
+                    if run and iw0 >= 0 and iw0 + kw <= W:
+                        src = xrow[iw0 * C:iw0 * C + seg]
+                        for t in range(seg):
+                            dst[t] = src[t]
+                        continue
+                    for j in range(kw):
+                        iw = iw0 + j * dw
+                        d = dst[j * cg:(j + 1) * cg]
+                        if iw < 0 or iw >= W:
+                            for t in range(cg):
+                                d[t] = 0
+                        else:
+                            src = xrow[iw * C + c0:iw * C + c0 + cg]
+                            for t in range(cg):
+                                d[t] = src[t]
+
+
+def _col2im_rows(cols, h0, H, W, c0, cg, kh, kw, sh, sw, ph, pw, dh, dw, oh0, oh1, Wo, xs):
+    """The transpose of ``im2col_rows``: adds the column entries into ``xs``, in a fixed order."""
+    C = xs.shape[3]
+    seg = kw * cg
+    for b in range(xs.shape[0]):
+        for oh in range(oh0, oh1):
+            r0 = (b * (oh1 - oh0) + oh - oh0) * Wo
+            for i in range(kh):
+                ih = oh * sh - ph + i * dh
+                if ih < 0 or ih >= H:
+                    continue
+                xrow = xs[b, ih - h0].reshape(W * C)
+                q = i * seg
+                for ow in range(Wo):
+                    crow = cols[r0 + ow, q:q + seg]
+                    for j in range(kw):
+                        iw = ow * sw - pw + j * dw
+                        if iw >= 0 and iw < W:
+                            src = crow[j * cg:(j + 1) * cg]
+                            dst = xrow[iw * C + c0:iw * C + c0 + cg]
+                            for t in range(cg):
+                                dst[t] += src[t]
+
+
+def _store_rows(rows, out, start, k0, bias, add_bias):
+    """out[n, k0 + k, l] = rows[p - start, k] (+ bias[k0 + k]) for the flat pixels p = n * L + l.
+
+    ``out`` is ``(N, K, L)``; the pixels are [start, start + len(rows)). They are done in runs of at
+    most 16 within one image, so the reads of a run stay in cache while its channels are written.
+    """
+    R = rows.shape[0]
+    K = rows.shape[1]
+    L = out.shape[2]
+    n = start // L
+    l = start - n * L
+    r = 0
+    while r < R:
+        m = min(16, R - r, L - l)
+        src = rows[r:r + m]
+        for k in range(K):
+            dst = out[n, k0 + k, l:l + m]
+            if add_bias:
+                bk = bias[k0 + k]
+                for t in range(m):
+                    dst[t] = src[t, k] + bk
+            else:
+                for t in range(m):
+                    dst[t] = src[t, k]
+        r += m
+        l += m
+        if l == L:
+            l = 0
+            n += 1
+
+
+def _weight_taps(w, G, flip, k0, k1, out):
+    """Filter (K, Cg, kh, kw) as per-group tap-major GEMM matrices, output channels [k0, k1) only.
+
+    ``flip`` False: out[g, t * Cg + c, k - k0] = w[g * Kg + k, c, t]          (G, T * Cg, k1 - k0)
+    ``flip`` True:  out[g, t * Kg + k, c - k0] = w[g * Kg + k, c, T - 1 - t]  (G, T * Kg, k1 - k0)
+    with t = i * kw + j the flat tap: reversing t flips both kernel axes, and with ``flip`` the
+    output channels are the filter's input channels c. (NumPy's transposing copy of a 256x256x3x3
+    filter takes about 1 ms here; this a third of it.)
+    """
+    K, Cg = w.shape[0], w.shape[1]
+    T = w.shape[2] * w.shape[3]
+    Kg = K // G
+    m = k1 - k0
+    for g in range(G):
+        if flip:
+            for k in range(Kg):
+                src = w[g * Kg + k].reshape(Cg * T)
+                for t in range(T):
+                    dst = out[g, t * Kg + k]
+                    a = T - 1 - t + k0 * T
+                    for c in range(m):
+                        dst[c] = src[a + c * T]
+        else:
+            for ka in range(k0, k1, 16):  # 16 output channels at a time: whole cache lines of out
+                mk = min(16, k1 - ka)
+                src = w[g * Kg + ka:g * Kg + ka + mk].reshape(mk, Cg * T)
+                for c in range(Cg):
+                    for t in range(T):
+                        dst = out[g, t * Cg + c, ka - k0:ka - k0 + mk]
+                        a = c * T + t
+                        for k in range(mk):
+                            dst[k] = src[k, a]
+
+
+def _weight_untaps(m, out):
+    """out[k, c, t] = m[k, t * Cg + c]: a (K, T * Cg) tap-major matrix back to (K, Cg, kh, kw).
+
+    ``out`` is (K, Cg, T); when ``m`` is (K, Cg, T)-shaped instead, the inverse (see ``weight_rows``).
+    """
+    K, Cg, T = out.shape
+    for k in range(K):
+        src = m[k]
+        dst = out[k]
+        for t in range(T):
+            for c in range(Cg):
+                dst[c, t] = src[t * Cg + c]
+
+
+def _weight_rows(w, out):
+    """out[k, t * Cg + c] = w[k, c, t]: the filter (K, Cg, T) as a (K, T * Cg) tap-major matrix."""
+    K, Cg, T = w.shape
+    for k in range(K):
+        src = w[k]
+        dst = out[k]
+        for c in range(Cg):
+            for t in range(T):
+                dst[t * Cg + c] = src[c, t]
+
+
+pack_rows = njit(cache=True, nogil=True)(_pack_rows)
+im2col_rows = njit(cache=True, nogil=True)(_im2col_rows)
+col2im_rows = njit(cache=True, nogil=True)(_col2im_rows)
+store_rows = njit(cache=True, nogil=True)(_store_rows)
+weight_taps = njit(cache=True, nogil=True)(_weight_taps)
+weight_untaps = njit(cache=True, nogil=True)(_weight_untaps)
+weight_rows = njit(cache=True, nogil=True)(_weight_rows)

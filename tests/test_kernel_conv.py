@@ -1,0 +1,265 @@
+"""The conv2d kernels against their NumPy twins, the adjoint identities, and thread-count determinism."""
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from freenet.kernels import conv
+from freenet.kernels.parallel import get_num_threads, set_num_threads
+
+# Error bound: |fast - exact| <= TOL * sum |terms| (+ a tiny floor), the sum of absolute products
+# that make up each output, i.e. the same reduction run on |inputs|. It scales with the reduction.
+TOL = {np.float32: 2e-5, np.float64: 1e-12}
+
+
+def _close(fast, ref, mag, dtype):
+    assert fast.dtype == np.dtype(dtype)
+    assert fast.shape == ref.shape
+    err = np.abs(fast.astype(np.float64) - ref.astype(np.float64))
+    bound = TOL[dtype] * (mag.astype(np.float64) + 1e-30)
+    worst = np.max(err - bound) if err.size else 0.0
+    assert worst <= 0, f"max error {err.max():.3g} exceeds bound (max excess {worst:.3g})"
+
+
+@st.composite
+def conv_cases(draw):
+    G = draw(st.integers(1, 3))
+    Cg, Kg = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    H = draw(st.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), 11))
+    W = draw(st.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 11))
+    N = draw(st.integers(1, 3))
+    layout = draw(st.sampled_from(["contiguous", "channels_last", "strided"]))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    seed = draw(st.integers(0, 2**31 - 1))
+    # Stride and padding as ints when square, to cover both spellings.
+    stride = sh if sh == sw else (sh, sw)
+    padding = ph if ph == pw else (ph, pw)
+    return dict(N=N, C=G * Cg, H=H, W=W, K=G * Kg, kh=kh, kw=kw, stride=stride, padding=padding,
+                dilation=(dh, dw), groups=G, layout=layout, dtype=dtype, seed=seed)
+
+
+def _array(rng, shape, dtype, layout):
+    """A random array of ``shape`` as a C-contiguous, transposed (NHWC-backed) or strided view."""
+    if layout == "channels_last" and len(shape) == 4:
+        return rng.standard_normal((shape[0], shape[2], shape[3], shape[1])).astype(dtype).transpose(0, 3, 1, 2)
+    if layout == "strided":
+        big = rng.standard_normal(tuple(2 * s for s in shape)).astype(dtype)
+        return big[tuple(slice(None, None, 2) for _ in shape)]
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _make(case):
+    rng = np.random.default_rng(case["seed"])
+    dt, lay = case["dtype"], case["layout"]
+    x = _array(rng, (case["N"], case["C"], case["H"], case["W"]), dt, lay)
+    w = _array(rng, (case["K"], case["C"] // case["groups"], case["kh"], case["kw"]), dt, lay)
+    b = _array(rng, (case["K"],), dt, lay)
+    args = (case["stride"], case["padding"], case["dilation"], case["groups"])
+    y_shape = conv.conv2d_output_shape(x.shape, w.shape, *args)
+    gy = _array(rng, y_shape, dt, lay)
+    return x, w, b, gy, args
+
+
+@given(conv_cases())
+def test_forward_matches_reference(case):
+    x, w, b, _, args = _make(case)
+    use_bias = case["seed"] % 2 == 0
+    y = conv.conv2d_forward(x, w, b if use_bias else None, *args)
+    ref = conv.conv2d_forward_reference(np.asarray(x, np.float64), np.asarray(w, np.float64),
+                                        np.asarray(b, np.float64) if use_bias else None, *args)
+    mag = conv.conv2d_forward_reference(np.abs(x).astype(np.float64), np.abs(w).astype(np.float64),
+                                        np.abs(b).astype(np.float64) if use_bias else None, *args)
+    _close(y, ref, mag, case["dtype"])
+
+
+@given(conv_cases())
+def test_backward_input_matches_reference(case):
+    x, w, _, gy, args = _make(case)
+    gx = conv.conv2d_backward_input(gy, w, x.shape, *args)
+    g64, w64 = np.asarray(gy, np.float64), np.asarray(w, np.float64)
+    ref = conv.conv2d_backward_input_reference(g64, w64, x.shape, *args)
+    mag = conv.conv2d_backward_input_reference(np.abs(g64), np.abs(w64), x.shape, *args)
+    _close(gx, ref, mag, case["dtype"])
+
+
+@given(conv_cases())
+def test_backward_weight_matches_reference(case):
+    x, w, _, gy, args = _make(case)
+    gw = conv.conv2d_backward_weight(gy, x, w.shape, *args)
+    g64, x64 = np.asarray(gy, np.float64), np.asarray(x, np.float64)
+    ref = conv.conv2d_backward_weight_reference(g64, x64, w.shape, *args)
+    mag = conv.conv2d_backward_weight_reference(np.abs(g64), np.abs(x64), w.shape, *args)
+    _close(gw, ref, mag, case["dtype"])
+
+
+@given(conv_cases())
+def test_backward_bias_matches_reference(case):
+    _, _, _, gy, _ = _make(case)
+    gb = conv.conv2d_backward_bias(gy)
+    ref = conv.conv2d_backward_bias_reference(np.asarray(gy, np.float64))
+    mag = conv.conv2d_backward_bias_reference(np.abs(np.asarray(gy, np.float64)))
+    _close(gb, ref, mag, case["dtype"])
+
+
+@given(conv_cases())
+def test_backward_kernels_are_adjoints_of_forward(case):
+    """<conv(x, w), gy> = <x, conv_bwd_input(gy, w)> = <w, conv_bwd_weight(gy, x)>, in float64."""
+    case = dict(case, dtype=np.float64)
+    x, w, b, gy, args = _make(case)
+    y = conv.conv2d_forward(x, w, None, *args)
+    lhs = np.vdot(y, gy)
+    gx = conv.conv2d_backward_input(gy, w, x.shape, *args)
+    gw = conv.conv2d_backward_weight(gy, x, w.shape, *args)
+    scale = np.vdot(np.abs(y), np.abs(gy)) + 1e-300
+    assert abs(lhs - np.vdot(x, gx)) <= 1e-12 * scale
+    assert abs(lhs - np.vdot(w, gw)) <= 1e-12 * scale
+    # and the bias: <bias broadcast over pixels, gy> = <bias, bias gradient>
+    yb = conv.conv2d_forward(x, w, b, *args) - y
+    assert abs(np.vdot(yb, gy) - np.vdot(b, conv.conv2d_backward_bias(gy))) <= 1e-12 * (
+        np.vdot(np.abs(yb), np.abs(gy)) + 1e-300)
+
+
+def test_reference_matches_direct_sum():
+    """The twins themselves against a literal 7-deep loop, on one small strided, dilated, grouped case."""
+    rng = np.random.default_rng(1)
+    N, C, H, W, K, G, kh, kw = 2, 4, 7, 6, 6, 2, 3, 2
+    s, p, d = (2, 1), (1, 2), (2, 1)
+    x = rng.standard_normal((N, C, H, W))
+    w = rng.standard_normal((K, C // G, kh, kw))
+    Ho, Wo = conv.conv2d_output_shape(x.shape, w.shape, s, p, d, G)[2:]
+    y = np.zeros((N, K, Ho, Wo))
+    for n in range(N):
+        for k in range(K):
+            g = k // (K // G)
+            for c in range(C // G):
+                for i in range(kh):
+                    for j in range(kw):
+                        for oh in range(Ho):
+                            for ow in range(Wo):
+                                ih, iw = oh * s[0] - p[0] + i * d[0], ow * s[1] - p[1] + j * d[1]
+                                if 0 <= ih < H and 0 <= iw < W:
+                                    y[n, k, oh, ow] += w[k, c, i, j] * x[n, g * (C // G) + c, ih, iw]
+    np.testing.assert_allclose(conv.conv2d_forward_reference(x, w, None, s, p, d, G), y, rtol=1e-12,
+                               atol=1e-12)
+    np.testing.assert_allclose(conv.conv2d_forward(x, w, None, s, p, d, G), y, rtol=1e-12, atol=1e-12)
+
+
+# Shapes big enough to be cut into several units and tasks (so threads matter), including the
+# benchmark shapes at small batch: (N, C, H, W, K, kernel, stride, padding, dilation, groups).
+DETERMINISM_CASES = [
+    (8, 64, 9, 9, 64, 3, 1, 1, 1, 1),      # go9 at batch 8
+    (1, 256, 19, 19, 256, 3, 1, 1, 1, 1),  # go19-256-b1: one image cut into row ranges
+    (3, 128, 19, 19, 128, 3, 1, 1, 1, 1),  # go19 at batch 3
+    (3, 64, 32, 32, 64, 3, 1, 1, 1, 1),    # cifar at batch 3
+    (8, 32, 14, 14, 64, 3, 1, 1, 1, 1),    # mnist-c2 at batch 8
+    (16, 1, 28, 28, 32, 3, 1, 1, 1, 1),    # mnist-c1 at batch 16
+    (4, 64, 24, 24, 96, 3, 2, 1, 1, 1),    # strided: col2im input gradient
+    (4, 96, 16, 16, 96, 3, 1, 2, 2, 3),    # dilated, grouped
+    (16, 128, 16, 16, 128, 1, 1, 0, 1, 1),  # 1x1: no im2col
+]
+
+
+@pytest.mark.parametrize("case", DETERMINISM_CASES, ids=lambda c: "x".join(map(str, c)))
+def test_bitwise_identical_with_1_and_2_threads(case):
+    N, C, H, W, K, k, s, p, d, G = case
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, C, H, W), dtype=np.float32)
+    w = rng.standard_normal((K, C // G, k, k), dtype=np.float32)
+    b = rng.standard_normal(K, dtype=np.float32)
+    gy = rng.standard_normal(conv.conv2d_output_shape(x.shape, w.shape, s, p, d, G), dtype=np.float32)
+
+    def run():
+        return (conv.conv2d_forward(x, w, b, s, p, d, G),
+                conv.conv2d_backward_input(gy, w, x.shape, s, p, d, G),
+                conv.conv2d_backward_weight(gy, x, w.shape, s, p, d, G),
+                conv.conv2d_backward_bias(gy))
+
+    before = get_num_threads()
+    try:
+        set_num_threads(1)
+        one = run()
+        set_num_threads(2)
+        two = run()
+        again = run()
+    finally:
+        set_num_threads(before)
+    for a, b2, c in zip(one, two, again):
+        assert a.tobytes() == b2.tobytes()
+        assert a.tobytes() == c.tobytes()
+    # and the fast kernels are right on these shapes too
+    ref = conv.conv2d_forward_reference(x.astype(np.float64), w.astype(np.float64), b, s, p, d, G)
+    mag = conv.conv2d_forward_reference(np.abs(x).astype(np.float64), np.abs(w).astype(np.float64),
+                                        np.abs(b), s, p, d, G)
+    _close(one[0], ref, mag, np.float32)
+    ref = conv.conv2d_backward_weight_reference(gy.astype(np.float64), x.astype(np.float64), w.shape,
+                                                s, p, d, G)
+    mag = conv.conv2d_backward_weight_reference(np.abs(gy).astype(np.float64),
+                                                np.abs(x).astype(np.float64), w.shape, s, p, d, G)
+    _close(one[2], ref, mag, np.float32)
+
+
+def test_dtypes_and_int_or_pair_arguments():
+    rng = np.random.default_rng(2)
+    for dt in (np.float32, np.float64):
+        x = rng.standard_normal((2, 3, 8, 7)).astype(dt)
+        w = rng.standard_normal((5, 3, 3, 3)).astype(dt)
+        y1 = conv.conv2d_forward(x, w, None, 2, 1, 1)
+        y2 = conv.conv2d_forward(x, w, None, (2, 2), [1, 1], (1, 1))
+        assert y1.dtype == dt and y1.shape == (2, 5, 4, 4)
+        assert y1.tobytes() == y2.tobytes()
+        gy = rng.standard_normal(y1.shape).astype(dt)
+        assert conv.conv2d_backward_input(gy, w, x.shape, 2, 1, 1).dtype == dt
+        assert conv.conv2d_backward_weight(gy, x, w.shape, 2, 1, 1).dtype == dt
+        assert conv.conv2d_backward_bias(gy).dtype == dt
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, match", [
+    ((2, 3, 8, 8), (4, 2, 3, 3), {}, r"weight shape \(4, 2, 3, 3\).*input shape \(2, 3, 8, 8\)"),
+    ((2, 6, 8, 8), (4, 3, 3, 3), {"groups": 4}, r"groups=4 does not divide the 6 input channels"),
+    ((2, 6, 8, 8), (4, 2, 3, 3), {"groups": 3}, r"groups=3 does not divide the 4 output channels"),
+    ((2, 3, 2, 8), (4, 3, 3, 3), {}, r"output size 0x6 <= 0 for input shape \(2, 3, 2, 8\)"),
+    ((2, 3, 8, 8), (4, 3, 3, 3), {"dilation": 4}, r"output size -0x0|output size .* <= 0"),
+    ((2, 3, 8), (4, 3, 3, 3), {}, r"input must be 4-D"),
+    ((2, 3, 8, 8), (4, 3, 3, 3), {"stride": 0}, r"stride must be >= 1"),
+    ((2, 3, 8, 8), (4, 3, 3, 3), {"padding": -1}, r"padding must be >= 0"),
+    ((2, 3, 8, 8), (4, 3, 3, 3), {"stride": (1, 2, 3)}, r"stride must be an int or a pair"),
+])
+def test_shape_errors(x_shape, w_shape, kwargs, match):
+    x = np.zeros(x_shape, np.float32)
+    w = np.zeros(w_shape, np.float32)
+    with pytest.raises(ValueError, match=match):
+        conv.conv2d_forward(x, w, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        conv.conv2d_forward_reference(x, w, **kwargs)
+
+
+def test_gradient_and_bias_shape_errors():
+    x = np.zeros((2, 3, 8, 8), np.float32)
+    w = np.zeros((4, 3, 3, 3), np.float32)
+    gy = np.zeros((2, 4, 7, 7), np.float32)  # the output is 6x6
+    with pytest.raises(ValueError, match=r"output gradient shape \(2, 4, 7, 7\).*\(2, 4, 6, 6\)"):
+        conv.conv2d_backward_input(gy, w, x.shape, 1, 0, 1, 1)
+    with pytest.raises(ValueError, match=r"output gradient shape \(2, 4, 7, 7\).*\(2, 4, 6, 6\)"):
+        conv.conv2d_backward_weight(gy, x, w.shape, 1, 0, 1, 1)
+    with pytest.raises(ValueError, match=r"bias shape \(3,\)"):
+        conv.conv2d_forward(x, w, np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match=r"must be 4-D"):
+        conv.conv2d_backward_bias(np.zeros((2, 4, 6), np.float32))
+    with pytest.raises(TypeError, match=r"float32 or float64"):
+        conv.conv2d_forward(x.astype(np.int64), w.astype(np.int64))
+
+
+def test_empty_batch():
+    x = np.zeros((0, 3, 8, 8), np.float32)
+    w = np.ones((4, 3, 3, 3), np.float32)
+    gy = np.zeros((0, 4, 6, 6), np.float32)
+    assert conv.conv2d_forward(x, w).shape == (0, 4, 6, 6)
+    assert conv.conv2d_backward_input(gy, w, x.shape, 1, 0, 1, 1).shape == x.shape
+    gw = conv.conv2d_backward_weight(gy, x, w.shape, 1, 0, 1, 1)
+    assert gw.shape == w.shape and not gw.any()
+    gb = conv.conv2d_backward_bias(gy)
+    assert gb.shape == (4,) and not gb.any()
