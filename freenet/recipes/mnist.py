@@ -29,6 +29,7 @@ class Recipe:
     weight_decay: float = 5e-4
     seed: int = 0
     max_shift: int = 2  # augmentation: random translations of up to this many pixels
+    max_steps: int = None  # stop after this many SGD steps in all (for quick checks); None: every batch
     data: str = None  # a folder with the official MNIST files; None: the bundled 5,000-image sample
 
     def as_dict(self):
@@ -91,17 +92,26 @@ def train(recipe, progress=True, log=print):
     loader = DataLoader(train_set, batch_size=recipe.batch_size, shuffle=True, seed=recipe.seed)
     optimizer = optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                           weight_decay=recipe.weight_decay)
-    schedule = optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=recipe.epochs * len(loader))
+    total_steps = recipe.epochs * len(loader)
+    if recipe.max_steps is not None:
+        total_steps = min(total_steps, recipe.max_steps)
+    schedule = optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=total_steps)
     log(f"training on {len(train_set)} images ({'bundled sample' if recipe.data is None else recipe.data}), "
         f"testing on {len(test_set)}; {fn.get_num_threads()} threads")
     history = []
+    steps = 0
     start = time.perf_counter()
     for epoch in range(recipe.epochs):
+        if steps == total_steps:
+            break
         seen = correct = 0
         total_loss = 0.0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="batch", disable=not progress,
                    leave=False)
         for step, (images, labels) in enumerate(bar):
+            if steps == total_steps:
+                break
+            steps += 1
             # Seeded by (seed, epoch, step) alone, so a resumed run draws the same shifts.
             rng = np.random.default_rng([recipe.seed, epoch, step])
             logits = model(fn.from_numpy(standardize(random_shift(images.numpy(), recipe.max_shift, rng))))
