@@ -7,11 +7,11 @@ import os
 import platform
 import sys
 
-from benchmarks import engine
+from benchmarks import engine, networks
 from benchmarks.peers import Unavailable, available, set_threads
 from benchmarks.timing import time_alternating
 
-WORKLOADS = {**engine.WORKLOADS}
+WORKLOADS = {**engine.WORKLOADS, **networks.WORKLOADS}
 
 
 def main(argv=None):
@@ -58,10 +58,14 @@ def main(argv=None):
 
 
 def _print_row(row):
-    parts = [f"{name} {r['median_s'] * 1e6:9.1f} us (min {r['min_s'] * 1e6:.1f}, max {r['max_s'] * 1e6:.1f})"
+    parts = [f"{name} {_fmt(r['median_s'])} (min {_fmt(r['min_s'])}, max {_fmt(r['max_s'])})"
              for name, r in row["results"].items()]
     ratios = "  ".join(f"{k} = {v:.2f}" for k, v in row.get("ratios", {}).items())
     print(f"{row['workload']:28s} " + " | ".join(parts) + (f"  ->  {ratios}" if ratios else ""))
+
+
+def _fmt(seconds):
+    return f"{seconds * 1e6:.1f} us" if seconds < 1e-3 else f"{seconds * 1e3:.2f} ms"
 
 
 if __name__ == "__main__":
