@@ -107,7 +107,7 @@ def save(state_dict, path, metadata=None):
     str -> str stored in the header (read it back with ``load_metadata``). The file loads with
     ``safetensors.numpy.load_file`` too.
     """
-    atomic_write(path, _serialize(state_dict, _check_metadata(metadata, "save"), path))
+    atomic_write(path, to_bytes(state_dict, metadata))
 
 
 def weights_sha256(state_dict):
@@ -116,10 +116,12 @@ def weights_sha256(state_dict):
     Two runs gave bit-identical weights exactly when these agree; it equals the SHA-256 of a file
     that ``save`` wrote without metadata.
     """
-    return hashlib.sha256(_serialize(state_dict, None, "weights_sha256")).hexdigest()
+    return hashlib.sha256(to_bytes(state_dict)).hexdigest()
 
 
-def _serialize(state_dict, metadata, where):
+def to_bytes(state_dict, metadata=None):
+    """The safetensors bytes ``save`` writes (str -> Tensor or ndarray, optional str -> str metadata)."""
+    metadata = _check_metadata(metadata, "save")
     if not isinstance(state_dict, Mapping):
         raise FreenetError(f"save: state_dict must be a dict of str to tensors, got {type(state_dict).__name__}")
     arrays = {}
@@ -132,7 +134,7 @@ def _serialize(state_dict, metadata, where):
     try:
         return safetensors.numpy.save(arrays, metadata=metadata)
     except Exception as e:  # safetensors raises its own error types
-        raise FreenetError(f"save: {where}: safetensors could not serialize: {e}") from None
+        raise FreenetError(f"save: safetensors could not serialize: {e}") from None
 
 
 # -- loading ------------------------------------------------------------------------------------------

@@ -29,11 +29,20 @@ def register(commands):
     mnist.add_argument("--out", metavar="FILE", default="mnist-cnn.safetensors", help="where to write the weights")
     mnist.add_argument("--json", metavar="FILE", help="also write a summary: accuracy, epochs, seconds, sha256")
     mnist.add_argument("--quiet", action="store_true", help="no progress bar")
+    mnist.add_argument("--license", default=None, metavar="SPDX",
+                       help="licence of the trained weights, as an SPDX id (default: CC-BY-SA-3.0, as the data)")
+    mnist.add_argument("--no-source", action="store_true",
+                       help="do not embed the training program (freenet's source) in the weights file")
+    mnist.add_argument("--checkpoint-every", type=positive_int, metavar="N", help="write a checkpoint every N steps")
+    mnist.add_argument("--checkpoint-dir", metavar="DIR", default="checkpoints",
+                       help="where --checkpoint-every writes checkpoints")
+    mnist.add_argument("--resume", metavar="DIR", help="continue from the newest good checkpoint in DIR")
     mnist.set_defaults(run=train_mnist)
 
 
 def train_mnist(args):
     import freenet as fn
+    from freenet import provenance
     from freenet.recipes import mnist
 
     if args.download and args.data is None:
@@ -44,8 +53,16 @@ def train_mnist(args):
         fn.data.MNIST(args.data, train=False, download=True)
     recipe = mnist.Recipe(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                           data=args.data)
-    result = mnist.train(recipe, progress=not args.quiet)
-    fn.save(result.model.state_dict(), args.out, metadata={"freenet.recipe": json.dumps(recipe.as_dict())})
+    data = mnist.data_identity(recipe)  # hashes the data files before training on them
+    result = mnist.train(recipe, progress=not args.quiet, checkpoint_every=args.checkpoint_every,
+                         checkpoint_dir=args.checkpoint_dir, resume=args.resume)
+    state = result.model.state_dict()
+    record = provenance.make_record(
+        recipe="mnist", params=recipe.as_dict(), architecture={"recipe": "mnist", "description": mnist.ARCHITECTURE},
+        data=data, metrics={"test_accuracy": result.accuracy, "train_seconds": result.seconds,
+                            "history": result.history},
+        license=args.license or mnist.LICENSE, state_dict=state)
+    provenance.save_model(args.out, state, record, None if args.no_source else provenance.source_archive())
     print(f"test accuracy {result.accuracy:.4f} after {recipe.epochs} epochs in {result.seconds:.1f} s; "
           f"weights in {args.out} (sha256 {result.sha256[:16]}...)")
     if args.json:

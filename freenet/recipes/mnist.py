@@ -15,6 +15,7 @@ import freenet as fn
 from freenet import nn, optim
 from freenet.data import DataLoader, MNIST
 from freenet.nn import functional as F
+from freenet.checkpoint import Checkpointer
 from freenet.serialize import weights_sha256
 
 
@@ -34,6 +35,30 @@ class Recipe:
 
     def as_dict(self):
         return asdict(self)
+
+
+LICENSE = "CC-BY-SA-3.0"  # the weights follow the share-alike licence of the MNIST data
+ARCHITECTURE = "conv(1->32, 3x3, pad 1) - ReLU - maxpool 2 - conv(32->64, 3x3, pad 1) - ReLU - maxpool 2 - " \
+               "flatten - linear(3136->128) - ReLU - linear(128->10)"
+
+
+def data_identity(recipe):
+    """Which data the recipe trains on, where to get it, its licence and the SHA-256 of each file."""
+    train_set, test_set = MNIST(recipe.data, train=True), MNIST(recipe.data, train=False)
+    bundled = recipe.data is None
+    return {
+        "name": "MNIST (5,000-image sample bundled with freenet)" if bundled else "MNIST",
+        "source": ("bundled: freenet/data/mnist5k in the freenet package, from the MNIST database "
+                   "http://yann.lecun.com/exdb/mnist/" if bundled else "http://yann.lecun.com/exdb/mnist/"),
+        "bundled": bundled,
+        "license": "CC-BY-SA-3.0",
+        "attribution": "Y. LeCun and C. Cortes (with C. Burges), the MNIST database",
+        "files": {**train_set.sha256, **test_set.sha256},
+        "split": (f"{len(train_set)} train / {len(test_set)} test: the last 100 images of each digit are held out"
+                  if bundled else "the official 60,000 train / 10,000 test files"),
+        "preprocessing": f"pixels / 255, standardised with mean {MEAN} and std {STD}; training images shifted "
+                         f"by up to {recipe.max_shift} px, seeded by (seed, epoch, batch)",
+    }
 
 
 def build_model():
@@ -83,8 +108,12 @@ class Result:
     history: list
 
 
-def train(recipe, progress=True, log=print):
-    """Trains the recipe's model from its seed and returns the model, test accuracy, time and weights hash."""
+def train(recipe, progress=True, log=print, checkpoint_every=None, checkpoint_dir=None, resume=None):
+    """Trains the recipe's model from its seed; returns the model, test accuracy, time and weights hash.
+
+    With ``checkpoint_every`` steps a checkpoint goes to ``checkpoint_dir``; ``resume`` (a checkpoint
+    folder) continues the run from its newest good checkpoint, to the same bits as an unbroken run.
+    """
     fn.manual_seed(recipe.seed)
     train_set = MNIST(recipe.data, train=True)
     test_set = MNIST(recipe.data, train=False)
@@ -96,40 +125,63 @@ def train(recipe, progress=True, log=print):
     if recipe.max_steps is not None:
         total_steps = min(total_steps, recipe.max_steps)
     schedule = optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=total_steps)
+    run = {"step": 0, "seconds": 0.0, "history": [], "epoch": {"seen": 0, "correct": 0, "loss": 0.0}}
+    if resume is not None:
+        checkpoint = Checkpointer(resume).latest(warn=log)
+        if checkpoint is None:
+            raise fn.FreenetError(f"--resume {resume}: no checkpoint there")
+        if checkpoint.state["recipe"] != recipe.as_dict():
+            raise fn.FreenetError(f"{checkpoint.path} was made by another recipe: {checkpoint.state['recipe']}")
+        model.load_state_dict(checkpoint.arrays)
+        optimizer.load_state_dict(checkpoint.state["optimizer"])
+        schedule.load_state_dict(checkpoint.state["schedule"])
+        loader.load_state_dict(checkpoint.state["loader"])
+        fn.default_generator().bit_generator.state = checkpoint.state["rng"]
+        run = checkpoint.state["run"]
+        log(f"resumed from {checkpoint.path} at step {run['step']}")
+    checkpointer = Checkpointer(checkpoint_dir) if checkpoint_every else None
     log(f"training on {len(train_set)} images ({'bundled sample' if recipe.data is None else recipe.data}), "
         f"testing on {len(test_set)}; {fn.get_num_threads()} threads")
-    history = []
-    steps = 0
-    start = time.perf_counter()
-    for epoch in range(recipe.epochs):
-        if steps == total_steps:
-            break
-        seen = correct = 0
-        total_loss = 0.0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="batch", disable=not progress,
-                   leave=False)
-        for step, (images, labels) in enumerate(bar):
-            if steps == total_steps:
-                break
-            steps += 1
-            # Seeded by (seed, epoch, step) alone, so a resumed run draws the same shifts.
-            rng = np.random.default_rng([recipe.seed, epoch, step])
+    start = time.perf_counter() - run["seconds"]
+    bar = tqdm(total=total_steps, initial=run["step"], unit="step", disable=not progress)
+    while run["step"] < total_steps:
+        epoch, first = loader.epoch, loader.state_dict()["batch"]
+        for index, (images, labels) in enumerate(loader, start=first):
+            # Seeded by (seed, epoch, batch) alone, so a resumed run draws the same shifts.
+            rng = np.random.default_rng([recipe.seed, epoch, index])
             logits = model(fn.from_numpy(standardize(random_shift(images.numpy(), recipe.max_shift, rng))))
             loss = F.cross_entropy(logits, labels)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             schedule.step()
-            seen += len(labels)
-            total_loss += loss.item() * len(labels)
-            correct += int((logits.argmax(1) == labels).numpy().sum())
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
-        bar.close()
-        accuracy = evaluate(model, test_set)
-        history.append({"epoch": epoch + 1, "train_loss": total_loss / seen, "train_accuracy": correct / seen,
-                        "test_accuracy": accuracy})
-        log(f"epoch {epoch + 1}/{recipe.epochs}: train loss {total_loss / seen:.4f}, "
-            f"train accuracy {correct / seen:.4f}, test accuracy {accuracy:.4f}")
-    seconds = time.perf_counter() - start
-    return Result(model, history[-1]["test_accuracy"] if history else evaluate(model, test_set), seconds,
-                  weights_sha256(model.state_dict()), history)
+            run["step"] += 1
+            stats = run["epoch"]
+            stats["seen"] += len(labels)
+            stats["loss"] += loss.item() * len(labels)
+            stats["correct"] += int((logits.argmax(1) == labels).numpy().sum())
+            bar.update()
+            bar.set_postfix(epoch=epoch + 1, loss=f"{stats['loss'] / stats['seen']:.4f}",
+                            acc=f"{stats['correct'] / stats['seen']:.3f}")
+            if index == len(loader) - 1 or run["step"] == total_steps:
+                _end_epoch(run, epoch, model, test_set, recipe, log)
+            run["seconds"] = time.perf_counter() - start
+            if checkpointer is not None and (run["step"] % checkpoint_every == 0 or run["step"] == total_steps):
+                checkpointer.save(run["step"], model.state_dict(), {
+                    "recipe": recipe.as_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                    "loader": loader.state_dict(), "rng": fn.default_generator().bit_generator.state, "run": run})
+            if run["step"] == total_steps:
+                break
+    bar.close()
+    history = run["history"]
+    return Result(model, history[-1]["test_accuracy"], run["seconds"], weights_sha256(model.state_dict()), history)
+
+
+def _end_epoch(run, epoch, model, test_set, recipe, log):
+    stats = run["epoch"]
+    accuracy = evaluate(model, test_set)
+    run["history"].append({"epoch": epoch + 1, "train_loss": stats["loss"] / stats["seen"],
+                           "train_accuracy": stats["correct"] / stats["seen"], "test_accuracy": accuracy})
+    log(f"epoch {epoch + 1}/{recipe.epochs}: train loss {stats['loss'] / stats['seen']:.4f}, "
+        f"train accuracy {stats['correct'] / stats['seen']:.4f}, test accuracy {accuracy:.4f}")
+    run["epoch"] = {"seen": 0, "correct": 0, "loss": 0.0}

@@ -1,0 +1,92 @@
+"""``freenet inspect FILE``: what a model file says about its origin, and its Debian ML-policy class."""
+
+import json
+import os
+
+
+def register(commands):
+    parser = commands.add_parser(
+        "inspect", help="show a model file's provenance and whether it is a free model",
+        description="Show what a freenet model file records about how it was made (recipe, code, data, "
+                    "environment, metrics, licence), check its weights and embedded training program against "
+                    "the record, and classify it under Debian's ML policy: Free Model, ToxicCandy or Non-free. "
+                    "Nothing in the file is ever run.")
+    parser.add_argument("file", help="a .safetensors model file written by a freenet training command")
+    parser.add_argument("--json", action="store_true", help="print the record and the verdict as JSON")
+    parser.add_argument("--extract-source", metavar="DIR",
+                        help="also unpack the embedded training program into DIR (files only, nothing is run)")
+    parser.set_defaults(run=run)
+
+
+def inspect_file(path):
+    """The record, the checks on the file, and the verdict, as one dict."""
+    from freenet import provenance
+
+    record = provenance.read_record(path)
+    state, actual, weights_ok = provenance.check_weights(path, record)
+    archive = provenance.read_archive(path, record)
+    files = None
+    if archive is not None:
+        _, members = provenance.archive_members(archive)
+        files = len(members)
+    verdict, reason = provenance.classify(record, archive is not None)
+    return {"file": os.fspath(path), "record": record,
+            "checks": {"weights_sha256": actual, "weights_match_record": weights_ok,
+                       "tensors": len(state), "parameters": int(sum(t.numel() for t in state.values())),
+                       "source_archive_bytes": None if archive is None else len(archive),
+                       "source_archive_files": files},
+            "verdict": verdict, "reason": reason}
+
+
+def run(args):
+    from freenet import provenance
+
+    report = inspect_file(args.file)
+    if args.extract_source:
+        archive = provenance.read_archive(args.file, report["record"])
+        if archive is None:
+            from freenet.errors import FreenetError
+            raise FreenetError(f"{args.file}: no training program is embedded in this file")
+        count = provenance.extract_archive(archive, args.extract_source)
+        report["extracted"] = {"folder": args.extract_source, "files": count}
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print(_readable(report))
+    return 0 if report["checks"]["weights_match_record"] else 1
+
+
+def _readable(report):
+    r, c = report["record"], report["checks"]
+    recipe, code, data, env, metrics = (r.get(k) or {} for k in ("recipe", "code", "data", "environment", "metrics"))
+    git = code.get("git") or {}
+    lines = [
+        f"{report['file']}",
+        f"  weights      {c['tensors']} tensors, {c['parameters']:,} parameters, sha256 {c['weights_sha256'][:16]}... "
+        + ("(matches the record)" if c["weights_match_record"] else "(DOES NOT match the record: the weights "
+                                                                     "were changed after training)"),
+        f"  licence      {r.get('license')}",
+        f"  trained by   freenet {r.get('freenet_version')}, recipe '{recipe.get('name')}' on {r.get('created')}",
+        f"  recipe       " + ", ".join(f"{k}={v}" for k, v in (recipe.get("params") or {}).items()),
+        f"  command      {' '.join(map(str, recipe.get('command') or []))}",
+        f"  architecture {(r.get('architecture') or {}).get('description')}",
+        f"  code         freenet source sha256 {str(code.get('freenet_source_sha256'))[:16]}... "
+        f"({code.get('freenet_source_files')} files)"
+        + (f", git {git.get('commit', '')[:12]}{' (dirty)' if git.get('dirty') else ''}" if git else ""),
+        f"  data         {data.get('name')}, {data.get('license')}; get it: {data.get('source')}",
+    ]
+    for name, digest in (data.get("files") or {}).items():
+        lines.append(f"               {name} sha256 {digest}")
+    lines += [
+        f"  preprocess   {data.get('preprocessing')}",
+        f"  environment  Python {env.get('python')}, NumPy {env.get('numpy')}, Numba {env.get('numba')}, "
+        f"{env.get('cpu_isa')}, {env.get('freenet_threads')} threads",
+        f"  metrics      " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                       for k, v in metrics.items() if k != "history"),
+        f"  program      " + (f"embedded: tar.xz, {c['source_archive_files']} files, {c['source_archive_bytes']:,} bytes "
+                              "(verified)" if c["source_archive_bytes"] else "not embedded"),
+        f"verdict: {report['verdict']}: {report['reason']}",
+    ]
+    if "extracted" in report:
+        lines.append(f"extracted {report['extracted']['files']} files into {report['extracted']['folder']}")
+    return "\n".join(lines)

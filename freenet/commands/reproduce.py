@@ -1,0 +1,70 @@
+"""``freenet reproduce FILE``: retrain a model from its own record and check the weights bit for bit."""
+
+import dataclasses
+
+
+def register(commands):
+    parser = commands.add_parser(
+        "reproduce", help="retrain a model from its record and check that the weights are bit-identical",
+        description="Rebuild the training recipe recorded in a model file, obtain the same data (checked by "
+                    "SHA-256: other data is an error, never a silent retrain), train again, and compare the new "
+                    "weights with the file's. Exits 0 only when they are bit-identical.")
+    parser.add_argument("file", help="a .safetensors model file written by a freenet training command")
+    parser.add_argument("--data", metavar="DIR", help="where the recorded data files are, if not where the "
+                        "record says (bundled data needs nothing)")
+    parser.add_argument("--threads", type=int, default=None, help="threads to train with (the result does not "
+                        "depend on it); default: all cores")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+
+
+def run(args):
+    import freenet as fn
+    from freenet import provenance, recipes
+    from freenet.errors import FreenetError
+
+    record = provenance.read_record(args.file)
+    _, actual, weights_ok = provenance.check_weights(args.file, record)
+    if not weights_ok:
+        raise FreenetError(f"{args.file}: its weights (sha256 {actual[:16]}...) are not the ones its record "
+                           f"describes ({str(record.get('weights_sha256'))[:16]}...); nothing to reproduce")
+    archive = provenance.read_archive(args.file, record)
+    if archive is not None:
+        provenance.archive_members(archive)  # a hostile archive makes the whole file suspect
+    recipe_info = record.get("recipe") or {}
+    module = recipes.get(recipe_info.get("name"))
+    recipe = _recipe_from(module, recipe_info.get("params"), args.file)
+    if args.data is not None:
+        recipe = dataclasses.replace(recipe, data=args.data)
+    recorded = (record.get("data") or {}).get("files") or {}
+    here = module.data_identity(recipe)["files"]
+    if here != recorded:
+        differing = sorted(set(recorded) ^ set(here) | {k for k in recorded if k in here and recorded[k] != here[k]})
+        raise FreenetError(f"the data here is not the data the model was trained on: {', '.join(differing)} "
+                           f"differ (recorded: {recorded}; here: {here})")
+    code = provenance.code_identity()
+    same_code = code["freenet_source_sha256"] == (record.get("code") or {}).get("freenet_source_sha256")
+    print(f"data verified ({len(here)} files); freenet source "
+          + ("is the recorded one" if same_code else "differs from the recorded one (the result may differ)"))
+    if args.threads:
+        fn.set_num_threads(args.threads)
+    result = module.train(recipe, progress=not args.quiet)
+    identical = result.sha256 == record["weights_sha256"]
+    print(f"retrained weights sha256 {result.sha256}\nrecorded weights sha256 {record['weights_sha256']}\n"
+          + ("bit-identical: reproduced" if identical else "DIFFERENT: not reproduced"))
+    return 0 if identical else 1
+
+
+def _recipe_from(module, params, path):
+    from freenet.errors import FreenetError
+
+    if not isinstance(params, dict):
+        raise FreenetError(f"{path}: the record has no recipe parameters")
+    fields = {f.name for f in dataclasses.fields(module.Recipe)}
+    unknown = set(params) - fields
+    if unknown:
+        raise FreenetError(f"{path}: unknown recipe parameters {sorted(unknown)}")
+    for key, value in params.items():
+        if value is not None and not isinstance(value, (int, float, str)) or isinstance(value, bool):
+            raise FreenetError(f"{path}: recipe parameter {key}={value!r} is not a number or a string")
+    return module.Recipe(**params)
