@@ -1,33 +1,30 @@
 """Pooling, batch-norm, dropout and fused elementwise kernels against PyTorch's CPU kernels.
 
-    python benchmarks/elementwise_kernels.py [--threads 2] [--repeat 15] [--shapes 128,32,28,28 ...]
+    python -m benchmarks.elementwise_kernels [--threads 2] [--repeats 7] [--shapes 128,32,28,28 ...]
 
-Prints the median time of each freenet kernel and of the matching torch call(s), and the ratio
-freenet / torch (below 1 means freenet is faster). float32, NCHW, both libraries on the same
-number of threads. Torch is only a peer here; freenet does not need it.
+Prints the median time per call of each freenet kernel and of the matching torch call(s), and the
+ratio freenet / torch (below 1 means freenet is faster). float32, NCHW, both libraries on the same
+number of threads; the two alternate sample by sample (``benchmarks.timing``), so load from other
+processes hits both alike. Torch is only a peer here; freenet does not need it.
 """
 
 import argparse
-import statistics
-import time
+import os
+import sys
 
 import numpy as np
+
+try:
+    from benchmarks.timing import time_alternating
+except ImportError:  # run as a script: python benchmarks/elementwise_kernels.py
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from benchmarks.timing import time_alternating
 
 from freenet.kernels import dropout as D
 from freenet.kernels import fused as F
 from freenet.kernels import norm as N
 from freenet.kernels import pool as P
 from freenet.kernels.parallel import set_num_threads
-
-
-def median_ms(fn, repeat):
-    fn()  # warm-up (and JIT compile)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
 
 
 def cases(shape, torch):
@@ -162,7 +159,8 @@ def cases(shape, torch):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=7, help="alternating samples per library")
+    parser.add_argument("--sample-s", type=float, default=0.05, help="seconds per sample")
     parser.add_argument("--shapes", nargs="*", default=["128,32,28,28", "256,64,9,9"])
     args = parser.parse_args()
 
@@ -170,15 +168,16 @@ def main():
 
     torch.set_num_threads(args.threads)
     set_num_threads(args.threads)
-    print(f"threads={args.threads} repeat={args.repeat} float32; times are medians in ms")
+    print(f"threads={args.threads} repeats={args.repeats} float32; median ms per call")
     for spec in args.shapes:
         shape = tuple(int(v) for v in spec.split(","))
         print(f"\nshape {shape}")
         print(f"{'kernel':38s} {'freenet':>9s} {'torch':>9s} {'ratio':>7s}")
         for name, ours, theirs in cases(shape, torch):
-            a = median_ms(ours, args.repeat)
-            b = median_ms(theirs, args.repeat)
-            print(f"{name:38s} {a:9.3f} {b:9.3f} {a / b:7.2f}")
+            stats = time_alternating({"freenet": ours, "torch": theirs}, repeats=args.repeats,
+                                     sample_s=args.sample_s)
+            a, b = 1e3 * stats["freenet"].median, 1e3 * stats["torch"].median
+            print(f"{name:38s} {a:9.3f} {b:9.3f} {a / b:7.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,10 @@
 BN + add + ReLU (the end of a residual block), forward and backward.
 
 Layout: (N, C, ...) with channels in dim 1, viewed as (N, C, S). ReLU keeps NaN (as torch.relu) and
-its gradient passes where the output is > 0. Elementwise passes run a ``prange`` over (n, c) planes or
-over fixed-size chunks of the flat array; reductions (bias and BN gradients) run a ``prange`` over
-channels with each channel summed sequentially in float64 by one thread. Results therefore do not
-depend on the thread count.
+its gradient passes where the output is > 0. Elementwise passes run a ``prange`` over (row, channel
+block) segments or over fixed-size chunks of the flat array; reductions (bias and BN gradients) run a
+``prange`` over channel blocks, each block summed in float64 by one thread in an order fixed by the
+shape (see norm.py). Results therefore do not depend on the thread count.
 
 Arrays other than the first are converted to the first one's dtype.
 """
@@ -23,29 +23,27 @@ CHUNK = 1 << 14  # elements per block of the flat elementwise kernels; fixed, no
 # Numba kernels
 
 
-def _bias_relu_planes(x, bias, y):
-    n_rows, channels, size = x.shape
-    for p in prange(n_rows * channels):
-        n = p // channels
-        c = p % channels
-        b = bias[c]
-        xr = x[n, c]
-        yr = y[n, c]
-        for i in range(size):
-            z = xr[i] + b
-            yr[i] = 0 if z < 0 else z
-
-
 def _relu_grad_channels(gy, y, gx, gbias):
-    """gx = gy where y > 0 else 0; gbias[c] = sum of gx over channel c (float64 lane sums)."""
+    """gx = gy where y > 0 else 0; gbias[c] = sum of gx over channel c, in float64 lane sums over
+    channel blocks as in norm.py."""
     n_rows, channels, size = gy.shape
-    for c in prange(channels):
-        acc = np.zeros(_norm.lanes(size))
+    cb = _norm.channel_block(channels, size)
+    width = channels * size
+    gy2 = gy.reshape(n_rows, width)
+    y2 = y.reshape(n_rows, width)
+    gx2 = gx.reshape(n_rows, width)
+    for blk in prange((channels + cb - 1) // cb):
+        c0 = blk * cb
+        nc = min(cb, channels - c0)
+        lo = c0 * size
+        hi = lo + nc * size
+        acc = np.zeros(_norm.lanes(hi - lo))
         for n in range(n_rows):
-            out = gx[n, c]
-            _norm.relu_mask_row(gy[n, c], y[n, c], out)
+            out = gx2[n, lo:hi]
+            _norm.relu_mask_row(gy2[n, lo:hi], y2[n, lo:hi], out)
             _norm.acc_sum(out, acc)
-        gbias[c] = _norm.lane_total(acc)
+        for ci in range(nc):
+            gbias[c0 + ci] = _norm.channel_total(acc, ci, nc, size)
 
 
 def _add_relu_flat(x, r, y):
@@ -69,7 +67,6 @@ def _relu_grad_flat(gy, y, gx):
         _norm.relu_mask_row(gy[lo:hi], y[lo:hi], gx[lo:hi])
 
 
-bias_relu_planes = njit(cache=True, parallel=True)(_bias_relu_planes)
 relu_grad_channels = njit(cache=True, parallel=True)(_relu_grad_channels)
 add_relu_flat = njit(cache=True, parallel=True)(_add_relu_flat)
 relu_grad_flat = njit(cache=True, parallel=True)(_relu_grad_flat)
@@ -88,8 +85,13 @@ def bias_relu_forward(x, bias):
     if bias.shape != (x3.shape[1],):
         raise ValueError(f"{fn}: bias has shape {bias.shape}, expected ({x3.shape[1]},) for "
                          f"input of shape {shape}")
+    channels, size = x3.shape[1], x3.shape[2]
+    zero = _norm.lane_table(np.zeros(channels), channels, size)
+    one = _norm.lane_table(np.ones(channels), channels, size)
+    # the bias rounded to x's dtype first: float64 arithmetic then gives exactly x + bias in dtype
+    b = _norm.lane_table(bias.astype(x3.dtype), channels, size)
     y = np.empty_like(x3)
-    bias_relu_planes(x3, np.ascontiguousarray(bias, dtype=x3.dtype), y)
+    _norm.affine_channels(x3, zero, one, b, True, y)
     return y.reshape(shape)
 
 

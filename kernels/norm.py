@@ -1,10 +1,10 @@
 """Batch normalisation over every dim but the channel dim 1: (N, C), (N, C, L), (N, C, H, W), ...
 
 The input is viewed as (N, C, S) with S the product of the trailing dims. Training-mode kernels run a
-``prange`` over channels and each channel is handled start to finish by one thread: its statistics
-(or gradient sums) are accumulated sequentially in float64, in an order fixed by the shape, and the
-same thread then writes the channel's outputs while its data is still in cache. So the result bits do
-not depend on the thread count, and each tensor is read from memory about once.
+``prange`` over blocks of channels (fixed by the shape) and each block is handled start to finish by
+one thread: its statistics (or gradient sums) are accumulated in float64, in an order fixed by the
+shape, and the same thread then writes the block's outputs while its data is still in cache. So the
+result bits do not depend on the thread count, and each tensor is read from memory about once.
 
 Statistics: ``mean`` and ``invstd = 1 / sqrt(var + eps)`` are float64 arrays of shape (C,), with
 ``var`` the biased batch variance (as PyTorch normalises). ``batch_norm_unbiased_var`` recovers the
@@ -23,20 +23,31 @@ _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # ----------------------------------------------------------------------------------------------
 # Numba kernels
 #
-# Reductions use lane accumulators: element s of a row of length S is added to lane s % L of a
-# float64 accumulator array (L = min(S, MAX_LANES), fixed by the shape). The loop over lanes has no
-# dependence between iterations, so it vectorises without reassociating any sum; lanes are combined
-# in index order at the end.
+# Layout: x is viewed as rows x2 = x.reshape(N, C * S); channel c owns columns [c * S, (c + 1) * S)
+# of every row. Channels go in blocks of CB consecutive channels (CB fixed by the shape alone: many
+# channels per block when planes are small, one when they are large), so a block owns a contiguous
+# segment of every row, and each block is handled start to finish by one thread.
+#
+# Reductions use lane accumulators: column j of a segment is added to lane j % L of a float64 array
+# (L = min(segment width, MAX_LANES)). A block of several channels has L = its whole width, so a lane
+# never mixes channels. The loop over lanes has no dependence between iterations and vectorises
+# without reassociating any sum; a channel's lanes are then added up in lane order.
 
 MAX_LANES = 512
+MIN_BLOCKS = 8  # aim for this many channel blocks, for parallelism (the bits do not depend on it)
 
 
-def _lanes(size):
-    return min(size, MAX_LANES)
+def _channel_block(channels, size):
+    """Channels per block, from the shape only."""
+    return max(1, min(MAX_LANES // size, (channels + MIN_BLOCKS - 1) // MIN_BLOCKS))
+
+
+def _lanes(width):
+    return min(width, MAX_LANES)
 
 
 def _acc_sum(r, a):
-    """a[j] += r[k * L + j] over all blocks k of row r (L = len(a))."""
+    """a[j] += r[k * L + j] over all blocks k of the segment r (L = len(a))."""
     lanes = a.shape[0]
     size = r.shape[0]
     k = 0
@@ -51,26 +62,26 @@ def _acc_sum(r, a):
 
 
 def _acc_shifted(r, shift, a1, a2):
-    """a1 += r - shift, a2 += (r - shift)**2, lane-wise as in ``acc_sum``."""
+    """a1 += r - shift, a2 += (r - shift)**2, lane-wise as in ``acc_sum``; shift per lane."""
     lanes = a1.shape[0]
     size = r.shape[0]
     k = 0
     while k + lanes <= size:
         blk = r[k:k + lanes]
         for j in range(lanes):
-            d = np.float64(blk[j]) - shift
+            d = np.float64(blk[j]) - shift[j]
             a1[j] += d
             a2[j] += d * d
         k += lanes
     rest = r[k:]
     for j in range(size - k):
-        d = np.float64(rest[j]) - shift
+        d = np.float64(rest[j]) - shift[j]
         a1[j] += d
         a2[j] += d * d
 
 
 def _acc_grad(g, x, mu, a1, a2):
-    """a1 += g, a2 += g * (x - mu), lane-wise as in ``acc_sum``."""
+    """a1 += g, a2 += g * (x - mu), lane-wise as in ``acc_sum``; mu per lane."""
     lanes = a1.shape[0]
     size = g.shape[0]
     k = 0
@@ -80,14 +91,14 @@ def _acc_grad(g, x, mu, a1, a2):
         for j in range(lanes):
             v = np.float64(gb[j])
             a1[j] += v
-            a2[j] += v * (np.float64(xb[j]) - mu)
+            a2[j] += v * (np.float64(xb[j]) - mu[j])
         k += lanes
     gb = g[k:]
     xb = x[k:]
     for j in range(size - k):
         v = np.float64(gb[j])
         a1[j] += v
-        a2[j] += v * (np.float64(xb[j]) - mu)
+        a2[j] += v * (np.float64(xb[j]) - mu[j])
 
 
 def _lane_total(a):
@@ -97,46 +108,132 @@ def _lane_total(a):
     return t
 
 
+def _channel_total(a, ci, nc, size):
+    """The lanes of channel ci (of nc in the block) added up in lane order."""
+    if nc == 1:
+        return lane_total(a)
+    return lane_total(a[ci * size:(ci + 1) * size])
+
+
+def _per_lane(values, size, out):
+    """out[j] = values[j // size]: a per-channel value (of the block) for every lane."""
+    for j in range(out.shape[0]):
+        out[j] = values[j // size]
+
+
 def _relu_mask_row(g, y, out):
     """out = g where y > 0, else 0."""
     for i in range(g.shape[0]):
         out[i] = g[i] if y[i] > 0 else 0
 
 
-def _bn_train_forward(x, gamma, beta, eps, res, has_res, relu, y, mean, invstd):
-    """y = gamma * (x - mean) * invstd + beta, then ReLU if ``relu``; with ``has_res`` it is
-    relu(... + res) (the residual form always applies ReLU). Computed in float64, rounded once."""
+def _apply_affine(xs, ys, mu, scale, b, rs, mode):
+    """ys = (xs - mu) * scale + b lane-wise in float64, then mode 1: ReLU, mode 2: + rs and ReLU.
+    A segment of a single channel (all lanes equal) runs as one loop with scalar parameters."""
+    lanes = mu.shape[0]
+    width = xs.shape[0]
+    single = width > lanes
+    k = 0
+    while k < width:
+        m = width - k if single else min(lanes, width - k)
+        xb = xs[k:k + m]
+        yb = ys[k:k + m]
+        if single:
+            mu0 = mu[0]
+            s0 = scale[0]
+            b0 = b[0]
+            if mode == 0:
+                for j in range(m):
+                    yb[j] = (np.float64(xb[j]) - mu0) * s0 + b0
+            elif mode == 1:
+                for j in range(m):
+                    z = (np.float64(xb[j]) - mu0) * s0 + b0
+                    yb[j] = 0.0 if z < 0.0 else z
+            else:
+                rb = rs[k:k + m]
+                for j in range(m):
+                    z = (np.float64(xb[j]) - mu0) * s0 + b0 + np.float64(rb[j])
+                    yb[j] = 0.0 if z < 0.0 else z
+        elif mode == 0:
+            for j in range(m):
+                yb[j] = (np.float64(xb[j]) - mu[j]) * scale[j] + b[j]
+        elif mode == 1:
+            for j in range(m):
+                z = (np.float64(xb[j]) - mu[j]) * scale[j] + b[j]
+                yb[j] = 0.0 if z < 0.0 else z
+        else:
+            rb = rs[k:k + m]
+            for j in range(m):
+                z = (np.float64(xb[j]) - mu[j]) * scale[j] + b[j] + np.float64(rb[j])
+                yb[j] = 0.0 if z < 0.0 else z
+        k += m
+
+
+def _apply_grad(g, xs, out, mu, k_, mean_g, coef):
+    """out = k * (g - mean_g - (xs - mu) * coef) lane-wise in float64 (a single-channel segment
+    wider than the lanes as one loop with scalar parameters)."""
+    lanes = mu.shape[0]
+    width = xs.shape[0]
+    if width > lanes:
+        m0 = mu[0]
+        k0 = k_[0]
+        g0 = mean_g[0]
+        c0 = coef[0]
+        for j in range(width):
+            out[j] = k0 * (np.float64(g[j]) - g0 - (np.float64(xs[j]) - m0) * c0)
+        return
+    for j in range(width):
+        out[j] = k_[j] * (np.float64(g[j]) - mean_g[j] - (np.float64(xs[j]) - mu[j]) * coef[j])
+
+
+def _bn_train_forward(x, gamma, beta, eps, res, mode, y, mean, invstd):
+    """Batch statistics, then y = gamma * (x - mean) * invstd + beta; mode 1 adds a ReLU, mode 2
+    adds ``res`` and a ReLU. Computed in float64, rounded once."""
     n_rows, channels, size = x.shape
     count = n_rows * size
-    for c in prange(channels):
-        a1 = np.zeros(lanes(size))
-        a2 = np.zeros(lanes(size))
-        shift = np.float64(x[0, c, 0])
+    cb = channel_block(channels, size)
+    x2 = x.reshape(n_rows, channels * size)
+    y2 = y.reshape(n_rows, channels * size)
+    r2 = res.reshape(res.shape[0], res.shape[1] * res.shape[2])
+    for blk in prange((channels + cb - 1) // cb):
+        c0 = blk * cb
+        nc = min(cb, channels - c0)
+        lo = c0 * size
+        hi = lo + nc * size
+        nl = lanes(hi - lo)
+        first = np.empty(nc)
+        for ci in range(nc):
+            first[ci] = x[0, c0 + ci, 0]
+        shift = np.empty(nl)
+        per_lane(first, size, shift)
+        a1 = np.zeros(nl)
+        a2 = np.zeros(nl)
         for n in range(n_rows):
-            acc_shifted(x[n, c], shift, a1, a2)
-        m1 = lane_total(a1) / count
-        var = max(lane_total(a2) / count - m1 * m1, 0.0)
-        mu = shift + m1
-        inv = 1.0 / np.sqrt(var + eps)
-        mean[c] = mu
-        invstd[c] = inv
-        scale = gamma[c] * inv
-        b = beta[c]
+            acc_shifted(x2[n, lo:hi], shift, a1, a2)
+        mu_c = np.empty(nc)
+        scale_c = np.empty(nc)
+        beta_c = np.empty(nc)
+        for ci in range(nc):
+            c = c0 + ci
+            m1 = channel_total(a1, ci, nc, size) / count
+            var = max(channel_total(a2, ci, nc, size) / count - m1 * m1, 0.0)
+            mu = first[ci] + m1
+            inv = 1.0 / np.sqrt(var + eps)
+            mean[c] = mu
+            invstd[c] = inv
+            mu_c[ci] = mu
+            scale_c[ci] = gamma[c] * inv
+            beta_c[ci] = beta[c]
+        mu_l = np.empty(nl)
+        scale_l = np.empty(nl)
+        beta_l = np.empty(nl)
+        per_lane(mu_c, size, mu_l)
+        per_lane(scale_c, size, scale_l)
+        per_lane(beta_c, size, beta_l)
         for n in range(n_rows):
-            xr = x[n, c]
-            yr = y[n, c]
-            if has_res:
-                rr = res[n, c]
-                for i in range(size):
-                    z = (np.float64(xr[i]) - mu) * scale + b + np.float64(rr[i])
-                    yr[i] = 0.0 if z < 0.0 else z
-            elif relu:
-                for i in range(size):
-                    z = (np.float64(xr[i]) - mu) * scale + b
-                    yr[i] = 0.0 if z < 0.0 else z
-            else:
-                for i in range(size):
-                    yr[i] = (np.float64(xr[i]) - mu) * scale + b
+            xs = x2[n, lo:hi]
+            apply_affine(xs, y2[n, lo:hi], mu_l, scale_l, beta_l,
+                         r2[n, lo:hi] if mode == 2 else xs, mode)
 
 
 def _bn_backward(gy, x, y, use_mask, gamma, mean, invstd, gx, gres, write_gres, ggamma, gbeta):
@@ -144,64 +241,103 @@ def _bn_backward(gy, x, y, use_mask, gamma, mean, invstd, gx, gres, write_gres, 
     zeroed where y <= 0 (ReLU); with ``write_gres`` that masked gradient is also stored in gres."""
     n_rows, channels, size = x.shape
     count = n_rows * size
-    for c in prange(channels):
-        mu = mean[c]
-        inv = invstd[c]
-        a1 = np.zeros(lanes(size))
-        a2 = np.zeros(lanes(size))
-        scratch = np.empty(size if use_mask and not write_gres else 0, dtype=gy.dtype)
+    cb = channel_block(channels, size)
+    width = channels * size
+    gy2 = gy.reshape(n_rows, width)
+    x2 = x.reshape(n_rows, width)
+    y2 = y.reshape(y.shape[0], y.shape[1] * y.shape[2])
+    gx2 = gx.reshape(n_rows, width)
+    gres2 = gres.reshape(gres.shape[0], gres.shape[1] * gres.shape[2])
+    for blk in prange((channels + cb - 1) // cb):
+        c0 = blk * cb
+        nc = min(cb, channels - c0)
+        lo = c0 * size
+        hi = lo + nc * size
+        nl = lanes(hi - lo)
+        mu_l = np.empty(nl)
+        per_lane(mean[c0:c0 + nc], size, mu_l)
+        a1 = np.zeros(nl)
+        a2 = np.zeros(nl)
+        # the masked gradient goes to gres, or else to a scratch copy of the block (in cache for
+        # the second pass; writing it to gx and updating gx in place does not vectorise)
+        scratch = np.empty((n_rows if use_mask and not write_gres else 0, hi - lo), dtype=gy.dtype)
         for n in range(n_rows):
-            g = gy[n, c]
             if use_mask:
-                t = gres[n, c] if write_gres else scratch
-                relu_mask_row(g, y[n, c], t)
-                acc_grad(t, x[n, c], mu, a1, a2)
+                t = gres2[n, lo:hi] if write_gres else scratch[n]
+                relu_mask_row(gy2[n, lo:hi], y2[n, lo:hi], t)
+                acc_grad(t, x2[n, lo:hi], mu_l, a1, a2)
             else:
-                acc_grad(g, x[n, c], mu, a1, a2)
-        sum_g = lane_total(a1)
-        sum_gx = lane_total(a2)
-        gbeta[c] = sum_g
-        ggamma[c] = sum_gx * inv
-        k = gamma[c] * inv
-        mean_g = sum_g / count
-        coef = sum_gx * inv * inv / count
+                acc_grad(gy2[n, lo:hi], x2[n, lo:hi], mu_l, a1, a2)
+        k_c = np.empty(nc)
+        mean_g_c = np.empty(nc)
+        coef_c = np.empty(nc)
+        for ci in range(nc):
+            c = c0 + ci
+            inv = invstd[c]
+            sum_g = channel_total(a1, ci, nc, size)
+            sum_gx = channel_total(a2, ci, nc, size)
+            gbeta[c] = sum_g
+            ggamma[c] = sum_gx * inv
+            k_c[ci] = gamma[c] * inv
+            mean_g_c[ci] = sum_g / count
+            coef_c[ci] = sum_gx * inv * inv / count
+        k_l = np.empty(nl)
+        mean_g_l = np.empty(nl)
+        coef_l = np.empty(nl)
+        per_lane(k_c, size, k_l)
+        per_lane(mean_g_c, size, mean_g_l)
+        per_lane(coef_c, size, coef_l)
         for n in range(n_rows):
-            g = gy[n, c]
-            xr = x[n, c]
-            out = gx[n, c]
             if use_mask:
-                yr = y[n, c]
-                for i in range(size):
-                    v = np.float64(g[i]) if yr[i] > 0 else 0.0
-                    out[i] = k * (v - mean_g - (np.float64(xr[i]) - mu) * coef)
+                g = gres2[n, lo:hi] if write_gres else scratch[n]
             else:
-                for i in range(size):
-                    out[i] = k * (np.float64(g[i]) - mean_g - (np.float64(xr[i]) - mu) * coef)
+                g = gy2[n, lo:hi]
+            apply_grad(g, x2[n, lo:hi], gx2[n, lo:hi], mu_l, k_l, mean_g_l, coef_l)
 
 
-def _bn_eval_forward(x, mean, scale, beta, y):
+def _affine_channels(x, mu_t, scale_t, beta_t, relu, y):
+    """y = (x - mu) * scale + beta per channel [then ReLU], mu_t etc. per lane of each channel
+    block (``lane_table``): a prange over (row, channel block) segments."""
     n_rows, channels, size = x.shape
-    for p in prange(n_rows * channels):
-        n = p // channels
-        c = p % channels
-        mu = mean[c]
-        k = scale[c]
-        b = beta[c]
-        xr = x[n, c]
-        yr = y[n, c]
-        for i in range(size):
-            yr[i] = (np.float64(xr[i]) - mu) * k + b
+    cb = channel_block(channels, size)
+    nb = (channels + cb - 1) // cb
+    width = channels * size
+    x2 = x.reshape(n_rows, width)
+    y2 = y.reshape(n_rows, width)
+    mode = 1 if relu else 0
+    for it in prange(n_rows * nb):
+        n = it // nb
+        blk = it % nb
+        lo = blk * cb * size
+        hi = min(lo + cb * size, width)
+        xs = x2[n, lo:hi]
+        apply_affine(xs, y2[n, lo:hi], mu_t[blk], scale_t[blk], beta_t[blk], xs, mode)
 
 
+channel_block = njit(cache=True)(_channel_block)
 lanes = njit(cache=True)(_lanes)
 acc_sum = njit(cache=True)(_acc_sum)
 acc_shifted = njit(cache=True)(_acc_shifted)
 acc_grad = njit(cache=True)(_acc_grad)
 lane_total = njit(cache=True)(_lane_total)
+channel_total = njit(cache=True)(_channel_total)
+per_lane = njit(cache=True)(_per_lane)
 relu_mask_row = njit(cache=True)(_relu_mask_row)
+apply_affine = njit(cache=True)(_apply_affine)
+apply_grad = njit(cache=True)(_apply_grad)
 bn_train_forward = njit(cache=True, parallel=True)(_bn_train_forward)
 bn_backward = njit(cache=True, parallel=True)(_bn_backward)
-bn_eval_forward = njit(cache=True, parallel=True)(_bn_eval_forward)
+affine_channels = njit(cache=True, parallel=True)(_affine_channels)
+
+
+def lane_table(values, channels, size):
+    """(blocks, lanes) float64 table: entry [b, j] is ``values`` of the channel owning lane j of
+    channel block b, for ``affine_channels``."""
+    cb = _channel_block(channels, size)
+    nb = -(-channels // cb)
+    lane = np.arange(_lanes(cb * size))
+    owner = np.minimum(np.arange(nb)[:, None] * cb + lane[None, :] // size, channels - 1)
+    return np.ascontiguousarray(np.asarray(values, dtype=np.float64)[owner])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -256,10 +392,11 @@ def train_forward(fn, x, gamma, beta, eps, residual, relu):
         r3 = np.empty((0, 0, 0), dtype=x3.dtype)
     else:
         r3 = like_ncs(fn, residual, "residual", shape, x3.dtype)
+    mode = 2 if residual is not None else (1 if relu else 0)
     y = np.empty_like(x3)
     mean = np.empty(channels)
     invstd = np.empty(channels)
-    bn_train_forward(x3, g, b, float(eps), r3, residual is not None, bool(relu), y, mean, invstd)
+    bn_train_forward(x3, g, b, float(eps), r3, mode, y, mean, invstd)
     return y.reshape(shape), mean, invstd
 
 
@@ -313,8 +450,10 @@ def batch_norm_eval_forward(x, running_mean, running_var, gamma, beta, eps=1e-5)
     g = channel_param(fn, gamma, "gamma", channels, 1.0)
     b = channel_param(fn, beta, "beta", channels, 0.0)
     scale = g / np.sqrt(var + float(eps))
+    size = x3.shape[2]
     y = np.empty_like(x3)
-    bn_eval_forward(x3, mu, scale, b, y)
+    affine_channels(x3, lane_table(mu, channels, size), lane_table(scale, channels, size),
+                    lane_table(b, channels, size), False, y)
     return y.reshape(shape)
 
 

@@ -1,15 +1,16 @@
 """2-D max, average and global average pooling over NCHW arrays (float32 or float64).
 
 Inputs are (N, C, H, W) or (C, H, W). Every kernel works plane by plane: a ``prange`` over the N*C
-(n, c) planes, each plane computed start to finish by one thread, so results do not depend on the
-thread count. Sums are accumulated in float64 and rounded once to the input's dtype.
+(n, c) planes (or fixed blocks of 8 planes sharing scratch memory), each plane computed start to
+finish by one thread, so results do not depend on the thread count. Sums are accumulated in float64
+and rounded once to the input's dtype. Padding must be at most half the kernel size (as PyTorch);
+there is no ceil_mode.
 
 ``max_pool2d_forward`` returns, with the pooled values, the index ``h * W + w`` of each window's
-maximum within its (n, c) input plane (as PyTorch's ``return_indices``); on ties the first maximum in
+maximum within its (n, c) input plane (as PyTorch's ``return_indices``). On ties the first maximum in
 row-major window order wins; a NaN wins over any number and over earlier NaNs (as PyTorch: a window
-with NaNs gives NaN, indexed at its last NaN). A window
-that holds no input element at all (possible only with dilation) gives -inf and index -1, and no
-gradient.
+with NaNs gives NaN, indexed at its last NaN). A window that holds no input element at all (possible
+only with dilation) gives -inf and index -1, and no gradient.
 """
 
 import numpy as np
@@ -76,15 +77,6 @@ def _inside_offsets(size, k, s, p, d, out):
     start = np.arange(out, dtype=np.int64) * s - p
     lo = np.maximum(0, -(start // d))  # ceil(-start / d)
     hi = np.minimum(k, -((start - size) // d))  # ceil((size - start) / d)
-    return lo, hi
-
-
-def _covering_outputs(size, k, s, p, out):
-    """For each input position i: the outputs lo[i] <= o <= hi[i] whose window (no dilation)
-    covers it."""
-    pos = np.arange(size, dtype=np.int64)
-    lo = np.maximum(0, (pos + p - k + s) // s)
-    hi = np.minimum(out - 1, (pos + p) // s)
     return lo, hi
 
 
@@ -167,90 +159,92 @@ def _max_pool_backward_planes(gy, idx, gx):
 PLANE_BLOCK = 8  # planes per prange iteration where scratch memory is reused across planes
 
 
-def _avg_pool_plane(x, y, kh, kw, sh, sw, ph, pw, include_pad, rows, acc):
-    """One plane, separably: window sums along W into the float64 scratch rows (H, OW), then
-    along H into acc (OW,)."""
+def _avg_pool_plane(x, y, kh, kw, sh, sw, ph, pw, include_pad, cols):
+    """One plane, separably: for each output row, the window's rows summed into the float64 scratch
+    ``cols`` (W + 2 * pw, zero at the padding; a long vectorisable loop), then kw neighbours of
+    ``cols`` per output."""
     height, width = x.shape
     out_h, out_w = y.shape
-    for h in range(height):
-        for ow in range(out_w):
-            w0 = ow * sw - pw
-            t = 0.0
-            for w in range(max(w0, 0), min(w0 + kw, width)):
-                t += np.float64(x[h, w])
-            rows[h, ow] = t
+    for w in range(cols.shape[0]):
+        cols[w] = 0.0
+    inner = cols[pw:pw + width]
     for oh in range(out_h):
         h0 = oh * sh - ph
         hlo = max(h0, 0)
         hhi = min(h0 + kh, height)
-        for ow in range(out_w):
-            acc[ow] = 0.0
+        for w in range(width):
+            inner[w] = 0.0
         for h in range(hlo, hhi):
-            for ow in range(out_w):
-                acc[ow] += rows[h, ow]
+            xr = x[h]
+            for w in range(width):
+                inner[w] += np.float64(xr[w])
         for ow in range(out_w):
+            base = ow * sw
+            t = 0.0
+            for j in range(kw):
+                t += cols[base + j]
             if include_pad:
                 count = kh * kw
             else:
-                w0 = ow * sw - pw
+                w0 = base - pw
                 count = (hhi - hlo) * (min(w0 + kw, width) - max(w0, 0))
-            y[oh, ow] = acc[ow] / count
+            y[oh, ow] = t / count
 
 
 def _avg_pool_planes(x, y, kh, kw, sh, sw, ph, pw, include_pad):
-    planes, height = x.shape[0], x.shape[1]
-    out_w = y.shape[2]
+    planes, width = x.shape[0], x.shape[2]
     for b in prange((planes + PLANE_BLOCK - 1) // PLANE_BLOCK):
-        rows = np.empty((height, out_w))
-        acc = np.empty(out_w)
+        cols = np.empty(width + 2 * pw)
         for p in range(b * PLANE_BLOCK, min(b * PLANE_BLOCK + PLANE_BLOCK, planes)):
-            avg_pool_plane(x[p], y[p], kh, kw, sh, sw, ph, pw, include_pad, rows, acc)
+            avg_pool_plane(x[p], y[p], kh, kw, sh, sw, ph, pw, include_pad, cols)
 
 
-def _avg_pool_backward_plane(gy, gx, kh, kw, sh, sw, ph, pw, include_pad, ow_lo, ow_hi, rows,
-                             share):
-    """One plane, separably: each output's share is spread over its window rows into the float64
-    scratch rows (H, OW); then each input element sums the shares of the windows covering its
-    column, ow_lo[w] <= ow <= ow_hi[w]."""
+def _avg_pool_backward_plane(gy, gx, kh, kw, sh, sw, ph, pw, include_pad, cols, acc):
+    """One plane, separably (the mirror of the forward): each output row's shares spread over kw
+    neighbours of the float64 scratch ``cols`` (W + 2 * pw), which is then added to the window's rows
+    of the float64 scratch ``acc`` (H, W) in long vectorisable loops."""
     out_h, out_w = gy.shape
     height, width = gx.shape
     for h in range(height):
-        for ow in range(out_w):
-            rows[h, ow] = 0.0
+        for w in range(width):
+            acc[h, w] = 0.0
+    inner = cols[pw:pw + width]
     for oh in range(out_h):
         h0 = oh * sh - ph
         hlo = max(h0, 0)
         hhi = min(h0 + kh, height)
+        for w in range(cols.shape[0]):
+            cols[w] = 0.0
         for ow in range(out_w):
+            base = ow * sw
             if include_pad:
                 count = kh * kw
             else:
-                w0 = ow * sw - pw
+                w0 = base - pw
                 count = (hhi - hlo) * (min(w0 + kw, width) - max(w0, 0))
-            share[ow] = np.float64(gy[oh, ow]) / count
+            share = np.float64(gy[oh, ow]) / count
+            for j in range(kw):
+                cols[base + j] += share
         for h in range(hlo, hhi):
-            for ow in range(out_w):
-                rows[h, ow] += share[ow]
+            ar = acc[h]
+            for w in range(width):
+                ar[w] += inner[w]
     for h in range(height):
         for w in range(width):
-            t = 0.0
-            for ow in range(ow_lo[w], ow_hi[w] + 1):
-                t += rows[h, ow]
-            gx[h, w] = t
+            gx[h, w] = acc[h, w]
 
 
-def _avg_pool_backward_planes(gy, gx, kh, kw, sh, sw, ph, pw, include_pad, ow_lo, ow_hi):
-    planes, out_w = gy.shape[0], gy.shape[2]
-    height = gx.shape[1]
+def _avg_pool_backward_planes(gy, gx, kh, kw, sh, sw, ph, pw, include_pad):
+    planes = gy.shape[0]
+    height, width = gx.shape[1], gx.shape[2]
     for b in prange((planes + PLANE_BLOCK - 1) // PLANE_BLOCK):
-        rows = np.empty((height, out_w))
-        share = np.empty(out_w)
+        cols = np.empty(width + 2 * pw)
+        acc = np.empty((height, width))
         for p in range(b * PLANE_BLOCK, min(b * PLANE_BLOCK + PLANE_BLOCK, planes)):
-            avg_pool_backward_plane(gy[p], gx[p], kh, kw, sh, sw, ph, pw, include_pad, ow_lo,
-                                    ow_hi, rows, share)
+            avg_pool_backward_plane(gy[p], gx[p], kh, kw, sh, sw, ph, pw, include_pad, cols, acc)
 
 
-PLANE_LANES = 64  # lanes of the float64 accumulator for whole-plane sums
+PLANE_LANES = 16  # lanes of the float64 accumulator for whole-plane sums (fastest here)
 
 
 def _plane_means(x, out):
@@ -339,9 +333,7 @@ def avg_pool2d_backward(gy, x_shape, kernel_size, stride=None, padding=0, count_
     k, s, p, _, out = _pool_geometry(fn, x_shape, kernel_size, stride, padding)
     g = _grad_planes(fn, gy, x_shape[:-2] + out)
     gx = np.empty((g.shape[0],) + x_shape[-2:], dtype=g.dtype)
-    ow_lo, ow_hi = _covering_outputs(x_shape[-1], k[1], s[1], p[1], out[1])
-    avg_pool_backward_planes(g, gx, k[0], k[1], s[0], s[1], p[0], p[1], bool(count_include_pad),
-                             ow_lo, ow_hi)
+    avg_pool_backward_planes(g, gx, k[0], k[1], s[0], s[1], p[0], p[1], bool(count_include_pad))
     return gx.reshape(x_shape)
 
 

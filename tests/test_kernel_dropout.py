@@ -6,30 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from freenet.kernels import dropout as D
-from freenet.kernels.parallel import get_num_threads, set_num_threads
 
-DTYPES = [np.float32, np.float64]
-
-
-def make_array(rng, shape, dtype, layout):
-    def draw(s):
-        return rng.standard_normal(s).astype(dtype)
-
-    if layout == "transposed" and len(shape) >= 2:
-        return draw(shape[::-1]).T
-    if layout == "strided":
-        return draw(shape[:-1] + (2 * shape[-1],))[..., ::2]
-    return draw(shape)
-
-
-def with_threads(n, fn):
-    old = get_num_threads()
-    set_num_threads(n)
-    try:
-        return fn()
-    finally:
-        set_num_threads(old)
-
+from kernel_cases import DTYPES, make_array, with_threads
 
 shapes = st.lists(st.integers(1, 9), min_size=1, max_size=4).map(tuple)
 seeds = st.integers(-2**63, 2**64 - 1)

@@ -6,46 +6,10 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from freenet.kernels import fused as F
-from freenet.kernels.parallel import get_num_threads, set_num_threads
 
-DTYPES = [np.float32, np.float64]
+from kernel_cases import DTYPES, make_array, norm_shapes, tol, with_threads
 
-
-def make_array(rng, shape, dtype, layout, scale=1.0, offset=0.0):
-    """Normal(offset, scale) values of ``shape``: C-contiguous, transposed (channels-last for
-    3+ dims, column-major for 2) or strided (every other element of a wider array)."""
-    def draw(s):
-        return (rng.standard_normal(s) * scale + offset).astype(dtype)
-
-    if layout == "transposed":
-        if len(shape) == 2:
-            return draw(shape[::-1]).T
-        return np.moveaxis(draw(shape[:1] + shape[2:] + shape[1:2]), -1, 1)
-    if layout == "strided":
-        return draw(shape[:-1] + (2 * shape[-1],))[..., ::2]
-    return draw(shape)
-
-
-def with_threads(n, fn):
-    old = get_num_threads()
-    set_num_threads(n)
-    try:
-        return fn()
-    finally:
-        set_num_threads(old)
-
-
-def tol(dtype):
-    return dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
-
-
-shapes = st.one_of(
-    st.tuples(st.integers(2, 9), st.integers(1, 6)),
-    st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 20)),
-    st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 7), st.integers(1, 7)),
-).filter(lambda s: s[0] * int(np.prod(s[2:])) >= 2)
-
-common = dict(shape=shapes, dtype=st.sampled_from(DTYPES),
+common = dict(shape=norm_shapes, dtype=st.sampled_from(DTYPES),
               layout=st.sampled_from(["c", "transposed", "strided"]),
               seed=st.integers(0, 2**32 - 1))
 
@@ -142,7 +106,7 @@ def directional_check(loss, point, direction, analytic, h=1e-6):
     np.testing.assert_allclose(fd, np.sum(analytic * direction), rtol=1e-5, atol=1e-6)
 
 
-@given(shape=shapes, seed=st.integers(0, 2**32 - 1))
+@given(shape=norm_shapes, seed=st.integers(0, 2**32 - 1))
 def test_bias_relu_finite_differences(shape, seed):
     rng = np.random.default_rng(seed)
     x, gy = rng.standard_normal(shape), rng.standard_normal(shape)
@@ -155,7 +119,7 @@ def test_bias_relu_finite_differences(shape, seed):
                       rng.standard_normal(shape[1]), gb)
 
 
-@given(shape=shapes, seed=st.integers(0, 2**32 - 1))
+@given(shape=norm_shapes, seed=st.integers(0, 2**32 - 1))
 def test_add_relu_finite_differences(shape, seed):
     rng = np.random.default_rng(seed)
     x, r, gy = rng.standard_normal(shape), rng.standard_normal(shape), rng.standard_normal(shape)
@@ -167,7 +131,7 @@ def test_add_relu_finite_differences(shape, seed):
                       rng.standard_normal(shape), g)
 
 
-@given(shape=shapes, seed=st.integers(0, 2**32 - 1), residual=st.booleans())
+@given(shape=norm_shapes, seed=st.integers(0, 2**32 - 1), residual=st.booleans())
 def test_batch_norm_relu_finite_differences(shape, seed, residual):
     rng = np.random.default_rng(seed)
     c = shape[1]

@@ -6,46 +6,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from freenet.kernels import norm as N
-from freenet.kernels.parallel import get_num_threads, set_num_threads
 
-DTYPES = [np.float32, np.float64]
+from kernel_cases import DTYPES, make_array, norm_shapes, tol, with_threads
 
-
-def make_array(rng, shape, dtype, layout, scale=1.0, offset=0.0):
-    """Normal(offset, scale) values of ``shape``: C-contiguous, transposed (channels-last for
-    3+ dims, column-major for 2) or strided (every other element of a wider array)."""
-    def draw(s):
-        return (rng.standard_normal(s) * scale + offset).astype(dtype)
-
-    if layout == "transposed":
-        if len(shape) == 2:
-            return draw(shape[::-1]).T
-        return np.moveaxis(draw(shape[:1] + shape[2:] + shape[1:2]), -1, 1)
-    if layout == "strided":
-        return draw(shape[:-1] + (2 * shape[-1],))[..., ::2]
-    return draw(shape)
-
-
-def with_threads(n, fn):
-    old = get_num_threads()
-    set_num_threads(n)
-    try:
-        return fn()
-    finally:
-        set_num_threads(old)
-
-
-def tol(dtype):
-    return dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
-
-
-shapes = st.one_of(
-    st.tuples(st.integers(2, 9), st.integers(1, 6)),  # BatchNorm1d (N, C)
-    st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 20)),  # (N, C, L)
-    st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 7), st.integers(1, 7)),
-).filter(lambda s: s[0] * int(np.prod(s[2:])) >= 2)
-
-common = dict(shape=shapes, dtype=st.sampled_from(DTYPES),
+common = dict(shape=norm_shapes, dtype=st.sampled_from(DTYPES),
               layout=st.sampled_from(["c", "transposed", "strided"]),
               seed=st.integers(0, 2**32 - 1), scale=st.sampled_from([0.1, 1.0, 30.0]),
               offset=st.sampled_from([0.0, -3.0, 50.0]), affine=st.booleans())
@@ -99,7 +63,7 @@ def test_eval_forward_matches_reference(shape, dtype, layout, seed, scale, offse
         rtol=tol(dtype)["rtol"], atol=tol(dtype)["atol"] * (1 + scale + abs(offset)))
 
 
-@given(shape=shapes, seed=st.integers(0, 2**32 - 1), affine=st.booleans())
+@given(shape=norm_shapes, seed=st.integers(0, 2**32 - 1), affine=st.booleans())
 def test_backward_finite_differences_of_forward_twin(shape, seed, affine):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape) * 2 + 1
@@ -125,7 +89,7 @@ def test_backward_finite_differences_of_forward_twin(shape, seed, affine):
         np.testing.assert_allclose(fd, np.sum(grad * direction), rtol=1e-5, atol=1e-6)
 
 
-@given(shape=shapes, dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**32 - 1),
+@given(shape=norm_shapes, dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**32 - 1),
        momentum=st.sampled_from([0.0, 0.1, 0.5, 1.0]))
 def test_update_running_matches_reference_and_torch_rule(shape, dtype, seed, momentum):
     rng = np.random.default_rng(seed)

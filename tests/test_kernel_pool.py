@@ -6,40 +6,10 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from freenet.kernels import pool as P
-from freenet.kernels.parallel import get_num_threads, set_num_threads
 
-DTYPES = [np.float32, np.float64]
+from kernel_cases import DTYPES, assert_same_bits, make_array, with_threads
 
-
-def make_array(rng, shape, dtype, layout):
-    """Standard-normal values of ``shape``: C-contiguous, transposed (last axis moved to dim 1:
-    channels-last) or strided (every other element of a wider array)."""
-    def draw(s):
-        return rng.standard_normal(s).astype(dtype)
-
-    if layout == "transposed" and len(shape) >= 3:
-        return np.moveaxis(draw(shape[:1] + shape[2:] + shape[1:2]), -1, 1)
-    if layout == "strided":
-        return draw(shape[:-1] + (2 * shape[-1],))[..., ::2]
-    return draw(shape)
-
-
-def with_threads(n, fn):
-    old = get_num_threads()
-    set_num_threads(n)
-    try:
-        return fn()
-    finally:
-        set_num_threads(old)
-
-
-def assert_same_bits(a, b):
-    for u, v in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
-        assert u.dtype == v.dtype and u.shape == v.shape
-        assert u.tobytes() == v.tobytes()
-
-
-def tol(dtype):
+def tol(dtype):  # pooling only moves or averages a few values: tighter than the shared tol
     return dict(rtol=2e-6, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
 
 
