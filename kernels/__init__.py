@@ -22,5 +22,6 @@ from freenet.kernels.norm import (batch_norm_backward, batch_norm_backward_refer
                                   batch_norm_update_running, batch_norm_update_running_reference)
 from freenet.kernels.fused import (add_relu_backward, add_relu_forward, batch_norm_add_relu_backward,
                                    batch_norm_add_relu_train_forward, batch_norm_relu_backward,
-                                   batch_norm_relu_train_forward, bias_relu_backward, bias_relu_forward)
+                                   batch_norm_relu_train_forward, bias_relu_backward, bias_relu_forward,
+                                   relu_backward, relu_forward)
 from freenet.kernels.dropout import dropout_backward, dropout_forward

@@ -59,6 +59,18 @@ def _add_relu_flat(x, r, y):
             yb[i] = 0 if z < 0 else z
 
 
+def _relu_flat(x, y):
+    size = x.shape[0]
+    for b in prange((size + CHUNK - 1) // CHUNK):
+        lo = b * CHUNK
+        hi = min(lo + CHUNK, size)
+        xb = x[lo:hi]
+        yb = y[lo:hi]
+        for i in range(hi - lo):
+            z = xb[i]
+            yb[i] = 0 if z < 0 else z
+
+
 def _relu_grad_flat(gy, y, gx):
     size = gy.shape[0]
     for b in prange((size + CHUNK - 1) // CHUNK):
@@ -70,6 +82,7 @@ def _relu_grad_flat(gy, y, gx):
 relu_grad_channels = njit(cache=True, parallel=True)(_relu_grad_channels)
 add_relu_flat = njit(cache=True, parallel=True)(_add_relu_flat)
 relu_grad_flat = njit(cache=True, parallel=True)(_relu_grad_flat)
+relu_flat = njit(cache=True, parallel=True)(_relu_flat)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -105,6 +118,21 @@ def bias_relu_backward(gy, y):
     gbias = np.empty(g3.shape[1])
     relu_grad_channels(g3, y3, gx, gbias)
     return gx.reshape(shape), gbias.astype(g3.dtype)
+
+
+def relu_forward(x):
+    """max(x, 0) (NaN stays NaN), in parallel over fixed chunks."""
+    x = np.asarray(x)
+    _check_float("relu_forward", x, "input")
+    xf = np.ascontiguousarray(x).reshape(-1)
+    y = np.empty_like(xf)
+    relu_flat(xf, y)
+    return y.reshape(x.shape)
+
+
+def relu_backward(gy, y):
+    """Gradient of ``relu_forward`` from its output: gy where y > 0, else 0."""
+    return add_relu_backward(gy, y)
 
 
 def add_relu_forward(x, residual):
@@ -193,9 +221,17 @@ def add_relu_forward_reference(x, residual):
     return _relu(x + np.asarray(residual, dtype=x.dtype)).astype(x.dtype)
 
 
+def relu_forward_reference(x):
+    x = np.asarray(x)
+    return _relu(x).astype(x.dtype)
+
+
 def add_relu_backward_reference(gy, y):
     gy = np.asarray(gy)
     return np.where(np.asarray(y) > 0, gy, 0).astype(gy.dtype)
+
+
+relu_backward_reference = add_relu_backward_reference
 
 
 def _bn_pre_activation(x, gamma, beta, eps):

@@ -206,3 +206,14 @@ def test_errors_name_the_shapes():
         F.batch_norm_relu_train_forward(x, np.ones(2), None)
     with pytest.raises(ValueError, match=r"output has shape \(3, 3, 4\)"):
         F.batch_norm_relu_backward(x, np.zeros((3, 3, 4)), x, None, np.zeros(3), np.ones(3))
+
+
+@given(shape=st.lists(st.integers(1, 40), min_size=1, max_size=4).map(tuple), dtype=st.sampled_from(DTYPES),
+       layout=st.sampled_from(["c", "transposed", "strided"]), seed=st.integers(0, 2**32 - 1))
+def test_relu_matches_reference_and_is_thread_independent(shape, dtype, layout, seed):
+    rng = np.random.default_rng(seed)
+    x, g = make_array(rng, shape, dtype, layout), make_array(rng, shape, dtype, layout)
+    y = F.relu_forward(x)
+    np.testing.assert_array_equal(y, F.relu_forward_reference(x))
+    np.testing.assert_array_equal(F.relu_backward(g, y), F.relu_backward_reference(g, y))
+    assert with_threads(1, lambda: F.relu_forward(x)).tobytes() == with_threads(2, lambda: F.relu_forward(x)).tobytes()

@@ -103,3 +103,14 @@ def test_dropout_is_seeded_scaled_and_differentiable():
     assert dropout(x, 0.25, training=False) is x
     with pytest.raises(fn.FreenetError, match=r"p must be in \[0, 1\)"):
         dropout(x, 1.0)
+
+
+def test_relu_on_large_tensors_takes_the_kernel_path_with_the_same_results():
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal((4, 32, 30, 30)).astype(np.float32)  # above the kernel threshold
+    x = fn.tensor(v, requires_grad=True)
+    y = fn.nn.functional.relu(x)
+    np.testing.assert_array_equal(y.data, np.maximum(v, 0))
+    g = rng.standard_normal(v.shape).astype(np.float32)
+    y.backward(fn.tensor(g))
+    np.testing.assert_array_equal(x.grad.data, g * (v > 0))
