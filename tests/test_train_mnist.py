@@ -5,6 +5,7 @@ import json
 import pytest
 
 import freenet as fn
+from freenet import provenance  # noqa: F401  (fn.provenance)
 from freenet.cli import main
 from freenet.recipes import mnist
 from freenet.serialize import weights_sha256
@@ -39,7 +40,7 @@ def test_cli_trains_writes_weights_and_a_json_summary(tmp_path, capsys):
     model = mnist.build_model()
     model.load_state_dict(weights)
     assert mnist.evaluate(model, fn.data.MNIST(train=False)) == pytest.approx(data["accuracy"])
-    assert json.loads(fn.load_metadata(out)["freenet.recipe"])["epochs"] == 1
+    assert fn.provenance.read_record(out)["recipe"]["params"]["epochs"] == 1
     assert "test accuracy" in capsys.readouterr().out
 
 
