@@ -11,6 +11,11 @@ the GIL inside BLAS and ufuncs, so the pool's threads run truly in parallel.
 
 import os
 import threading
+
+# Numba's OpenMP layer spins while it waits for work; on a busy machine (or beside other threads of
+# ours) the spinning threads steal the cores that do the work, making kernels tens of times slower.
+# Sleeping waits cost microseconds per launch instead. Must be set before libgomp loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from concurrent.futures import ThreadPoolExecutor
 
 import numba

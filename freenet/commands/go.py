@@ -1,0 +1,342 @@
+"""``freenet go ...``: Go nets (rules, search, self-play, training, GTP, matches, Leela Zero weights)."""
+
+import argparse
+import os
+import sys
+
+from freenet.commands.common import positive_int
+
+FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+
+
+def board_size(text):
+    value = int(text)
+    if not 5 <= value <= 19:
+        raise argparse.ArgumentTypeError(f"must be from 5 to 19, got {value}")
+    return value
+
+
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def set_threads(n):
+    """freenet's thread count for a ``freenet go`` command (kernels/parallel.py makes OpenMP wait passively)."""
+    import freenet as fn
+    fn.set_num_threads(n)
+
+
+def register(commands):
+    go = commands.add_parser("go", help="Go nets: self-play, training, GTP engine, matches",
+                             description="Train small Go nets on a plain CPU, play them through GTP, measure "
+                                         "their strength. See docs/go.md.")
+    sub = go.add_subparsers(dest="go_command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("init", help="write a net with fresh weights", formatter_class=FORMATTER,
+                       description="Write a residual policy/value net with fresh (seeded) weights.")
+    p.add_argument("--size", type=board_size, default=9, help="board size")
+    p.add_argument("--blocks", type=non_negative_int, default=6, help="residual blocks")
+    p.add_argument("--filters", type=positive_int, default=64, help="filters per convolution")
+    p.add_argument("--value-hidden", type=positive_int, default=None,
+                   help="units of the value head's hidden layer (default 256 on 19x19, else 64)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the weights")
+    p.add_argument("--out", metavar="FILE", required=True, help="where to write the net (safetensors)")
+    p.set_defaults(run=run_init)
+
+    p = sub.add_parser("gtp", help="a GTP engine on stdin/stdout", formatter_class=FORMATTER,
+                       description="Speak GTP version 2 on stdin/stdout (with Leela Zero's heatmap and "
+                                   "lz-analyze). Without --model the engine plays from a plain search "
+                                   "(uniform priors, random playouts).")
+    p.add_argument("--model", metavar="FILE", help="a net written by init, train or import-lz")
+    p.add_argument("--playouts", type=positive_int, default=400, help="search playouts per move")
+    p.add_argument("--size", type=board_size, default=None, help="board size (default: the net's, else 19)")
+    p.add_argument("--komi", type=float, default=7.5, help="komi until the controller sets one")
+    p.add_argument("--resign", type=float, default=0.05, help="resign below this winrate (0: never)")
+    p.add_argument("--batch", type=positive_int, default=8, help="leaves evaluated together (virtual loss)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the search's randomness")
+    p.add_argument("--threads", type=positive_int, default=1, help="threads for the net")
+    p.add_argument("--gtp-version", metavar="TEXT", help="answer GTP 'version' with TEXT instead of freenet's "
+                   "version (Lizzie warns unless it reads a Leela Zero version such as 0.17)")
+    p.set_defaults(run=run_gtp)
+
+    register_more(sub)
+
+
+def register_more(sub):
+    """selfplay, train, bench, match, export-lz, import-lz."""
+    register_training(sub)
+    register_bench(sub)
+
+    p = sub.add_parser("match", help="play GTP engines against each other", formatter_class=FORMATTER,
+                       description="Play GTP engines against each other with alternating colours and report "
+                                   "the first engine's wins with a 95%% confidence interval. '{seed}' in an "
+                                   "engine command becomes a seed that changes every game (the engine is then "
+                                   "restarted per game). Example: --black 'freenet go gtp --model net.safetensors "
+                                   "--seed {seed}' --white '/usr/games/gnugo --mode gtp --level 1'.")
+    p.add_argument("--black", metavar="CMD", required=True, help="engine A (Black in odd-numbered games)")
+    p.add_argument("--white", metavar="CMD", required=True, help="engine B (White in odd-numbered games)")
+    p.add_argument("--games", type=positive_int, default=2, help="games to play")
+    p.add_argument("--size", type=board_size, default=9, help="board size")
+    p.add_argument("--komi", type=float, default=7.5, help="komi")
+    p.add_argument("--sgf-dir", metavar="DIR", help="write each game as an SGF file here")
+    p.add_argument("--referee", metavar="CMD", help="engine whose final_score decides when the two disagree "
+                   "(default: freenet's Tromp-Taylor count)")
+    p.add_argument("--seed", type=int, default=0, help="first seed for '{seed}' (game k gets seed + k)")
+    p.add_argument("--max-moves", type=positive_int, default=None, help="end and score a game after this many "
+                   "moves (default 3 x size x size)")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds an engine may take for one command")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.set_defaults(run=run_match)
+
+    p = sub.add_parser("export-lz", help="write a net in Leela Zero's v1 weight format",
+                       formatter_class=FORMATTER,
+                       description="Write a freenet Go net as a Leela Zero v1 text weight file (batch-norm "
+                                   "scale and offset folded in). Leela Zero itself loads 19x19 nets with a "
+                                   "256-unit value layer. A name ending in .gz is gzipped.")
+    p.add_argument("model", metavar="MODEL", help="a freenet Go net (safetensors)")
+    p.add_argument("out", metavar="OUT", help="the Leela Zero weight file to write")
+    p.set_defaults(run=run_export_lz)
+
+    p = sub.add_parser("import-lz", help="read a Leela Zero v1 weight file into a freenet net",
+                       formatter_class=FORMATTER,
+                       description="Read a Leela Zero v1 weight file (plain or gzipped text) and write it as a "
+                                   "freenet Go net (safetensors).")
+    p.add_argument("weights", metavar="WEIGHTS", help="the Leela Zero weight file")
+    p.add_argument("out", metavar="OUT", help="the freenet net to write")
+    p.set_defaults(run=run_import_lz)
+
+
+def register_bench(sub):
+    p = sub.add_parser("bench", help="measure rules, net and search speed (and Leela Zero's)",
+                       formatter_class=FORMATTER,
+                       description="Measure moves per second of the rules, net evaluations per second at the "
+                                   "given batch sizes, search playouts per second, and with --leelaz Leela Zero's "
+                                   "own CPU path (leelaz --benchmark --cpu-only) on the same net (19x19 only).")
+    p.add_argument("--size", type=board_size, default=9, help="board size")
+    p.add_argument("--blocks", type=non_negative_int, default=6, help="residual blocks")
+    p.add_argument("--filters", type=positive_int, default=64, help="filters")
+    p.add_argument("--batches", default="1,16", help="batch sizes to time, comma-separated")
+    p.add_argument("--threads", type=positive_int, default=1, help="threads for freenet and leelaz")
+    p.add_argument("--leelaz", metavar="PATH", help="leelaz binary to compare with (19x19 nets)")
+    p.add_argument("--seconds", type=float, default=3.0, help="seconds per measurement")
+    p.add_argument("--train-batch", type=non_negative_int, default=256, help="also time SGD steps at this batch "
+                   "(0: do not)")
+    p.set_defaults(run=run_bench)
+
+
+def register_training(sub):
+    """selfplay and train (freenet.go.selfplay, freenet.go.train)."""
+    p = sub.add_parser("selfplay", help="play self-play games and store them", formatter_class=FORMATTER,
+                       description="Let a net play itself, many games at once (their leaves share each net "
+                                   "call), and store positions, search probabilities and results in a compressed "
+                                   "NumPy file (and SGF files with --sgf-dir). Without --model the games come "
+                                   "from the plain search (uniform priors, random playouts).")
+    p.add_argument("--model", metavar="FILE", help="the net to play with")
+    p.add_argument("--size", type=board_size, default=None, help="board size without --model (default 9)")
+    p.add_argument("--games", type=positive_int, default=16, help="games to play")
+    p.add_argument("--out", metavar="FILE", required=True, help="the .npz file to write")
+    p.add_argument("--sgf-dir", metavar="DIR", help="also write each game as SGF here")
+    _selfplay_options(p)
+    p.add_argument("--seed", type=int, default=0, help="seed (same seed and net: same games)")
+    p.add_argument("--threads", type=positive_int, default=1, help="threads for the net")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_selfplay)
+
+    p = sub.add_parser("train", help="train a net: the AlphaGo Zero loop, or supervised on SGF games",
+                       formatter_class=FORMATTER,
+                       description="Train a net in a run folder. Without --sgf: the AlphaGo Zero loop (self-play "
+                                   "with the latest net, SGD on policy cross-entropy + value MSE over a replay "
+                                   "window, checkpoint) for --generations generations. With --sgf DIR: supervised "
+                                   "training on the SGF games under DIR for --generations chunks of --steps steps. "
+                                   "Run it again with the same folder and settings to resume after an "
+                                   "interruption, or with a larger --generations to go on; the result is the "
+                                   "same as an uninterrupted run. The latest net is RUN/net.safetensors.")
+    p.add_argument("--dir", metavar="RUN", required=True, help="the run folder")
+    p.add_argument("--generations", type=positive_int, default=10, help="generations (or chunks with --sgf) "
+                   "to reach")
+    p.add_argument("--sgf", metavar="DIR", help="train on the SGF games under DIR instead of self-play")
+    p.add_argument("--size", type=board_size, default=9, help="board size")
+    p.add_argument("--blocks", type=non_negative_int, default=6, help="residual blocks")
+    p.add_argument("--filters", type=positive_int, default=64, help="filters per convolution")
+    p.add_argument("--seed", type=int, default=0, help="seed for the weights, self-play and sampling")
+    p.add_argument("--games", type=positive_int, default=64, help="self-play games per generation")
+    p.add_argument("--window", type=positive_int, default=500, help="games in the replay window")
+    p.add_argument("--steps", type=positive_int, default=100, help="SGD steps per generation (or chunk)")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="positions per SGD step")
+    p.add_argument("--lr", type=float, default=0.02, help="learning rate (SGD, Nesterov momentum 0.9)")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="L2 weight decay")
+    _selfplay_options(p)
+    p.add_argument("--save-sgf", action="store_true", help="also write the self-play games as SGF")
+    p.add_argument("--threads", type=positive_int, default=1, help="threads for the net")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=run_train)
+
+
+def _selfplay_options(p):
+    p.add_argument("--komi", type=float, default=7.5, help="komi")
+    p.add_argument("--playouts", type=positive_int, default=200, help="search playouts per move")
+    p.add_argument("--parallel", type=positive_int, default=16, help="games played at once")
+    p.add_argument("--batch", type=positive_int, default=8, help="leaves per game per net call")
+    p.add_argument("--resign", type=float, default=0.05, help="resign below this winrate (0: never); "
+                   "20%% of the games never resign")
+
+
+def run_init(args):
+    from freenet.go.net import new_net, save_net
+
+    net = new_net(args.size, args.blocks, args.filters, args.value_hidden, seed=args.seed)
+    save_net(net, args.out)
+    print(f"{args.size}x{args.size} net, {args.blocks} blocks x {args.filters} filters, seed {args.seed}: {args.out}")
+    return 0
+
+
+def run_gtp(args):
+    from freenet.go.gtp import Engine
+    from freenet.go.net import load_net
+
+    set_threads(args.threads)
+    net = load_net(args.model) if args.model else None
+    engine = Engine(net, playouts=args.playouts, size=args.size, komi=args.komi, seed=args.seed,
+                    resign=args.resign, batch=args.batch)
+    if args.gtp_version:
+        engine.version = args.gtp_version
+    return engine.run(sys.stdin)
+
+
+def run_match(args):
+    import json
+    import math
+
+    from freenet.go.match import run_match as match
+
+    summary = match(args.black, args.white, args.games, size=args.size, komi=args.komi, sgf_dir=args.sgf_dir,
+                    referee_command=args.referee, seed=args.seed, max_moves=args.max_moves, timeout=args.timeout)
+    print(summary.report())
+    if args.json:
+        lo, hi = summary.interval()
+        data = {"engines": list(summary.names), "games": summary.games, "wins": summary.wins,
+                "draws": summary.draws, "no_result": summary.no_result, "a_wins_as_black_white": summary.as_black,
+                "a_win_rate_interval95": [lo, hi], "size": args.size, "komi": args.komi,
+                "games_list": [{"black": r.black, "white": r.white,
+                                "winner": {1: "B", 2: "W", 0: "draw", None: None}[r.winner],
+                                "score": None if r.score is None or math.isinf(r.score) else r.score,
+                                "reason": r.reason, "scored_by": r.scored_by, "moves": len(r.moves)}
+                               for r in summary.results]}
+        with open(args.json, "w") as f:
+            json.dump(data, f, indent=2)
+    return 0
+
+
+def run_export_lz(args):
+    from freenet.go.lz_weights import export_lz
+    from freenet.go.net import load_net
+
+    note = export_lz(load_net(args.model), args.out)
+    if note:
+        print(note, file=sys.stderr)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def run_import_lz(args):
+    from freenet.go.lz_weights import import_lz
+    from freenet.go.net import save_net
+
+    net = import_lz(args.weights)
+    c = net.config
+    save_net(net, args.out, extra={"freenet.go.source": os.path.basename(args.weights)})
+    print(f"{c.size}x{c.size} net, {c.blocks} blocks x {c.filters} filters: {args.out}")
+    return 0
+
+
+def _selfplay_config(args, size):
+    from freenet.go.selfplay import SelfPlayConfig
+
+    return SelfPlayConfig(size=size, komi=args.komi, playouts=args.playouts, batch=args.batch,
+                          parallel=args.parallel, resign=args.resign)
+
+
+def run_selfplay(args):
+    import time
+
+    import numpy as np
+
+    import freenet as fn
+    from freenet.go.mcts import UniformEvaluator
+    from freenet.go.net import Evaluator, load_net
+    from freenet.go.selfplay import play_games, save_games
+    from freenet.go.sgf import result_string, write_sgf
+
+    set_threads(args.threads)
+    if args.model:
+        net = load_net(args.model)
+        if args.size is not None and args.size != net.config.size:
+            raise fn.FreenetError(f"the net plays {net.config.size}x{net.config.size}, not --size {args.size}")
+        size = net.config.size
+        evaluator = Evaluator(net, symmetry_mode="random", rng=np.random.default_rng([args.seed, 3]))
+    else:
+        size = args.size or 9
+        evaluator = UniformEvaluator(komi=args.komi, seed=args.seed)
+    start = time.perf_counter()
+    records = play_games(evaluator, args.games, _selfplay_config(args, size), seed=args.seed,
+                         progress=not args.quiet)
+    seconds = time.perf_counter() - start
+    save_games(args.out, records)
+    if args.sgf_dir:
+        os.makedirs(args.sgf_dir, exist_ok=True)
+        name = os.path.basename(args.model) if args.model else "plain search"
+        for i, r in enumerate(records):
+            write_sgf(os.path.join(args.sgf_dir, f"game-{i + 1:04d}.sgf"), r.size, r.komi, r.moves,
+                      result_string(r.winner, r.score, r.resigned), name, name)
+    moves = sum(len(r.moves) for r in records)
+    black = sum(r.winner == 1 for r in records)
+    print(f"{len(records)} games ({black} won by Black), {moves} positions in {seconds:.1f} s "
+          f"({3600 * len(records) / seconds:.0f} games/hour, {evaluator.positions / seconds:.0f} net "
+          f"evaluations/s); {args.out}")
+    return 0
+
+
+def run_train(args):
+    from freenet.go.train import TrainConfig, selfplay_loop, supervised_loop
+
+    set_threads(args.threads)
+    sp = _selfplay_config(args, args.size).as_dict()
+    config = TrainConfig(size=args.size, blocks=args.blocks, filters=args.filters, seed=args.seed,
+                         games_per_generation=args.games, window=args.window, steps_per_generation=args.steps,
+                         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                         selfplay={k: v for k, v in sp.items() if k != "size"}, sgf=args.save_sgf)
+    if args.sgf:
+        config.selfplay, config.sgf, config.games_per_generation, config.window = {}, False, 0, 0
+        supervised_loop(args.dir, config, args.sgf, args.generations, progress=not args.quiet)
+    else:
+        selfplay_loop(args.dir, config, args.generations, progress=not args.quiet)
+    print(f"latest net: {os.path.join(args.dir, 'net.safetensors')}")
+    return 0
+
+
+def run_bench(args):
+    from freenet.go import bench
+    from freenet.go.net import new_net
+
+    set_threads(args.threads)
+    python_rate, playout_rate = bench.rules_speed(args.size, seconds=args.seconds)
+    print(f"rules {args.size}x{args.size}: {python_rate:,.0f} moves/s through Board (legal_mask + play), "
+          f"{playout_rate:,.0f} moves/s in compiled random playouts")
+    net = new_net(args.size, args.blocks, args.filters)
+    name = f"{args.size}x{args.size} {args.blocks}x{args.filters}"
+    for b in [int(x) for x in args.batches.split(",") if x.strip()]:
+        print(f"net {name}, batch {b}: {bench.net_speed(net, b, args.seconds):,.0f} evaluations/s "
+              f"({args.threads} thread{'s' if args.threads > 1 else ''})")
+    for b in (1, 16):
+        print(f"search {name}, {b} leaves per net call: {bench.search_speed(net, b):,.0f} playouts/s")
+    if args.train_batch:
+        print(f"training {name}, batch {args.train_batch}: "
+              f"{bench.train_speed(net, args.train_batch):,.0f} positions/s")
+    if args.leelaz:
+        print(f"leelaz --cpu-only -t {args.threads} on the same net: "
+              f"{bench.leelaz_speed(net, args.leelaz, args.threads):,.0f} nodes/s (its benchmark)")
+    return 0

@@ -1,0 +1,181 @@
+"""The residual policy/value net (``go9-6x64`` of the benchmark workloads, any size), its file format,
+and the evaluator that the search calls.
+
+    input 18 planes N x N -> conv3x3 F (no bias) + BN + ReLU
+    B residual blocks: conv3x3 - BN - ReLU - conv3x3 - BN, add the block's input, ReLU
+    policy head: conv1x1 2 + BN + ReLU, linear(2*N*N -> N*N + 1)            (logits; the last is the pass)
+    value head:  conv1x1 1 + BN + ReLU, linear(N*N -> H) + ReLU, linear(H -> 1), tanh
+                                                                      (+1: the side to move wins)
+
+H is 256 on 19x19 (Leela Zero's fixed size, so such nets export) and 64 otherwise unless set.
+A net is saved with ``freenet.save``; its shape is in the file's metadata under ``freenet.go``.
+"""
+
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+import freenet as fn
+from freenet import nn
+from freenet.errors import FreenetError
+from freenet.go import features, symmetry
+from freenet.go.board import check_size
+
+FORMAT = "freenet.go.net/1"
+
+
+@dataclass
+class NetConfig:
+    size: int = 9
+    blocks: int = 6
+    filters: int = 64
+    value_hidden: int = None
+
+    def __post_init__(self):
+        check_size(self.size)
+        for name in ("blocks", "filters"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < (0 if name == "blocks" else 1):
+                raise FreenetError(f"net: {name} must be a {'non-negative' if name == 'blocks' else 'positive'} "
+                                   f"integer, not {v!r}")
+        if self.value_hidden is None:
+            self.value_hidden = 256 if self.size == 19 else 64
+
+    def as_dict(self):
+        return asdict(self)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, filters):
+        super().__init__()
+        self.conv1 = nn.Conv2d(filters, filters, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(filters)
+        self.conv2 = nn.Conv2d(filters, filters, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(filters)
+
+    def forward(self, x):
+        y = self.bn1(self.conv1(x)).relu()
+        return (self.bn2(self.conv2(y)) + x).relu()
+
+
+class GoNet(nn.Module):
+    def __init__(self, config=None, **kwargs):
+        super().__init__()
+        config = config if config is not None else NetConfig(**kwargs)
+        self.config = config
+        N, F, H = config.size, config.filters, config.value_hidden
+        self.input_conv = nn.Conv2d(features.PLANES, F, 3, padding=1, bias=False)
+        self.input_bn = nn.BatchNorm2d(F)
+        self.blocks = nn.ModuleList([ResidualBlock(F) for _ in range(config.blocks)])
+        self.policy_conv = nn.Conv2d(F, 2, 1, bias=False)
+        self.policy_bn = nn.BatchNorm2d(2)
+        self.policy_fc = nn.Linear(2 * N * N, N * N + 1)
+        self.value_conv = nn.Conv2d(F, 1, 1, bias=False)
+        self.value_bn = nn.BatchNorm2d(1)
+        self.value_fc1 = nn.Linear(N * N, H)
+        self.value_fc2 = nn.Linear(H, 1)
+
+    def forward(self, x):
+        """(policy logits (B, N*N+1), value (B,) in [-1, 1]) for input planes (B, 18, N, N)."""
+        x = self.input_bn(self.input_conv(x)).relu()
+        for block in self.blocks:
+            x = block(x)
+        p = self.policy_bn(self.policy_conv(x)).relu()
+        p = self.policy_fc(p.reshape(p.shape[0], -1))
+        v = self.value_bn(self.value_conv(x)).relu()
+        v = self.value_fc1(v.reshape(v.shape[0], -1)).relu()
+        v = self.value_fc2(v).tanh()
+        return p, v.reshape(-1)
+
+
+def new_net(size=9, blocks=6, filters=64, value_hidden=None, seed=0):
+    """A net with fresh weights drawn from ``seed`` (PyTorch's default initialisation)."""
+    fn.manual_seed(seed)
+    return GoNet(NetConfig(size, blocks, filters, value_hidden))
+
+
+def save_net(net, path, extra=None):
+    metadata = {"freenet.go": json.dumps({"format": FORMAT, **net.config.as_dict()})}
+    metadata.update(extra or {})
+    fn.save(net.state_dict(), path, metadata=metadata)
+
+
+def load_net(path):
+    """The net in a file written by ``save_net`` (``freenet go init``, ``train``, ``import-lz``)."""
+    try:
+        meta = fn.load_metadata(path) or {}
+    except FileNotFoundError:
+        raise FreenetError(f"no such model file: {path}") from None
+    except OSError as e:
+        raise FreenetError(f"cannot read model {path}: {e}") from None
+    if "freenet.go" not in meta:
+        raise FreenetError(f"{path} is not a freenet Go net (no 'freenet.go' metadata)")
+    try:
+        info = json.loads(meta["freenet.go"])
+        config = NetConfig(int(info["size"]), int(info["blocks"]), int(info["filters"]), int(info["value_hidden"]))
+    except (ValueError, KeyError, TypeError) as e:
+        raise FreenetError(f"{path}: bad 'freenet.go' metadata: {e}") from None
+    net = GoNet(config)
+    net.load_state_dict(fn.load(path))
+    net.eval()
+    return net
+
+
+class Evaluator:
+    """Runs a net on positions: ``evaluate(boards)`` gives (priors over N*N+1 moves, softmax of the
+    logits, illegal moves zeroed and renormalised; values for the side to move). ``symmetry`` is a fixed
+    symmetry (0-7), ``"random"`` for one drawn per position from ``rng``, or ``"average"`` for the mean
+    over all 8. Counts positions and batches for speed reports."""
+
+    def __init__(self, net, symmetry_mode=0, rng=None, max_batch=256):
+        self.net = net
+        self.size = net.config.size
+        self.symmetry_mode = symmetry_mode
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.max_batch = max_batch
+        self.positions = self.batches = 0
+        net.eval()
+
+    @fn.no_grad()
+    def raw(self, planes):
+        """(softmax policy, value) of input planes (B, 18, N, N), no symmetry, no masking."""
+        logits, values = self.net(fn.from_numpy(np.ascontiguousarray(planes, dtype=np.float32)))
+        logits = logits.numpy().astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        return p, values.numpy().astype(np.float64)
+
+    def raw_symmetric(self, planes, syms):
+        """The policy on the boards' own points and the value, with symmetry ``syms[i]`` for position ``i``."""
+        x = np.stack([symmetry.transform_planes(planes[i], s) for i, s in enumerate(syms)])
+        p, v = self.raw(x)
+        return np.stack([symmetry.untransform_policy(p[i], s) for i, s in enumerate(syms)]), v
+
+    def evaluate(self, boards, masks=None):
+        if not boards:
+            return np.zeros((0, self.size ** 2 + 1)), np.zeros(0)
+        planes = features.batch_planes(boards)
+        policies, values = [], []
+        for start in range(0, len(boards), self.max_batch):
+            chunk = planes[start:start + self.max_batch]
+            if self.symmetry_mode == "average":
+                ps, vs = zip(*(self.raw_symmetric(chunk, [s] * len(chunk)) for s in range(symmetry.COUNT)))
+                p, v = np.mean(ps, axis=0), np.mean(vs, axis=0)
+            else:
+                if self.symmetry_mode == "random":
+                    syms = self.rng.integers(0, symmetry.COUNT, size=len(chunk))
+                else:
+                    syms = [int(self.symmetry_mode)] * len(chunk)
+                p, v = self.raw_symmetric(chunk, syms)
+            policies.append(p)
+            values.append(v)
+            self.batches += 1
+        self.positions += len(boards)
+        p, v = np.concatenate(policies), np.concatenate(values)
+        masks = np.stack([b.legal_mask() for b in boards]) if masks is None else masks
+        p = p * masks
+        total = p.sum(axis=1, keepdims=True)
+        p = np.where(total > 0, p / np.where(total > 0, total, 1), masks / np.maximum(masks.sum(1, keepdims=True), 1))
+        return p, v

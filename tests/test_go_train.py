@@ -1,0 +1,154 @@
+"""Self-play, game files, SGF records, the training loops: determinism and resuming."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import freenet as fn
+from freenet.cli import main
+from freenet.errors import FreenetError
+from freenet.go import symmetry
+from freenet.go.board import BLACK, WHITE, Board
+from freenet.go.features import planes
+from freenet.go.net import Evaluator, load_net, new_net
+from freenet.go.selfplay import SelfPlayConfig, load_games, play_games, save_games
+from freenet.go.sgf import game_to_sgf, read_sgf
+from freenet.go.train import ReplayBuffer, TrainConfig, game_positions, selfplay_loop, supervised_loop
+
+TINY = dict(size=5, blocks=1, filters=4)
+SP = dict(playouts=8, parallel=3, batch=4)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The nets here are tiny: one thread (a busy shared machine makes a thread pool slower)."""
+    before = fn.get_num_threads()
+    fn.set_num_threads(1)
+    yield
+    fn.set_num_threads(before)
+
+
+def tiny_games(seed, games=3):
+    ev = Evaluator(new_net(**TINY, seed=seed), symmetry_mode="random", rng=np.random.default_rng(seed))
+    return play_games(ev, games, SelfPlayConfig(size=5, **SP), seed=seed)
+
+
+def test_selfplay_is_deterministic_and_files_round_trip(tmp_path):
+    a, b = tiny_games(1), tiny_games(1)
+    assert [r.moves for r in a] == [r.moves for r in b]
+    assert all(np.array_equal(x, y) for r, s in zip(a, b) for x, y in zip(r.policies, s.policies))
+    for r in a:
+        assert len(r.moves) == len(r.policies) > 0 and r.winner in (0, 1, 2)
+        board = Board(5)
+        for (colour, point), policy in zip(r.moves, r.policies):
+            assert colour == board.to_move and abs(float(np.sum(policy, dtype=np.float64)) - 1) < 1e-2
+            assert policy[point] > 0 or r.moves.index((colour, point)) >= 5  # played moves were searched
+            board.play(point)
+    path = tmp_path / "games.npz"
+    save_games(str(path), a)
+    again = load_games(str(path))
+    assert [r.moves for r in again] == [r.moves for r in a] and [r.winner for r in again] == [r.winner for r in a]
+    (tmp_path / "bad.npz").write_bytes(b"garbage")
+    with pytest.raises(FreenetError):
+        load_games(str(tmp_path / "bad.npz"))
+
+
+def test_buffer_targets_and_symmetries():
+    records = tiny_games(2, games=2)
+    bits, policy, value = game_positions(records[0])
+    assert len(value) == len(records[0].moves) and set(np.unique(value)) <= {-1.0, 0.0, 1.0}
+    winner = records[0].winner
+    assert value[0] == (1.0 if winner == BLACK else -1.0 if winner == WHITE else 0.0)  # Black moved first
+    assert np.allclose(policy.sum(1), 1, atol=1e-6)
+    buf = ReplayBuffer(5)
+    buf.add(records)
+    x, p, z = buf.sample(64, np.random.default_rng(0))
+    assert x.shape == (64, 18, 5, 5) and p.shape == (64, 26) and z.shape == (64,)
+    # every sample is some position under some symmetry
+    board = Board(5)
+    first = planes(board)
+    variants = [symmetry.transform_planes(first, s) for s in range(8)]
+    assert any(np.array_equal(x[i], v) for i in range(64) for v in variants) or len(buf) > 64
+
+
+def test_selfplay_loop_resumes_to_the_same_net(tmp_path):
+    config = TrainConfig(**TINY, seed=4, games_per_generation=3, window=5, steps_per_generation=3, batch_size=16,
+                         selfplay=dict(SP))
+    straight = tmp_path / "straight"
+    selfplay_loop(str(straight), config, 3, progress=False, log=lambda *a: None)
+    resumed = tmp_path / "resumed"
+    selfplay_loop(str(resumed), config, 2, progress=False, log=lambda *a: None)
+    # an interruption after generation 3's self-play: its games are on disk, its training is not
+    shutil.copy(straight / "games" / "gen-0003.npz", resumed / "games" / "gen-0003.npz")
+    selfplay_loop(str(resumed), config, 3, progress=False, log=lambda *a: None)
+    a, b = fn.load(str(straight / "net.safetensors")), fn.load(str(resumed / "net.safetensors"))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+    assert np.array_equal(fn.load(str(straight / "optimizer.safetensors"))["state.0.momentum_buffer"].numpy(),
+                          fn.load(str(resumed / "optimizer.safetensors"))["state.0.momentum_buffer"].numpy())
+    # the net moved away from its initial weights
+    init = new_net(**TINY, seed=4).state_dict()
+    assert not np.array_equal(np.asarray(init["policy_fc.weight"]), a["policy_fc.weight"].numpy())
+    other = TrainConfig(**TINY, seed=5, games_per_generation=3, window=5, steps_per_generation=3, batch_size=16,
+                        selfplay=dict(SP))
+    with pytest.raises(FreenetError, match="other settings"):
+        selfplay_loop(str(resumed), other, 4, progress=False, log=lambda *a: None)
+
+
+def test_sgf_round_trip_and_bad_records():
+    records = tiny_games(3, games=1)
+    r = records[0]
+    data = game_to_sgf(5, 7.5, r.moves, "B+R", "x", "y")
+    size, komi, moves, winner = read_sgf(data)
+    assert (size, komi, moves, winner) == (5, 7.5, r.moves, BLACK)
+    for bad in [b"", b"(;", b"not sgf", b"(;SZ[5];B[zz])", b"(;SZ[30];B[aa])", b"(;SZ[5]AB[aa];W[bb])",
+                b"(;SZ[5];B[aa];W[aa])", bytes(range(256))]:
+        with pytest.raises(FreenetError):
+            read_sgf(bad, "bad.sgf")
+
+
+def test_supervised_training_from_sgf_folder(tmp_path):
+    folder = tmp_path / "sgf"
+    folder.mkdir()
+    for i, r in enumerate(tiny_games(5, games=3)):
+        (folder / f"g{i}.sgf").write_bytes(game_to_sgf(5, 7.5, r.moves, "W+3.5" if i else "B+R"))
+    (folder / "broken.sgf").write_bytes(b"(;SZ[5];B[aa")
+    logged = []
+    config = TrainConfig(**TINY, seed=1, steps_per_generation=4, batch_size=16, games_per_generation=0, window=0)
+    state = supervised_loop(str(tmp_path / "run"), config, str(folder), 2, progress=False, log=logged.append)
+    assert state["chunk"] == 2 and any("skipped" in line for line in logged)
+    supervised_loop(str(tmp_path / "run2"), config, str(folder), 1, progress=False, log=lambda *a: None)
+    supervised_loop(str(tmp_path / "run2"), config, str(folder), 2, progress=False, log=lambda *a: None)  # resumed
+    a, b = fn.load(str(tmp_path / "run" / "net.safetensors")), fn.load(str(tmp_path / "run2" / "net.safetensors"))
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+    with pytest.raises(FreenetError, match="no .sgf"):
+        supervised_loop(str(tmp_path / "run3"), config, str(tmp_path / "run"), 1, progress=False)
+
+
+def test_commands(tmp_path, capsys):
+    net = tmp_path / "net.safetensors"
+    assert main(["go", "init", "--size", "5", "--blocks", "1", "--filters", "4", "--out", str(net)]) == 0
+    assert load_net(str(net)).config.size == 5
+    out = tmp_path / "games.npz"
+    assert main(["go", "selfplay", "--model", str(net), "--games", "2", "--out", str(out), "--playouts", "4",
+                 "--parallel", "2", "--quiet", "--sgf-dir", str(tmp_path / "sgf")]) == 0
+    assert len(load_games(str(out))) == 2 and len(os.listdir(tmp_path / "sgf")) == 2
+    assert main(["go", "selfplay", "--size", "5", "--games", "1", "--out", str(tmp_path / "plain.npz"),
+                 "--playouts", "8", "--quiet"]) == 0
+    run = tmp_path / "run"
+    args = ["go", "train", "--dir", str(run), "--generations", "1", "--size", "5", "--blocks", "1", "--filters", "4",
+            "--games", "2", "--steps", "2", "--batch-size", "8", "--playouts", "4", "--parallel", "2", "--quiet"]
+    assert main(args) == 0 and os.path.exists(run / "net-0001.safetensors")
+    assert main(["go", "train", "--dir", str(tmp_path / "sup"), "--sgf", str(tmp_path / "sgf"), "--generations",
+                 "1", "--size", "5", "--blocks", "1", "--filters", "4", "--steps", "2", "--batch-size", "8",
+                 "--quiet"]) == 0
+    lz = tmp_path / "net.txt"
+    assert main(["go", "export-lz", str(net), str(lz)]) == 0
+    assert main(["go", "import-lz", str(lz), str(tmp_path / "back.safetensors")]) == 0
+    assert main(["go", "import-lz", str(tmp_path / "missing.txt"), str(tmp_path / "x.safetensors")]) == 2
+    assert "no such weight file" in capsys.readouterr().err
+    for command in ["init", "selfplay", "train", "gtp", "match", "export-lz", "import-lz"]:
+        with pytest.raises(SystemExit) as info:
+            main(["go", command, "--help"])
+        assert info.value.code == 0
