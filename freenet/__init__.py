@@ -24,8 +24,11 @@ from freenet import autograd, data, nn, optim
 from freenet.kernels import get_num_threads, set_num_threads
 from freenet.gradcheck import gradcheck
 from freenet.serialize import load, load_metadata, save
+from freenet.runtime import keep_freed_memory as _keep_freed_memory
 
 __version__ = "0.1.0"
 
 float32, float64 = _np.dtype(_np.float32), _np.dtype(_np.float64)
 int32, int64, uint8, bool_ = _np.dtype(_np.int32), _np.dtype(_np.int64), _np.dtype(_np.uint8), _np.dtype(_np.bool_)
+
+_keep_freed_memory()  # see freenet/runtime.py: a quarter of a training step was page faults

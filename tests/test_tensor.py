@@ -75,3 +75,9 @@ def test_repr():
 def test_tensors_are_hashable_by_identity():
     a, b = fn.tensor([1.0]), fn.tensor([1.0])
     assert len({a, b}) == 2
+
+
+def test_malloc_keeps_freed_memory_on_linux():
+    import sys
+    from freenet.runtime import keep_freed_memory
+    assert keep_freed_memory() == sys.platform.startswith("linux")
