@@ -164,9 +164,10 @@ def source_archive(script=None):
     return buffer.getvalue()
 
 
-def save_model(path, state_dict, record, archive=None):
-    """Writes the weights with the record (and the training program, if given) in the metadata."""
-    metadata = {RECORD_KEY: json.dumps(record, sort_keys=True)}
+def save_model(path, state_dict, record, archive=None, metadata=None):
+    """Writes the weights with the record (and the training program, if given) in the metadata,
+    beside any other ``metadata`` the model's format needs."""
+    metadata = {**(metadata or {}), RECORD_KEY: json.dumps(record, sort_keys=True)}
     if archive is not None:
         record["source_archive_sha256"] = hashlib.sha256(archive).hexdigest()
         metadata[RECORD_KEY] = json.dumps(record, sort_keys=True)

@@ -214,3 +214,37 @@ def test_unknown_recipes_and_parameters_are_refused(model_file, tmp_path, capsys
     for edit, message in cases:
         assert main(["reproduce", str(_rewrite(model_file, tmp_path / "r.safetensors", edit))]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_go_training_writes_provenance_and_reproduces(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["go", "train", "--dir", str(run), "--generations", "1", "--size", "5", "--blocks", "1", "--filters", "4",
+            "--games", "2", "--steps", "2", "--batch-size", "8", "--playouts", "4", "--parallel", "2", "--quiet"]
+    assert main(args) == 0
+    net = run / "net.safetensors"
+    assert main(["inspect", str(net), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.split("latest net:")[-1].split("\n", 1)[1])
+    assert report["verdict"] == "Free Model" and report["record"]["recipe"]["name"] == "go"
+    assert report["checks"]["weights_match_record"]
+    from freenet.go.net import load_net
+    assert load_net(str(net)).config.size == 5  # still a Go net file
+    assert main(["reproduce", str(net), "--quiet"]) == 0
+    assert "bit-identical: reproduced" in capsys.readouterr().out
+
+
+def test_go_supervised_training_records_its_sgf_files(tmp_path, capsys):
+    from freenet.go.sgf import write_sgf
+    games = tmp_path / "sgf"
+    games.mkdir()
+    write_sgf(str(games / "a.sgf"), 5, 7.5, [(1, 12), (2, 6), (1, 8)], "B+R", "x", "y")
+    run = tmp_path / "sup"
+    assert main(["go", "train", "--dir", str(run), "--sgf", str(games), "--generations", "1", "--size", "5",
+                 "--blocks", "1", "--filters", "4", "--steps", "2", "--batch-size", "4", "--quiet"]) == 0
+    record = provenance.read_record(run / "net.safetensors")
+    assert list(record["data"]["files"]) == ["a.sgf"]
+    verdict, reason = provenance.classify(record, True)
+    assert verdict == "ToxicCandy" and "data's licence None" in reason  # nobody stated the games' licence
+    (games / "a.sgf").write_text((games / "a.sgf").read_text().replace("B+R", "W+R"))
+    capsys.readouterr()
+    assert main(["reproduce", str(run / "net.safetensors"), "--quiet"]) == 2
+    assert "a.sgf differ" in capsys.readouterr().err

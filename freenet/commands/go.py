@@ -1,6 +1,7 @@
 """``freenet go ...``: Go nets (rules, search, self-play, training, GTP, matches, Leela Zero weights)."""
 
 import argparse
+import json
 import os
 import sys
 
@@ -173,6 +174,9 @@ def register_training(sub):
     p.add_argument("--save-sgf", action="store_true", help="also write the self-play games as SGF")
     p.add_argument("--threads", type=positive_int, default=1, help="threads for the net")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--license", metavar="SPDX", help="licence of the trained weights (default: GPL-3.0-or-later)")
+    p.add_argument("--data-license", metavar="SPDX", help="licence of the SGF games of --sgf, as you know it")
+    p.add_argument("--no-source", action="store_true", help="do not embed the training program in the net file")
     p.set_defaults(run=run_train)
 
 
@@ -314,8 +318,34 @@ def run_train(args):
         supervised_loop(args.dir, config, args.sgf, args.generations, progress=not args.quiet)
     else:
         selfplay_loop(args.dir, config, args.generations, progress=not args.quiet)
-    print(f"latest net: {os.path.join(args.dir, 'net.safetensors')}")
+    path = os.path.join(args.dir, "net.safetensors")
+    _write_provenance(path, config, args)
+    print(f"latest net: {path} (with its provenance record; see freenet inspect)")
     return 0
+
+
+def _write_provenance(path, config, args):
+    """Rewrites the run's latest net with the provenance record and, unless --no-source, freenet's source."""
+    import freenet as fn
+    from freenet import provenance
+    from freenet.recipes import go as recipe_module
+
+    recipe = recipe_module.recipe_of(config, args.generations, args.sgf, args.data_license)
+    state_json = _read_state(args.dir)
+    net_metadata = {k: v for k, v in fn.load_metadata(path).items() if k == "freenet.go"}
+    state = fn.load(path)
+    record = provenance.make_record(
+        recipe="go", params=recipe.as_dict(), architecture={"recipe": "go", "description": recipe_module.ARCHITECTURE,
+                                                            "net": json.loads(net_metadata["freenet.go"])},
+        data=recipe_module.data_identity(recipe), metrics=state_json, license=args.license or recipe_module.LICENSE,
+        state_dict=state)
+    provenance.save_model(path, state, record, None if args.no_source else provenance.source_archive(),
+                          metadata=net_metadata)
+
+
+def _read_state(run_dir):
+    with open(os.path.join(run_dir, "state.json")) as f:
+        return json.load(f)
 
 
 def run_bench(args):

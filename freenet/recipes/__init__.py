@@ -8,7 +8,7 @@ which code is imported.
 
 import importlib
 
-RECIPES = ("mnist",)
+RECIPES = ("mnist", "go")
 
 
 def get(name):
