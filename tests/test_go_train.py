@@ -85,8 +85,12 @@ def test_selfplay_loop_resumes_to_the_same_net(tmp_path):
     selfplay_loop(str(resumed), config, 3, progress=False, log=lambda *a: None)
     a, b = fn.load(str(straight / "net.safetensors")), fn.load(str(resumed / "net.safetensors"))
     assert a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
-    assert np.array_equal(fn.load(str(straight / "optimizer.safetensors"))["state.0.momentum_buffer"].numpy(),
-                          fn.load(str(resumed / "optimizer.safetensors"))["state.0.momentum_buffer"].numpy())
+    from freenet.checkpoint import Checkpointer
+    ends = [Checkpointer(run / "checkpoints").latest() for run in (straight, resumed)]
+    assert ends[0].state["run"]["generation"] == ends[1].state["run"]["generation"] == 3
+    assert np.array_equal(ends[0].state["optimizer"]["state"]["0"]["momentum_buffer"],
+                          ends[1].state["optimizer"]["state"]["0"]["momentum_buffer"])
+    assert all(np.array_equal(ends[0].arrays[k], ends[1].arrays[k]) for k in ends[0].arrays)
     # the net moved away from its initial weights
     init = new_net(**TINY, seed=4).state_dict()
     assert not np.array_equal(np.asarray(init["policy_fc.weight"]), a["policy_fc.weight"].numpy())
@@ -152,3 +156,38 @@ def test_commands(tmp_path, capsys):
         with pytest.raises(SystemExit) as info:
             main(["go", command, "--help"])
         assert info.value.code == 0
+
+
+def test_a_killed_run_resumes_from_its_last_good_checkpoint(tmp_path):
+    """SIGKILL during the second generation, a corrupted newest checkpoint: the run still ends with the
+    weights of an uninterrupted one."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from freenet.checkpoint import Checkpointer
+
+    config = TrainConfig(**TINY, seed=4, games_per_generation=3, window=5, steps_per_generation=150, batch_size=16,
+                         selfplay=dict(SP))
+    straight = tmp_path / "straight"
+    selfplay_loop(str(straight), config, 3, progress=False, log=lambda *a: None)
+    run = tmp_path / "run"
+    script = (f"import sys; from freenet.go.train import TrainConfig, selfplay_loop; "
+              f"selfplay_loop(sys.argv[1], TrainConfig(**{config.as_dict()!r}), 3, progress=False)")
+    process = subprocess.Popen([sys.executable, "-c", script, str(run)], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not Checkpointer(run / "checkpoints").paths():
+        assert process.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    selfplay_loop(str(run), config, 2, progress=False, log=lambda *a: None)
+    newest = Checkpointer(run / "checkpoints").paths()[-1]
+    with open(newest, "r+b") as f:
+        f.truncate(100)
+    notes = []
+    selfplay_loop(str(run), config, 3, progress=False, log=notes.append)
+    assert any("skipping a bad checkpoint" in n for n in notes)
+    a, b = fn.load(str(straight / "net.safetensors")), fn.load(str(run / "net.safetensors"))
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)

@@ -5,9 +5,11 @@ results as an uninterrupted run (each generation's randomness comes from (seed, 
 
 Run folder:
     config.json               the run's settings (fixed at the start)
-    state.json                the last finished generation / chunk (written last: the commit point)
+    checkpoints/              the commit point: after each generation / chunk one atomic, hash-verified
+                              file (freenet.checkpoint) with the net, the SGD momentum and the progress;
+                              a resume takes the newest good one (a corrupt one is reported and skipped)
     net.safetensors           the latest net; net-0003.safetensors after generation 3, ...
-    optimizer.safetensors     SGD momentum, so a resumed run continues exactly
+    state.json                the progress, readable (informational: resuming reads the checkpoint)
     games/gen-0003.npz        that generation's self-play games (freenet.go.selfplay.save_games)
     sgf/gen-0003/*.sgf        the same games as SGF, when asked for
 """
@@ -26,7 +28,8 @@ from freenet.errors import FreenetError
 from freenet.go import symmetry
 from freenet.go.board import BLACK, EMPTY, Board
 from freenet.go.features import PLANES, planes
-from freenet.go.net import Evaluator, load_net, new_net, save_net
+from freenet.checkpoint import Checkpointer
+from freenet.go.net import Evaluator, new_net, save_net
 from freenet.go.selfplay import GameRecord, SelfPlayConfig, load_games, play_games, save_games
 from freenet.nn import functional as F
 from freenet.serialize import atomic_write
@@ -84,9 +87,9 @@ class ReplayBuffer:
         return self._cat
 
     def sample(self, batch, rng):
+        if not self.games:
+            raise FreenetError("the replay buffer is empty (no game in the window has a move)")
         bits, policy, value = self.arrays()
-        if len(value) == 0:
-            raise FreenetError("the replay buffer is empty")
         idx = rng.integers(0, len(value), size=batch)
         N = self.size
         x = np.unpackbits(bits[idx], axis=1, count=PLANES * N * N).reshape(batch, PLANES, N, N).astype(np.float32)
@@ -118,28 +121,6 @@ def train_steps(net, optimizer, buffer, steps, batch_size, rng, progress=False, 
     bar.close()
     net.eval()
     return tuple(totals / max(steps, 1))
-
-
-# -- optimizer files ------------------------------------------------------------------------------------
-
-def save_optimizer(optimizer, path):
-    state = optimizer.state_dict()
-    tensors = {f"state.{i}.{k}": np.asarray(v) for i, entry in state["state"].items() for k, v in entry.items()
-               if isinstance(v, np.ndarray)}
-    if not tensors:
-        tensors = {"empty": np.zeros(1, np.float32)}
-    fn.save(tensors, path, metadata={"param_groups": json.dumps(state["param_groups"])})
-
-
-def load_optimizer(optimizer, path):
-    tensors = fn.load(path)
-    meta = fn.load_metadata(path)
-    state = {}
-    for name, value in tensors.items():
-        if name.startswith("state."):
-            _, i, k = name.split(".", 2)
-            state.setdefault(int(i), {})[k] = value.numpy().copy()
-    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
 
 
 def make_optimizer(net, lr, momentum, weight_decay):
@@ -198,25 +179,26 @@ def open_run(run_dir, config, kind):
     return config
 
 
-def _load_or_init(run_dir, config):
-    path = os.path.join(run_dir, "net.safetensors")
-    state = _read_json(os.path.join(run_dir, "state.json")) or {}
-    if state and os.path.exists(path):
-        net = load_net(path)
-    else:
-        net = new_net(config.size, config.blocks, config.filters, seed=config.seed)
-        state = {}
+def _load_or_init(run_dir, config, log=print):
+    """The net, optimizer and progress of the newest good checkpoint of the run (a corrupt one is reported
+    and the one before it used), or fresh ones."""
+    net = new_net(config.size, config.blocks, config.filters, seed=config.seed)
     opt = make_optimizer(net, config.lr, config.momentum, config.weight_decay)
-    opt_path = os.path.join(run_dir, "optimizer.safetensors")
-    if state and os.path.exists(opt_path):
-        load_optimizer(opt, opt_path)
-    return net, opt, state
+    checkpoint = Checkpointer(os.path.join(run_dir, "checkpoints")).latest(warn=log)
+    if checkpoint is None:
+        return net, opt, {}
+    net.load_state_dict(checkpoint.arrays)
+    opt.load_state_dict(checkpoint.state["optimizer"])
+    return net, opt, checkpoint.state["run"]
 
 
-def _commit(run_dir, net, opt, state, checkpoint_name):
+def _commit(run_dir, net, opt, state, step, checkpoint_name):
+    """One atomic, hash-verified checkpoint holds everything a resume needs; the net files beside it
+    (net.safetensors, the latest, and one per generation) are for people and other programs."""
+    Checkpointer(os.path.join(run_dir, "checkpoints")).save(step, net.state_dict(),
+                                                             {"run": state, "optimizer": opt.state_dict()})
     save_net(net, os.path.join(run_dir, "net.safetensors"))
     save_net(net, os.path.join(run_dir, checkpoint_name))
-    save_optimizer(opt, os.path.join(run_dir, "optimizer.safetensors"))
     _write_json(os.path.join(run_dir, "state.json"), state)
 
 
@@ -229,7 +211,7 @@ def selfplay_loop(run_dir, config, generations, progress=True, log=print):
     sp = SelfPlayConfig(**{"size": config.size, **config.selfplay})
     if sp.size != config.size:
         raise FreenetError("selfplay size and net size differ")
-    net, opt, state = _load_or_init(run_dir, config)
+    net, opt, state = _load_or_init(run_dir, config, log)
     start = state.get("generation", 0) + 1
     games_dir = os.path.join(run_dir, "games")
     os.makedirs(games_dir, exist_ok=True)
@@ -270,7 +252,7 @@ def selfplay_loop(run_dir, config, generations, progress=True, log=print):
                  "steps": state.get("steps", 0) + config.steps_per_generation,
                  "policy_loss": losses[0], "value_loss": losses[1],
                  "seconds": state.get("seconds", 0.0) + (t2 - t0)}
-        _commit(run_dir, net, opt, state, f"net-{gen:04d}.safetensors")
+        _commit(run_dir, net, opt, state, gen, f"net-{gen:04d}.safetensors")
         log(f"generation {gen}/{generations}: {len(records)} games ({black_wins} won by Black, "
             f"{np.mean([len(r.moves) for r in records]):.0f} moves on average) in {t1 - t0:.0f} s; "
             f"{config.steps_per_generation} steps on {len(buffer)} positions in {t2 - t1:.0f} s: "
@@ -316,7 +298,7 @@ def supervised_loop(run_dir, config, sgf_dir, chunks, progress=True, log=print):
     buffer = ReplayBuffer(config.size)
     buffer.add(records)
     log(f"{len(records)} games ({len(buffer)} positions) from {sgf_dir}; {skipped} skipped")
-    net, opt, state = _load_or_init(run_dir, config)
+    net, opt, state = _load_or_init(run_dir, config, log)
     start = state.get("chunk", 0) + 1
     for chunk in range(start, chunks + 1):
         t0 = time.perf_counter()
@@ -325,7 +307,7 @@ def supervised_loop(run_dir, config, sgf_dir, chunks, progress=True, log=print):
         state = {"chunk": chunk, "steps": state.get("steps", 0) + config.steps_per_generation,
                  "policy_loss": losses[0], "value_loss": losses[1],
                  "seconds": state.get("seconds", 0.0) + time.perf_counter() - t0}
-        _commit(run_dir, net, opt, state, f"net-{chunk:04d}.safetensors")
+        _commit(run_dir, net, opt, state, chunk, f"net-{chunk:04d}.safetensors")
         log(f"chunk {chunk}/{chunks}: {config.steps_per_generation} steps, policy loss {losses[0]:.3f}, "
             f"value loss {losses[1]:.3f}")
     return state
