@@ -2,3 +2,19 @@
 
 Run ``python -m benchmarks --help``. Nothing in freenet imports this package.
 """
+
+import os as _os
+
+# The environment as it was before anything imported freenet, which sets OMP_WAIT_POLICY=PASSIVE for its
+# own OpenMP threads (kernels/parallel.py). Child processes that run a peer get this environment, so that
+# PyTorch runs with its own OpenMP defaults (with PASSIVE its small ops are several times slower).
+def _initial_environment():
+    try:  # the environment this process started with, whatever was imported since
+        with open("/proc/self/environ", "rb") as f:
+            pairs = [item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item]
+        return {_os.fsdecode(k): _os.fsdecode(v) for k, v in pairs}
+    except OSError:
+        return dict(_os.environ)
+
+
+ORIGINAL_ENV = _initial_environment()

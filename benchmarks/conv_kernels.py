@@ -4,8 +4,9 @@
 
 For every shape: the forward (with bias), and forward + input, weight and bias gradients, for
 freenet and for torch.nn.functional.conv2d (+ torch.autograd backward) in NCHW and channels_last.
-The implementations are run alternately, repetition by repetition, after warm-up, with the same
-thread count; the table shows medians. GFLOP/s counts 2*N*C*K*H*W*9 per convolution (x3 for
+The implementations are run alternately, in blocks of back-to-back calls (a pause, WARM seconds of
+untimed calls, then TIMED timed calls), after a first warm-up, with the same thread count; the
+table shows the medians of the timed calls. GFLOP/s counts 2*N*C*K*H*W*9 per convolution (x3 for
 forward + backward). ratio = freenet time / torch NCHW time (below 1: freenet is faster).
 """
 
@@ -32,15 +33,20 @@ SHAPES = {  # name: (N, C, H=W, K)
 }
 
 
+GAP = 0.03  # seconds of pause before each block
+WARM = 0.02  # seconds of untimed calls at the start of each block
+TIMED = 3  # timed calls per block
+
+
 def _reps(flops, quick):
     """Repetitions: more for small problems, bounded time for big ones."""
     if flops < 5e7:
-        n = 60
+        n = 15
     elif flops < 1e9:
-        n = 20
+        n = 8
     else:
-        n = 9
-    return max(3, n // 3) if quick else n
+        n = 4
+    return max(2, n // 3) if quick else n
 
 
 def bench_shape(name, shape, threads, quick, parts):
@@ -99,14 +105,35 @@ def bench_shape(name, shape, threads, quick, parts):
         for f in fl:
             f()
             f()
+    # Alternate in blocks: a pause (torch's libgomp workers spin for ~6 ms after each call and would
+    # take the cores from the next block), untimed back-to-back calls for WARM seconds (at least
+    # one), then TIMED timed calls: each implementation is measured warm, as in a training loop.
     for _ in range(reps):
         for key, fl in fns.items():
             for i, f in enumerate(fl):
-                t0 = time.perf_counter()
+                time.sleep(GAP)
+                end = time.perf_counter() + WARM
                 f()
-                times[key][i].append(time.perf_counter() - t0)
+                while time.perf_counter() < end:
+                    f()
+                for _ in range(TIMED):
+                    t0 = time.perf_counter()
+                    f()
+                    times[key][i].append(time.perf_counter() - t0)
     med = {k: [statistics.median(t) * 1e3 for t in v] for k, v in times.items()}
     return flops, reps, med
+
+
+def _cpu_ticks():
+    """(busy ticks of all cores, ticks of this process) from /proc, or None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(a) for a in f.readline().split()[1:]]
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return sum(v) - v[3] - v[4], sum(v), int(fields[11]) + int(fields[12])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def main(argv=None):
@@ -133,6 +160,7 @@ def main(argv=None):
             f"{'torch ms':>9s} {'GF/s':>6s} {'torch-CL ms':>11s} {'GF/s':>6s} {'ratio':>6s}")
     print(head)
     print("-" * len(head))
+    start = _cpu_ticks()
     for name in names:
         N, C, H, K = SHAPES[name]
         flops, reps, med = bench_shape(name, SHAPES[name], args.threads, args.quick, args.parts)
@@ -144,8 +172,13 @@ def main(argv=None):
         if args.parts:
             gi, gw, gb = med["parts"]
             print(f"{'':12s} freenet parts: fwd {med['fwd'][0]:.3f} ms, input-grad {gi:.3f} ms, "
-                  f"weight-grad {gw:.3f} ms, bias-grad {gb:.3f} ms  ({reps} reps)")
+                  f"weight-grad {gw:.3f} ms, bias-grad {gb:.3f} ms  ({reps * TIMED} timed calls)")
         sys.stdout.flush()
+    end = _cpu_ticks()
+    if start and end:  # the machine is shared: how much of it did others use meanwhile?
+        busy, total, mine = (b - a for a, b in zip(start, end))
+        print(f"other processes used {100 * max(busy - mine, 0) / max(total, 1):.0f}% of the machine's "
+              f"CPU time during the run (this benchmark: {100 * mine / max(total, 1):.0f}%)")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("train", "inspect", "reproduce", "go")  # modules in freenet/commands, in the order --help lists them
+COMMANDS = ("train", "inspect", "reproduce", "go", "bench", "gap")  # modules in freenet/commands, in the order --help lists them
 
 
 def _parser():
