@@ -1,23 +1,32 @@
 """2-D convolution (NCHW, cross-correlation as in PyTorch): forward, input, weight and bias gradients.
 
-Design: im2col + blocked GEMM. Output pixels ``(n, oh, ow)`` are the rows of a matrix product whose
-inner dimension is the kernel taps ``(i, j, c)`` of one group (see ``im2col.py``). The pixels are cut
-into *units* (a few whole images, or a range of output rows of one image) whose size depends only on
-the problem's shape; units are grouped into *tasks*, and each task runs on one thread of the pool
-(``parallel.run_blocks``) with its own scratch buffers:
+Two designs, both on single-threaded BLAS calls over fixed blocks:
 
-* forward: pack the unit's input rows channels-last, im2col, ``cols @ Wm.T`` (one single-threaded
-  BLAS call per group), store back to NCHW adding the bias. Each output element is written by one
-  task.
-* input gradient, stride 1: the convolution of ``gy`` with the spatially flipped, transposed filter
-  (padding ``d * (k - 1) - p``), done by the forward code. Stride > 1: ``gy_rows @ Wm`` and col2im
-  per whole image.
-* weight gradient: each task sums ``gy_unit @ cols_unit`` over its units in order; the task partials
-  are added in task order.
-* bias gradient: plane sums per (n, k), then a sum over n, in a fixed order.
+* **Winograd F(2x2, 3x3)** (``winograd.py``) for 3x3, stride-1, undilated, ungrouped convolutions with
+  at least WINO_MIN_CHANNELS input channels: per block of 2x2 output tiles, pack the input rows
+  channels-last, transform them (V = B^T d B), 16 GEMMs ``V[xi] @ U[xi]`` with U = G g G^T, transform
+  back (A^T M A) and store to NCHW with the bias. 2.25x fewer multiplications than the direct sum.
+* **im2col + GEMM** (``im2col.py``) for everything else: output pixels ``(n, oh, ow)`` are the rows of
+  a matrix product whose inner dimension is the kernel taps ``(i, j, c)`` of one group; pack the
+  input rows channels-last, im2col, ``cols @ W`` per group, store to NCHW with the bias. A 1x1,
+  stride-1, unpadded convolution skips im2col (the channels-last pack is the column matrix).
 
-A 1x1, stride-1, unpadded convolution skips im2col (the channels-last pack is the column matrix).
+Work is cut into *units* (a few whole images, a range of output or tile rows of one image, or, for
+few pixels and many channels, a range of output channels) whose size depends only on the problem's
+shape; units are grouped into *tasks*, each run by one thread of the pool (``parallel.run_blocks``)
+with its own thread-local scratch buffers.
+
+* forward: each output element is written by exactly one task.
+* input gradient, stride 1: the convolution of ``gy`` with the spatially flipped filter, in and out
+  channels swapped (padding ``d * (k - 1) - p``), by the forward code (Winograd when 3x3). Stride
+  > 1: ``gy_rows @ W`` and col2im, per whole image.
+* weight gradient: each task sums ``gy_unit^T @ cols_unit`` (Winograd: the 16 products of the
+  transformed gy and input tiles) over its units in order; task partials are added in task order.
+* bias gradient: plane sums per (n, k), then a sum over n in order.
+
 Nothing depends on the thread count, so results are bit-identical with any number of threads.
+Winograd rounds differently from the direct sum (errors follow the largest magnitude in each tile
+rather than each element's own), within float32 tolerance; see the tests.
 """
 
 import functools
@@ -25,16 +34,24 @@ import threading
 
 import numpy as np
 
-from freenet.kernels.im2col import (col2im_rows, im2col_rows, pack_rows, store_rows, weight_rows,
-                                    weight_taps, weight_untaps)
+from freenet.kernels.im2col import (col2im_cols, col2im_rows, im2col_cols, im2col_rows, pack_rows,
+                                    store_rows, weight_rows, weight_taps, weight_untaps)
 from freenet.kernels.parallel import block_ranges, run_blocks
+from freenet.kernels.winograd import wino_gy, wino_input, wino_output, wino_pack
 
 UNIT_BYTES = 1 << 20  # column-matrix bytes per unit: the im2col output stays in L2 for the GEMM
-PARALLEL_FLOPS = 1 << 25  # below this a single task: thread hand-off (~0.1 ms here) costs more
+PARALLEL_WORK = 1 << 27  # flops + 64 x elements in and out; below this one task: waking the pool
+                         # (~0.1-0.2 ms here) costs more than a second thread saves
 MIN_ROWS = 256  # fewer rows make the GEMM slower (e.g. 95 rows: -25% here)
 SPLIT_CHANNELS = 128  # few pixels but at least this many output channels: split the channels
-MIN_UNITS = 2  # above PARALLEL_FLOPS, at least this many units, so batch-1 problems split too
+MIN_UNITS = 2  # above PARALLEL_WORK, at least this many units, so batch-1 problems split too
+WINO_TILES = 256  # Winograd: 2x2 tiles per unit (each tile is 16 x C values of V)
+WINO_SUM_TILES = 256  # the same for the weight gradient (larger units measured no faster here)
+WINO_MIN_CHANNELS = 8  # Winograd only with this many input channels (the GEMMs' inner size)
+COL_MAX_TAPS = 32  # C * kh * kw up to this (one group): NCHW column matrices, no channels-last copies
 MAX_TASKS = 16  # tasks per call: enough to balance two or more threads on a noisy machine
+MAX_SUM_TASKS = 8  # weight gradient: each task returns a (K, C*kh*kw) partial to be added up
+BIAS_BLOCK = 1 << 18  # bias gradient: elements of gy per block of whole images
 
 __all__ = [
     "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias",
@@ -126,6 +143,12 @@ class _Geometry:
     @property
     def flops(self):
         return 2 * self.N * self.K * self.Cg * self.kh * self.kw * self.Ho * self.Wo
+
+    @property
+    def big(self):
+        """Worth more than one task: flops, plus data movement for the memory-bound shapes."""
+        moved = self.N * (self.C * self.H * self.W + self.K * self.Ho * self.Wo)
+        return self.flops + 64 * moved >= PARALLEL_WORK
 
 
 def conv2d_output_shape(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
@@ -239,59 +262,78 @@ def _geometry(x_shape, w_shape, stride, padding, dilation, groups, internal=Fals
 class _Plan:
     """Units of work grouped into tasks (one pool block each), fixed by the shape alone.
 
-    A unit ``(n0, n1, oh0, oh1, k0, k1)`` is output rows [oh0, oh1) of images [n0, n1) and output
-    channels [k0, k1) (of each group). Units normally split the pixels (about UNIT_BYTES of columns,
-    at least MIN_ROWS rows each); a problem with few pixels and many channels (batch 1, say) is
-    split by output channel instead, each unit then preparing its own slice of the weights.
+    A unit ``(n0, n1, r0, r1, k0, k1)`` is rows [r0, r1) of images [n0, n1) and output channels
+    [k0, k1) (of each group); rows are output rows, or rows of 2x2 tiles for Winograd. Units normally
+    split the pixels (about UNIT_BYTES of columns with at least MIN_ROWS rows, or WINO_TILES tiles);
+    a problem with few pixels and many channels (batch 1, say) is split by output channel instead,
+    each unit then preparing its own slice of the weights.
     """
 
-    def __init__(self, g, itemsize, split_images):
-        L = g.Ho * g.Wo
-        big = g.flops >= PARALLEL_FLOPS
+    def __init__(self, g, itemsize, split_images, max_tasks, wino):
+        if wino:
+            rows, width = (g.Ho + 1) // 2, (g.Wo + 1) // 2
+            cap = min_rows = wino
+        else:
+            rows, width = g.Ho, g.Wo
+            min_rows = MIN_ROWS
+            cap = max(MIN_ROWS, UNIT_BYTES // (g.kh * g.kw * g.Cg * itemsize))
+        total = g.N * rows * width
+        big = g.big
         self.channel_split = (big and split_images and g.G == 1 and g.K >= SPLIT_CHANNELS
-                              and g.N * L < MIN_UNITS * MIN_ROWS)
+                              and total < MIN_UNITS * min_rows)
         if self.channel_split:
             per = -(-g.K // MIN_UNITS)
-            units = [(0, g.N, 0, g.Ho, k0, k1) for k0, k1 in block_ranges(g.K, per)]
+            units = [(0, g.N, 0, rows, k0, k1) for k0, k1 in block_ranges(g.K, per)]
         else:
-            cap = max(MIN_ROWS, UNIT_BYTES // (g.kh * g.kw * g.Cg * itemsize))
-            count = -(-g.N * L // cap)
+            count = -(-total // cap)
             if big:
                 count = max(count, MIN_UNITS)
                 count += count % 2  # an even count balances two threads
             if count <= g.N or not split_images:
                 per = -(-g.N // min(count, g.N))
-                units = [(n0, n1, 0, g.Ho, 0, g.Kg) for n0, n1 in block_ranges(g.N, per)]
+                units = [(n0, n1, 0, rows, 0, g.Kg) for n0, n1 in block_ranges(g.N, per)]
             else:
-                pieces = min(g.Ho, -(-count // g.N))
-                per = -(-g.Ho // pieces)
-                units = [(n, n + 1, oh0, oh1, 0, g.Kg)
-                         for n in range(g.N) for oh0, oh1 in block_ranges(g.Ho, per)]
-        count = min(len(units), MAX_TASKS) if big else 1
+                pieces = min(rows, -(-count // g.N))
+                per = -(-rows // pieces)
+                units = [(n, n + 1, r0, r1, 0, g.Kg)
+                         for n in range(g.N) for r0, r1 in block_ranges(rows, per)]
+        count = min(len(units), max_tasks) if big else 1
         per = -(-len(units) // count)
         self.tasks = [units[a:b] for a, b in block_ranges(len(units), per)]
 
 
-def _plan(g, itemsize, split_images=True):
-    key = (itemsize, split_images)
+def _plan(g, itemsize, split_images=True, max_tasks=MAX_TASKS, wino=0):
+    """The plan of ``g``; ``wino`` is the Winograd tiles per unit (0: im2col rows)."""
+    key = (itemsize, split_images, max_tasks, wino)
     plan = g.plans.get(key)
     if plan is None:
-        plan = g.plans[key] = _Plan(g, itemsize, split_images)
+        plan = g.plans[key] = _Plan(g, itemsize, split_images, max_tasks, wino)
     return plan
+
+
+def _winograd(g):
+    """Whether the convolution of ``g`` runs as Winograd F(2x2, 3x3)."""
+    return (g.kh == 3 and g.kw == 3 and g.sh == 1 and g.sw == 1 and g.dh == 1 and g.dw == 1
+            and g.G == 1 and g.C >= WINO_MIN_CHANNELS)
 
 
 _local = threading.local()
 
 
 def _scratch(slot, n, dtype):
-    """A thread-local buffer of ``n`` elements, reused across calls (tasks never share one)."""
+    """A thread-local buffer of ``n`` elements, reused across calls (tasks never share one).
+
+    64-byte aligned: unaligned AVX-512 stores cost im2col 10-25% here.
+    """
     bufs = getattr(_local, "bufs", None)
     if bufs is None:
         bufs = _local.bufs = {}
     key = (slot, np.dtype(dtype).char)
     buf = bufs.get(key)
     if buf is None or buf.size < n:
-        buf = bufs[key] = np.empty(n, dtype)
+        raw = np.empty(n + 64 // np.dtype(dtype).itemsize, dtype)
+        start = (-raw.ctypes.data % 64) // raw.itemsize
+        buf = bufs[key] = raw[start:start + n]
     return buf[:n]
 
 
@@ -350,7 +392,8 @@ def _forward(x, w, flip, bias, g, y):
             n0, n1, oh0, oh1, k0, k1 = unit
             R = (n1 - n0) * (oh1 - oh0) * g.Wo
             if plan.channel_split:  # G == 1
-                wu = _weights(w, 1, flip, k0, k1, _scratch("w", Q * (k1 - k0), y.dtype).reshape(1, Q, k1 - k0))
+                wu = _scratch("w", Q * (k1 - k0), y.dtype).reshape(1, Q, k1 - k0)
+                _weights(w, 1, flip, k0, k1, wu)
             else:
                 wu = wq
             out = _scratch("out", R * g.G * (k1 - k0), y.dtype).reshape(R, g.G * (k1 - k0))
@@ -362,6 +405,218 @@ def _forward(x, w, flip, bias, g, y):
 
     run_blocks(task, len(plan.tasks))
     return y
+
+
+def _wino_forward(x, w, flip, bias, g, y):
+    """``_forward`` by Winograd F(2x2, 3x3): pack, input transform, 16 GEMMs, output transform."""
+    plan = _plan(g, y.itemsize, wino=WINO_TILES)
+    L = g.Ho * g.Wo
+    tw = (g.Wo + 1) // 2
+    y3 = y.reshape(g.N, g.K, L)
+    has_bias = bias is not None
+    b = bias if has_bias else np.zeros(1, y.dtype)
+    U = None if plan.channel_split else _wino_weights(w, flip, 0, g.K, g.C, y.dtype, "U")
+
+    def task(t):
+        for n0, n1, a0, a1, k0, k1 in plan.tasks[t]:
+            nb, kk = n1 - n0, k1 - k0
+            T = nb * (a1 - a0) * tw
+            oh0, oh1 = 2 * a0, min(2 * a1, g.Ho)
+            R = nb * (oh1 - oh0) * g.Wo
+            Uu = _wino_weights(w, flip, k0, k1, g.C, y.dtype, "w") if plan.channel_split else U
+            xs = _scratch("xs", nb * (2 * (a1 - a0) + 2) * (2 * tw + 2) * g.C, y.dtype)
+            xs = xs.reshape(nb, 2 * (a1 - a0) + 2, 2 * tw + 2, g.C)
+            wino_pack(x, n0, n1, 2 * a0, g.ph, g.pw, xs)
+            V2, V = _planes("V", T, g.C, y.dtype)
+            wino_input(xs, tw, T, V2)
+            M = _scratch("M", 16 * T * kk, y.dtype).reshape(16, T, kk)
+            np.matmul(V, Uu, out=M)
+            out = _scratch("out", R * kk, y.dtype).reshape(R, kk)
+            wino_output(M, tw, oh0, oh1, g.Wo, out)
+            store_rows(out, y3, n0 * L + oh0 * g.Wo, k0, b, has_bias)
+
+    run_blocks(task, len(plan.tasks))
+    return y
+
+
+def _planes(slot, rows, cols, dtype):
+    """16 (rows, cols) planes in scratch, an odd number of cache lines apart: (buffer, planes).
+
+    The transforms touch all 16 planes at once; planes 4 KB apart (a (16, 256, 64) float32 array)
+    share L1 sets and make the input transform 10x slower here. ``buffer`` is the C-contiguous
+    (16, stride) array the kernels take; ``planes`` the (16, rows, cols) view the GEMMs take.
+    """
+    isz = np.dtype(dtype).itemsize
+    lines = -(-rows * cols * isz // 64)
+    lines += 1 - lines % 2
+    stride = lines * 64 // isz
+    buf = _scratch(slot, 16 * stride, dtype).reshape(16, stride)
+    return buf, buf[:, :rows * cols].reshape(16, rows, cols)
+
+
+# kron(G, G): row xi = 4u + v, column tap = 3a + b holds G[u, a] * G[v, b]. Both G g G^T (the filter
+# transform) and G^T S G (the weight gradient's inverse transform) are this 16 x 9 matrix applied to
+# flattened taps; its entries (0, +-1, +-1/2, +-1/4) are exact in any float dtype.
+_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+_KG = {dt: np.kron(_G, _G).astype(dt) for dt in (np.float32, np.float64)}
+_KG_FLIP = {dt: np.ascontiguousarray(m[:, ::-1]) for dt, m in _KG.items()}  # taps reversed
+
+
+def _wino_weights(w, flip, k0, k1, cin, dtype, slot):
+    """U (16, cin, k1 - k0) = G g G^T for output channels [k0, k1), as one small GEMM, in ``slot``.
+
+    Forward: U[xi, c, k] from g = w[k, c], through a tap-major copy of w (weight_taps). Input
+    gradient (flip): U[xi, k, c] from g = w[k, c] rotated by 180 degrees, straight from w's layout.
+    """
+    dtype = np.dtype(dtype)
+    K, C = w.shape[0], w.shape[1]
+    m = k1 - k0
+    n = cin * m
+    U2, U = _planes(slot, cin, m, dtype)
+    if flip:  # U[xi, k, c - k0] = sum over taps of KG_FLIP[xi, tap] * w[k, c, tap]
+        w3 = w.reshape(K, C, 9)
+        src = w3 if m == C else np.ascontiguousarray(w3[:, k0:k1])
+        np.matmul(_KG_FLIP[dtype.type], src.reshape(n, 9).T, out=U2[:, :n])
+    else:  # U[xi, c, k - k0] = sum over taps of KG[xi, tap] * w[k, c, tap]
+        w9 = _scratch(slot + "9", 9 * n, dtype)
+        weight_taps(w, 1, False, k0, k1, w9.reshape(1, 9 * cin, m))
+        np.matmul(_KG[dtype.type], w9.reshape(9, n), out=U2[:, :n])
+    return U
+
+
+def _wino_backward_weight(gy, x, g, gw):
+    """Weight gradient by Winograd: S[xi] = sum over tiles of Gy[xi]^T V[xi], then gw = G^T S G."""
+    plan = _plan(g, gw.itemsize, max_tasks=MAX_SUM_TASKS, wino=WINO_SUM_TILES)
+    dt = gw.dtype
+    tw = (g.Wo + 1) // 2
+
+    def task(t):
+        acc = None if plan.channel_split else np.empty((16, g.K, g.C), dt)
+        for u, (n0, n1, a0, a1, k0, k1) in enumerate(plan.tasks[t]):
+            nb, kk = n1 - n0, k1 - k0
+            T = nb * (a1 - a0) * tw
+            xs = _scratch("xs", nb * (2 * (a1 - a0) + 2) * (2 * tw + 2) * g.C, dt)
+            xs = xs.reshape(nb, 2 * (a1 - a0) + 2, 2 * tw + 2, g.C)
+            wino_pack(x, n0, n1, 2 * a0, g.ph, g.pw, xs)
+            V2, V = _planes("V", T, g.C, dt)
+            wino_input(xs, tw, T, V2)
+            gs = _scratch("gs", nb * 2 * (a1 - a0) * 2 * tw * g.K, dt)
+            gs = gs.reshape(nb, 2 * (a1 - a0), 2 * tw, g.K)
+            wino_pack(gy, n0, n1, 2 * a0, 0, 0, gs)
+            G2, Gy = _planes("M", T, g.K, dt)
+            wino_gy(gs, tw, T, G2)
+            Gk = Gy[:, :, k0:k1].transpose(0, 2, 1)
+            if plan.channel_split:  # the unit owns gw[k0:k1]: the result, in place
+                S = _scratch("acc", 16 * kk * g.C, dt).reshape(16, kk, g.C)
+                np.matmul(Gk, V, out=S)
+                np.matmul(S.reshape(16, kk * g.C).T, _KG[dt.type], out=gw[k0:k1].reshape(kk * g.C, 9))
+            elif u == 0:
+                np.matmul(Gk, V, out=acc)
+            else:
+                tmp = _scratch("tmp", 16 * g.K * g.C, dt).reshape(16, g.K, g.C)
+                np.matmul(Gk, V, out=tmp)
+                acc += tmp
+        return acc
+
+    partials = run_blocks(task, len(plan.tasks))
+    if not plan.channel_split:
+        total = partials[0]
+        for p in partials[1:]:
+            total += p
+        np.matmul(total.reshape(16, g.K * g.C).T, _KG[dt.type], out=gw.reshape(g.K * g.C, 9))
+    return gw
+
+
+def _columns_path(g):
+    """Few taps per output (C * kh * kw small, one group): per-image NCHW column matrices.
+
+    The GEMM's inner size is tiny, so the work is moving data; this path moves the least: the filter
+    is used as it is, the forward GEMM writes NCHW output directly and the input gradient adds
+    straight into NCHW.
+    """
+    return g.G == 1 and g.C * g.kh * g.kw <= COL_MAX_TAPS
+
+
+def _image_tasks(g, itemsize):
+    """Tasks of whole images for the column path (as the im2col plan, without splitting images)."""
+    return [[(n0, n1) for n0, n1, _, _, _, _ in t] for t in _plan(g, itemsize, split_images=False).tasks]
+
+
+def _cols_args(g):
+    return g.ph, g.pw, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw
+
+
+def _image_scratch(g, dtype):
+    return _scratch("xp", g.C * (g.H + 2 * g.ph) * (g.W + 2 * g.pw), dtype).reshape(
+        g.C, g.H + 2 * g.ph, g.W + 2 * g.pw)
+
+
+def _col_forward(x, w, bias, g, y):
+    """Column path forward: y[n] = [w | bias] @ [cols(n); 1]: per block of images, one kernel call
+    and one batched GEMM (NumPy runs the per-image BLAS calls without the GIL), straight into y."""
+    Q, L = g.C * g.kh * g.kw, g.Ho * g.Wo
+    wm = w.reshape(g.K, Q)
+    if bias is not None:  # the bias as one more column of weights, against a row of ones
+        wm = np.concatenate([wm, bias.reshape(g.K, 1)], axis=1)
+    rows = wm.shape[1]
+    y3 = y.reshape(g.N, g.K, L)
+    tasks = _image_tasks(g, y.itemsize)
+
+    def task(t):
+        for n0, n1 in tasks[t]:
+            cols = _scratch("cols", (n1 - n0) * rows * L, y.dtype).reshape(n1 - n0, rows, L)
+            cols[:, Q:] = 1
+            im2col_cols(x, n0, *_cols_args(g), _image_scratch(g, y.dtype), cols)
+            np.matmul(wm, cols, out=y3[n0:n1])
+
+    run_blocks(task, len(tasks))
+    return y
+
+
+def _col_backward_input(gy, w, g, gx):
+    """Column path input gradient: gx[n] = col2im(w^T @ gy[n]), a block of images at a time."""
+    Q, L = g.C * g.kh * g.kw, g.Ho * g.Wo
+    wt = w.reshape(g.K, Q).T
+    gy3 = gy.reshape(g.N, g.K, L)
+    tasks = _image_tasks(g, gx.itemsize)
+
+    def task(t):
+        for n0, n1 in tasks[t]:
+            cols = _scratch("cols", (n1 - n0) * Q * L, gx.dtype).reshape(n1 - n0, Q, L)
+            np.matmul(wt, gy3[n0:n1], out=cols)
+            col2im_cols(cols, n0, *_cols_args(g), _image_scratch(g, gx.dtype), gx)
+
+    run_blocks(task, len(tasks))
+    return gx
+
+
+def _col_backward_weight(gy, x, g, gw):
+    """Column path weight gradient: the sum over images, in order, of gy[n] @ cols(n)^T."""
+    Q, L = g.C * g.kh * g.kw, g.Ho * g.Wo
+    gy3 = gy.reshape(g.N, g.K, L)
+    tasks = _image_tasks(g, gw.itemsize)
+
+    def task(t):
+        acc = None
+        for n0, n1 in tasks[t]:
+            nb = n1 - n0
+            cols = _scratch("cols", nb * Q * L, gw.dtype).reshape(nb, Q, L)
+            im2col_cols(x, n0, *_cols_args(g), _image_scratch(g, gw.dtype), cols)
+            per_image = _scratch("tmp", nb * g.K * Q, gw.dtype).reshape(nb, g.K, Q)
+            np.matmul(gy3[n0:n1], cols.transpose(0, 2, 1), out=per_image)
+            block = np.add.reduce(per_image, axis=0)  # image after image, in order
+            if acc is None:
+                acc = block
+            else:
+                acc += block
+        return acc
+
+    partials = run_blocks(task, len(tasks))
+    total = partials[0]
+    for p in partials[1:]:
+        total += p
+    gw.reshape(g.K, Q)[...] = total
+    return gw
 
 
 def _check_bias(bias, g, dt):
@@ -392,6 +647,10 @@ def conv2d_forward(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
         return y
     x = np.ascontiguousarray(x, dt)
     w = np.ascontiguousarray(w, dt)
+    if _columns_path(g):
+        return _col_forward(x, w, bias, g, y)
+    if _winograd(g):
+        return _wino_forward(x, w, False, bias, g, y)
     return _forward(x, w, False, bias, g, y)
 
 
@@ -411,10 +670,14 @@ def conv2d_backward_input(gy, w, x_shape, stride=1, padding=0, dilation=1, group
         return gx
     gy = np.ascontiguousarray(gy, dt)
     w = np.ascontiguousarray(w, dt)
+    if _columns_path(g):
+        return _col_backward_input(gy, w, g, gx)
     if g.sh == 1 and g.sw == 1:
         # The correlation of gy with the flipped filter, in and out channels swapped per group.
         pad = (g.dh * (g.kh - 1) - g.ph, g.dw * (g.kw - 1) - g.pw)
         gt = _geometry(gy.shape, (g.C, g.Kg, g.kh, g.kw), 1, pad, (g.dh, g.dw), g.G, internal=True)
+        if _winograd(gt):
+            return _wino_forward(gy, w, True, None, gt, gx)
         return _forward(gy, w, True, None, gt, gx)
     return _backward_input_col2im(gy, w, g, gx)
 
@@ -465,7 +728,11 @@ def conv2d_backward_weight(gy, x, w_shape, stride=1, padding=0, dilation=1, grou
         return gw
     gy = np.ascontiguousarray(gy, dt)
     x = np.ascontiguousarray(x, dt)
-    plan = _plan(g, np.dtype(dt).itemsize)
+    if _columns_path(g):
+        return _col_backward_weight(gy, x, g, gw)
+    if _winograd(g):
+        return _wino_backward_weight(gy, x, g, gw)
+    plan = _plan(g, np.dtype(dt).itemsize, max_tasks=MAX_SUM_TASKS)
     L = g.Ho * g.Wo
     gy3 = gy.reshape(g.N, g.K, L)
     gw3 = gw.reshape(g.K, g.Cg, T)
@@ -508,17 +775,26 @@ def conv2d_backward_weight(gy, x, w_shape, stride=1, padding=0, dilation=1, grou
 
 
 def conv2d_backward_bias(gy):
-    """The bias gradient, gy summed over N, Ho, Wo: plane sums per (n, k), then over n in order."""
+    """The bias gradient, gy summed over N, Ho, Wo: plane sums per (n, k), then over n in order.
+
+    NumPy sums each contiguous plane pairwise, whatever else is in the call, so the blocks of
+    images (run in parallel when gy is large) do not change any bit.
+    """
     gy = np.asarray(gy)
     if gy.ndim != 4:
         raise ValueError(f"conv2d_backward_bias: output gradient must be 4-D, got shape {gy.shape}")
     dt = _dtype(gy)
     gy = np.ascontiguousarray(gy, dt)
     N, K = gy.shape[:2]
-    out = np.zeros(K, dt)
     if gy.size == 0:
-        return out
-    planes = gy.reshape(N, K, -1).sum(axis=2)
-    for n in range(N):
-        out += planes[n]
-    return out
+        return np.zeros(K, dt)
+    g3 = gy.reshape(N, K, -1)
+    planes = np.empty((N, K), dt)
+    ranges = block_ranges(N, max(1, BIAS_BLOCK // (K * g3.shape[2])))
+
+    def block(i):
+        a, b = ranges[i]
+        np.sum(g3[a:b], axis=2, out=planes[a:b])
+
+    run_blocks(block, len(ranges))
+    return np.add.reduce(planes, axis=0)  # row after row, in order: axis 0 is not contiguous

@@ -1,4 +1,4 @@
-"""Numba data-movement kernels for the convolutions in ``conv.py``: no arithmetic but one add.
+"""Numba data-movement kernels for the convolutions in ``conv.py``: no arithmetic but adds.
 
 The convolution is turned into a matrix product whose rows are output pixels ``(n, oh, ow)`` and
 whose columns are kernel taps ``(i, j, c)`` with the channel fastest, so that every tap of a pixel
@@ -7,7 +7,11 @@ is a contiguous run of channels in a channels-last copy of the input:
 * ``pack_rows``: NCHW rows ``[h0, h1)`` of images ``[n0, n1)`` to a channels-last block ``(n, h, w, c)``;
 * ``im2col_rows``: that block to the ``(pixels, kh * kw * cg)`` matrix of one group (zeros for padding);
 * ``col2im_rows``: the transpose of ``im2col_rows``, adding the columns back into a channels-last block;
-* ``store_rows``: a ``(pixels, channels)`` matrix back to NCHW, optionally adding a bias.
+* ``store_rows``: a ``(pixels, channels)`` matrix back to NCHW, optionally adding a bias;
+* ``weight_taps`` / ``weight_untaps`` / ``weight_rows``: the filter to and from tap-major matrices;
+* ``pad_image``, ``im2col_cols`` / ``col2im_cols``: for few taps (C * kh * kw small), the column
+  matrix of one zero-padded image in NCHW order, ``(C * kh * kw, Ho * Wo)``: the GEMM then reads
+  the filter as it is and writes NCHW directly.
 
 Each kernel runs on one thread, in a fixed order, on the block it is given.
 """
@@ -102,17 +106,19 @@ def _col2im_rows(cols, h0, H, W, c0, cg, kh, kw, sh, sw, ph, pw, dh, dw, oh0, oh
 def _store_rows(rows, out, start, k0, bias, add_bias):
     """out[n, k0 + k, l] = rows[p - start, k] (+ bias[k0 + k]) for the flat pixels p = n * L + l.
 
-    ``out`` is ``(N, K, L)``; the pixels are [start, start + len(rows)). They are done in runs of at
-    most 16 within one image, so the reads of a run stay in cache while its channels are written.
+    ``out`` is ``(N, K, L)``; the pixels are [start, start + len(rows)). They are done in runs of
+    16 to 64 within one image (a run of rows is 16 KB at most), so the reads of a run stay in L1
+    while its channels are written.
     """
     R = rows.shape[0]
     K = rows.shape[1]
     L = out.shape[2]
+    run = min(64, max(16, 4096 // max(K, 1)))
     n = start // L
     l = start - n * L
     r = 0
     while r < R:
-        m = min(16, R - r, L - l)
+        m = min(run, R - r, L - l)
         src = rows[r:r + m]
         for k in range(K):
             dst = out[n, k0 + k, l:l + m]
@@ -128,6 +134,86 @@ def _store_rows(rows, out, start, k0, bias, add_bias):
         if l == L:
             l = 0
             n += 1
+
+
+def _pad_image(x, n, ph, pw, out):
+    """out[c] = image n of x with ph rows and pw columns of zeros around it."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    for c in range(C):
+        dst = out[c]
+        for r in range(ph):
+            for t in range(dst.shape[1]):
+                dst[r, t] = 0
+        for r in range(ph + H, dst.shape[0]):
+            for t in range(dst.shape[1]):
+                dst[r, t] = 0
+        for h in range(H):
+            row = dst[ph + h]
+            src = x[n, c, h]
+            for t in range(pw):
+                row[t] = 0
+            for t in range(pw + W, row.shape[0]):
+                row[t] = 0
+            inner = row[pw:pw + W]
+            for t in range(W):
+                inner[t] = src[t]
+
+
+def _im2col_cols(x, n0, ph, pw, kh, kw, sh, sw, dh, dw, xp, cols):
+    """Column matrices of images n0, n0 + 1, ... in the filter's (c, i, j) order, through the padded
+    scratch image xp (C, H + 2 ph, W + 2 pw):  cols[b, (c, i, j), (oh, ow)] = x[n0 + b, c, ih, iw]
+    (0 outside), with ih = oh * sh - ph + i * dh, iw = ow * sw - pw + j * dw.
+
+    So ``w.reshape(K, -1) @ cols[b]`` is the convolution of image n0 + b, already in NCHW. Rows of
+    cols past C * kh * kw are left alone.
+    """
+    Ho, Wo = out_size(xp.shape[1], kh, sh, dh), out_size(xp.shape[2], kw, sw, dw)
+    for b in range(cols.shape[0]):
+        pad_image(x, n0 + b, ph, pw, xp)
+        q = 0
+        for c in range(xp.shape[0]):
+            for i in range(kh):
+                for j in range(kw):
+                    src = xp[c, i * dh:i * dh + (Ho - 1) * sh + 1:sh, j * dw:j * dw + (Wo - 1) * sw + 1:sw]
+                    dst = cols[b, q].reshape(Ho, Wo)
+                    for oh in range(Ho):
+                        for t in range(Wo):
+                            dst[oh, t] = src[oh, t]
+                    q += 1
+
+
+def _col2im_cols(cols, n0, ph, pw, kh, kw, sh, sw, dh, dw, gxp, gx):
+    """The transpose of ``im2col_cols``: gx[n0 + b] = the entries of cols[b] added up, row after row,
+    in the padded scratch image gxp, then cropped."""
+    C, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
+    Ho, Wo = out_size(gxp.shape[1], kh, sh, dh), out_size(gxp.shape[2], kw, sw, dw)
+    for b in range(cols.shape[0]):
+        for c in range(C):
+            plane = gxp[c]
+            for r in range(plane.shape[0]):
+                for t in range(plane.shape[1]):
+                    plane[r, t] = 0
+        q = 0
+        for c in range(C):
+            for i in range(kh):
+                for j in range(kw):
+                    dst = gxp[c, i * dh:i * dh + (Ho - 1) * sh + 1:sh, j * dw:j * dw + (Wo - 1) * sw + 1:sw]
+                    src = cols[b, q].reshape(Ho, Wo)
+                    for oh in range(Ho):
+                        for t in range(Wo):
+                            dst[oh, t] += src[oh, t]
+                    q += 1
+        for c in range(C):
+            for h in range(H):
+                src = gxp[c, ph + h, pw:pw + W]
+                dst = gx[n0 + b, c, h]
+                for t in range(W):
+                    dst[t] = src[t]
+
+
+def _out_size(padded, k, s, d):
+    """Output length along an axis of ``padded`` input positions."""
+    return (padded - d * (k - 1) - 1) // s + 1
 
 
 def _weight_taps(w, G, flip, k0, k1, out):
@@ -193,6 +279,10 @@ pack_rows = njit(cache=True, nogil=True)(_pack_rows)
 im2col_rows = njit(cache=True, nogil=True)(_im2col_rows)
 col2im_rows = njit(cache=True, nogil=True)(_col2im_rows)
 store_rows = njit(cache=True, nogil=True)(_store_rows)
+pad_image = njit(cache=True, nogil=True)(_pad_image)
+out_size = njit(cache=True, nogil=True)(_out_size)  # helper of the two below
+im2col_cols = njit(cache=True, nogil=True)(_im2col_cols)
+col2im_cols = njit(cache=True, nogil=True)(_col2im_cols)
 weight_taps = njit(cache=True, nogil=True)(_weight_taps)
 weight_untaps = njit(cache=True, nogil=True)(_weight_untaps)
 weight_rows = njit(cache=True, nogil=True)(_weight_rows)

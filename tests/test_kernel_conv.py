@@ -7,16 +7,30 @@ from hypothesis import given, strategies as st
 from freenet.kernels import conv
 from freenet.kernels.parallel import get_num_threads, set_num_threads
 
-# Error bound: |fast - exact| <= TOL * sum |terms| (+ a tiny floor), the sum of absolute products
-# that make up each output, i.e. the same reduction run on |inputs|. It scales with the reduction.
+# Error bound: |fast - exact| <= TOL * (sum of |terms|), the sum of absolute products that make up
+# an output (the same reduction run on |inputs|), which grows with the reduction. Winograd
+# F(2x2, 3x3) computes a 2x2 output tile (or the 3x3 taps of a weight gradient) jointly, so an
+# element's rounding error follows the largest magnitude among its neighbours: the bound takes the
+# maximum of that magnitude over the element's 3x3 neighbourhood (over the taps for a filter).
 TOL = {np.float32: 2e-5, np.float64: 1e-12}
 
 
-def _close(fast, ref, mag, dtype):
+def _spread(mag, kind):
+    mag = mag.astype(np.float64)
+    if kind == "filter":  # (K, C, kh, kw): the largest tap of each filter
+        return np.broadcast_to(mag.max(axis=(2, 3), keepdims=True), mag.shape)
+    if kind == "image":  # (N, C, H, W): the largest value in each 3x3 neighbourhood
+        p = np.pad(mag, ((0, 0), (0, 0), (1, 1), (1, 1)))
+        H, W = mag.shape[2:]
+        return np.max([p[:, :, i:i + H, j:j + W] for i in range(3) for j in range(3)], axis=0)
+    return mag
+
+
+def _close(fast, ref, mag, dtype, kind=None):
     assert fast.dtype == np.dtype(dtype)
     assert fast.shape == ref.shape
     err = np.abs(fast.astype(np.float64) - ref.astype(np.float64))
-    bound = TOL[dtype] * (mag.astype(np.float64) + 1e-30)
+    bound = TOL[dtype] * (_spread(mag, kind) + 1e-30)
     worst = np.max(err - bound) if err.size else 0.0
     assert worst <= 0, f"max error {err.max():.3g} exceeds bound (max excess {worst:.3g})"
 
@@ -42,6 +56,54 @@ def conv_cases(draw):
                 dilation=(dh, dw), groups=G, layout=layout, dtype=dtype, seed=seed)
 
 
+@st.composite
+def winograd_cases(draw):
+    """3x3, stride 1, undilated, one group, at least WINO_MIN_CHANNELS inputs: the Winograd path."""
+    p = draw(st.integers(0, 3))  # padding 3: the input gradient's correlation has padding -1
+    H = draw(st.integers(max(1, 3 - 2 * p), 13))
+    W = draw(st.integers(max(1, 3 - 2 * p), 13))
+    C = draw(st.integers(conv.WINO_MIN_CHANNELS, conv.WINO_MIN_CHANNELS + 16))
+    return dict(N=draw(st.integers(1, 3)), C=C, H=H, W=W, K=draw(st.integers(1, 12)), kh=3, kw=3,
+                stride=1, padding=p, dilation=1, groups=1,
+                layout=draw(st.sampled_from(["contiguous", "channels_last", "strided"])),
+                dtype=draw(st.sampled_from([np.float32, np.float64])),
+                seed=draw(st.integers(0, 2**31 - 1)))
+
+
+@st.composite
+def im2col_cases(draw):
+    """More taps than COL_MAX_TAPS and not the Winograd case: the channels-last im2col path."""
+    G = draw(st.integers(1, 2))
+    Cg = draw(st.integers(conv.COL_MAX_TAPS // 4 + 1, conv.COL_MAX_TAPS // 4 + 4))
+    kh, kw = draw(st.integers(2, 4)), draw(st.integers(2, 4))
+    sh, sw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    if (kh, kw, sh, sw, dh, dw, G) == (3, 3, 1, 1, 1, 1, 1):
+        dw = 2
+    H = draw(st.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), 10))
+    W = draw(st.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 10))
+    return dict(N=draw(st.integers(1, 2)), C=G * Cg, H=H, W=W, K=G * draw(st.integers(1, 5)), kh=kh, kw=kw,
+                stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw), groups=G,
+                layout=draw(st.sampled_from(["contiguous", "channels_last", "strided"])),
+                dtype=draw(st.sampled_from([np.float32, np.float64])),
+                seed=draw(st.integers(0, 2**31 - 1)))
+
+
+CASES = pytest.mark.parametrize("cases", [conv_cases, winograd_cases, im2col_cases],
+                                ids=["general", "winograd", "im2col"])
+
+
+def test_strategies_take_their_paths():
+    g = conv._geometry((2, conv.WINO_MIN_CHANNELS, 5, 5), (3, conv.WINO_MIN_CHANNELS, 3, 3), 1, 1, 1, 1)
+    assert conv._winograd(g) and not conv._columns_path(g)
+    c = conv.COL_MAX_TAPS // 4 + 1
+    g = conv._geometry((2, c, 6, 6), (3, c, 2, 2), 1, 1, 1, 1)
+    assert not conv._winograd(g) and not conv._columns_path(g)
+    g = conv._geometry((2, 3, 6, 6), (3, 3, 3, 3), 1, 1, 1, 1)
+    assert conv._columns_path(g)
+
+
 def _array(rng, shape, dtype, layout):
     """A random array of ``shape`` as a C-contiguous, transposed (NHWC-backed) or strided view."""
     if layout == "channels_last" and len(shape) == 4:
@@ -64,8 +126,10 @@ def _make(case):
     return x, w, b, gy, args
 
 
-@given(conv_cases())
-def test_forward_matches_reference(case):
+@CASES
+@given(data=st.data())
+def test_forward_matches_reference(cases, data):
+    case = data.draw(cases())
     x, w, b, _, args = _make(case)
     use_bias = case["seed"] % 2 == 0
     y = conv.conv2d_forward(x, w, b if use_bias else None, *args)
@@ -73,31 +137,37 @@ def test_forward_matches_reference(case):
                                         np.asarray(b, np.float64) if use_bias else None, *args)
     mag = conv.conv2d_forward_reference(np.abs(x).astype(np.float64), np.abs(w).astype(np.float64),
                                         np.abs(b).astype(np.float64) if use_bias else None, *args)
-    _close(y, ref, mag, case["dtype"])
+    _close(y, ref, mag, case["dtype"], "image")
 
 
-@given(conv_cases())
-def test_backward_input_matches_reference(case):
+@CASES
+@given(data=st.data())
+def test_backward_input_matches_reference(cases, data):
+    case = data.draw(cases())
     x, w, _, gy, args = _make(case)
     gx = conv.conv2d_backward_input(gy, w, x.shape, *args)
     g64, w64 = np.asarray(gy, np.float64), np.asarray(w, np.float64)
     ref = conv.conv2d_backward_input_reference(g64, w64, x.shape, *args)
     mag = conv.conv2d_backward_input_reference(np.abs(g64), np.abs(w64), x.shape, *args)
-    _close(gx, ref, mag, case["dtype"])
+    _close(gx, ref, mag, case["dtype"], "image")
 
 
-@given(conv_cases())
-def test_backward_weight_matches_reference(case):
+@CASES
+@given(data=st.data())
+def test_backward_weight_matches_reference(cases, data):
+    case = data.draw(cases())
     x, w, _, gy, args = _make(case)
     gw = conv.conv2d_backward_weight(gy, x, w.shape, *args)
     g64, x64 = np.asarray(gy, np.float64), np.asarray(x, np.float64)
     ref = conv.conv2d_backward_weight_reference(g64, x64, w.shape, *args)
     mag = conv.conv2d_backward_weight_reference(np.abs(g64), np.abs(x64), w.shape, *args)
-    _close(gw, ref, mag, case["dtype"])
+    _close(gw, ref, mag, case["dtype"], "filter")
 
 
-@given(conv_cases())
-def test_backward_bias_matches_reference(case):
+@CASES
+@given(data=st.data())
+def test_backward_bias_matches_reference(cases, data):
+    case = data.draw(cases())
     _, _, _, gy, _ = _make(case)
     gb = conv.conv2d_backward_bias(gy)
     ref = conv.conv2d_backward_bias_reference(np.asarray(gy, np.float64))
@@ -105,10 +175,11 @@ def test_backward_bias_matches_reference(case):
     _close(gb, ref, mag, case["dtype"])
 
 
-@given(conv_cases())
-def test_backward_kernels_are_adjoints_of_forward(case):
+@CASES
+@given(data=st.data())
+def test_backward_kernels_are_adjoints_of_forward(cases, data):
     """<conv(x, w), gy> = <x, conv_bwd_input(gy, w)> = <w, conv_bwd_weight(gy, x)>, in float64."""
-    case = dict(case, dtype=np.float64)
+    case = dict(data.draw(cases()), dtype=np.float64)
     x, w, b, gy, args = _make(case)
     y = conv.conv2d_forward(x, w, None, *args)
     lhs = np.vdot(y, gy)
@@ -151,15 +222,17 @@ def test_reference_matches_direct_sum():
 # Shapes big enough to be cut into several units and tasks (so threads matter), including the
 # benchmark shapes at small batch: (N, C, H, W, K, kernel, stride, padding, dilation, groups).
 DETERMINISM_CASES = [
-    (8, 64, 9, 9, 64, 3, 1, 1, 1, 1),      # go9 at batch 8
-    (1, 256, 19, 19, 256, 3, 1, 1, 1, 1),  # go19-256-b1: one image cut into row ranges
-    (3, 128, 19, 19, 128, 3, 1, 1, 1, 1),  # go19 at batch 3
+    (24, 64, 9, 9, 64, 3, 1, 1, 1, 1),     # go9 at batch 24 (Winograd)
+    (1, 256, 19, 19, 256, 3, 1, 1, 1, 1),  # go19-256-b1: one image cut by output channel
+    (3, 128, 19, 19, 128, 3, 1, 1, 1, 1),  # go19 at batch 3: images cut into tile rows
     (3, 64, 32, 32, 64, 3, 1, 1, 1, 1),    # cifar at batch 3
-    (8, 32, 14, 14, 64, 3, 1, 1, 1, 1),    # mnist-c2 at batch 8
-    (16, 1, 28, 28, 32, 3, 1, 1, 1, 1),    # mnist-c1 at batch 16
-    (4, 64, 24, 24, 96, 3, 2, 1, 1, 1),    # strided: col2im input gradient
-    (4, 96, 16, 16, 96, 3, 1, 2, 2, 3),    # dilated, grouped
+    (24, 32, 14, 14, 64, 3, 1, 1, 1, 1),   # mnist-c2 at batch 24
+    (64, 1, 28, 28, 32, 3, 1, 1, 1, 1),    # mnist-c1 at batch 64: im2col forward, weight gradient
+    (8, 64, 24, 24, 96, 3, 2, 1, 1, 1),    # strided: col2im input gradient
+    (10, 96, 16, 16, 96, 3, 1, 2, 2, 3),   # dilated, grouped
     (16, 128, 16, 16, 128, 1, 1, 0, 1, 1),  # 1x1: no im2col
+    (1, 128, 14, 14, 128, 5, 1, 2, 1, 1),  # im2col, one image cut by output channel
+    (64, 48, 10, 10, 40, 3, 1, 0, 1, 1),   # Winograd with odd output sizes, unpadded
 ]
 
 
@@ -171,6 +244,8 @@ def test_bitwise_identical_with_1_and_2_threads(case):
     w = rng.standard_normal((K, C // G, k, k), dtype=np.float32)
     b = rng.standard_normal(K, dtype=np.float32)
     gy = rng.standard_normal(conv.conv2d_output_shape(x.shape, w.shape, s, p, d, G), dtype=np.float32)
+
+    assert conv._geometry(x.shape, w.shape, s, p, d, G).big  # several tasks: threads matter
 
     def run():
         return (conv.conv2d_forward(x, w, b, s, p, d, G),
@@ -194,12 +269,12 @@ def test_bitwise_identical_with_1_and_2_threads(case):
     ref = conv.conv2d_forward_reference(x.astype(np.float64), w.astype(np.float64), b, s, p, d, G)
     mag = conv.conv2d_forward_reference(np.abs(x).astype(np.float64), np.abs(w).astype(np.float64),
                                         np.abs(b), s, p, d, G)
-    _close(one[0], ref, mag, np.float32)
+    _close(one[0], ref, mag, np.float32, "image")
     ref = conv.conv2d_backward_weight_reference(gy.astype(np.float64), x.astype(np.float64), w.shape,
                                                 s, p, d, G)
     mag = conv.conv2d_backward_weight_reference(np.abs(gy).astype(np.float64),
                                                 np.abs(x).astype(np.float64), w.shape, s, p, d, G)
-    _close(one[2], ref, mag, np.float32)
+    _close(one[2], ref, mag, np.float32, "filter")
 
 
 def test_dtypes_and_int_or_pair_arguments():
