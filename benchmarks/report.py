@@ -2,7 +2,7 @@
 
 GROUP_TITLES = {
     "kernel": "Kernels: conv2d 3x3, stride 1, padding 1 (time per call; GFLOP/s = 2*N*C*K*H*W*9 per conv, x3 with backward)",
-    "network": "Networks: training steps (forward, backward, SGD step) and inference (eval, no_grad)",
+    "network": "Networks: training steps (forward, backward, SGD step) and inference (eval; PyTorch eager under no_grad, freenet through GoNet.inference())",
     "engine": "Engine overhead: graphs so small that Python per op sets the time",
 }
 

@@ -165,8 +165,15 @@ def go_train_step(net, batch):
 
 
 def go_infer_step(net, batch):
+    """PyTorch: the eager model in eval mode under no_grad. freenet: ``GoNet.inference()``, the path its
+    tree search uses (batch norm folded, filters transformed once, no autograd), same architecture."""
     def make(fw):
         T, nn, F, optim = _lib(fw)
+        if fw.lib == "freenet":
+            from freenet.go.net import new_net
+            planes = _go_inputs(fw, batch, net["board"])[0].numpy()
+            plan = new_net(net["board"], net["blocks"], net["filters"], net.get("value_hidden")).inference()
+            return lambda: plan(planes)
         x, _, _ = _go_inputs(fw, batch, net["board"])
         model = _model(fw, lambda nn: models.go_net(nn, **net))
         model.eval()
@@ -244,7 +251,7 @@ def all_workloads(size="full"):
                      meta=dict(net=net_name, batch=batch, train=True)))
         for b in spec.GO_INFER_BATCHES:
             bb = min(b, 2) if tiny else b
-            add(Workload(f"net/{net_name}/infer-b{b}", "network", f"{net_name} inference (eval, no_grad), batch {bb}",
+            add(Workload(f"net/{net_name}/infer-b{b}", "network", f"{net_name} inference (eval; freenet's inference path), batch {bb}",
                          go_infer_step(arch, bb), costs.go_net_cost(bb, False, **arch), items=bb,
                          quick=net_name == "go9-6x64" or b == 1, meta=dict(net=net_name, batch=bb, train=False)))
 

@@ -10,7 +10,8 @@ from freenet.kernels.gemm import matmul
 from freenet.kernels.gelu import gelu, gelu_backward, gelu_backward_reference, gelu_reference
 from freenet.kernels.conv import (conv2d_backward_bias, conv2d_backward_bias_reference, conv2d_backward_input,
                                   conv2d_backward_input_reference, conv2d_backward_weight,
-                                  conv2d_backward_weight_reference, conv2d_forward, conv2d_forward_reference)
+                                  conv2d_backward_weight_reference, conv2d_forward, conv2d_forward_reference,
+                                  Conv2dPrepared)
 from freenet.kernels.pool import (avg_pool2d_backward, avg_pool2d_backward_reference, avg_pool2d_forward,
                                   avg_pool2d_forward_reference, global_avg_pool2d_backward,
                                   global_avg_pool2d_backward_reference, global_avg_pool2d_forward,

@@ -54,7 +54,7 @@ MAX_SUM_TASKS = 8  # weight gradient: each task returns a (K, C*kh*kw) partial t
 BIAS_BLOCK = 1 << 18  # bias gradient: elements of gy per block of whole images
 
 __all__ = [
-    "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias",
+    "conv2d_forward", "Conv2dPrepared", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias",
     "conv2d_forward_reference", "conv2d_backward_input_reference",
     "conv2d_backward_weight_reference", "conv2d_backward_bias_reference", "conv2d_output_shape",
 ]
@@ -374,10 +374,11 @@ def _weights(w, G, flip, k0, k1, out=None):
 # Fast kernels
 
 
-def _forward(x, w, flip, bias, g, y):
+def _forward(x, w, flip, bias, g, y, wq=None):
     """y = conv(x, w') + bias where w' is ``w``, or (flip) ``w`` flipped with in/out channels swapped.
 
-    ``g`` is the geometry of the convolution actually computed (of x and w').
+    ``g`` is the geometry of the convolution actually computed (of x and w'); ``wq`` the GEMM
+    weights of all output channels when prepared beforehand (``Conv2dPrepared``).
     """
     plan = _plan(g, y.itemsize)
     L = g.Ho * g.Wo
@@ -385,13 +386,17 @@ def _forward(x, w, flip, bias, g, y):
     y3 = y.reshape(g.N, g.K, L)
     has_bias = bias is not None
     b = bias if has_bias else np.zeros(1, y.dtype)
-    wq = None if plan.channel_split else _weights(w, g.G, flip, 0, g.Kg)
+    prepared = wq is not None
+    if not prepared and not plan.channel_split:
+        wq = _weights(w, g.G, flip, 0, g.Kg)
 
     def task(t):
         for unit in plan.tasks[t]:
             n0, n1, oh0, oh1, k0, k1 = unit
             R = (n1 - n0) * (oh1 - oh0) * g.Wo
-            if plan.channel_split:  # G == 1
+            if prepared:
+                wu = wq[:, :, k0:k1]
+            elif plan.channel_split:  # G == 1
                 wu = _scratch("w", Q * (k1 - k0), y.dtype).reshape(1, Q, k1 - k0)
                 _weights(w, 1, flip, k0, k1, wu)
             else:
@@ -407,15 +412,19 @@ def _forward(x, w, flip, bias, g, y):
     return y
 
 
-def _wino_forward(x, w, flip, bias, g, y):
-    """``_forward`` by Winograd F(2x2, 3x3): pack, input transform, 16 GEMMs, output transform."""
+def _wino_forward(x, w, flip, bias, g, y, U=None):
+    """``_forward`` by Winograd F(2x2, 3x3): pack, input transform, 16 GEMMs, output transform.
+
+    ``U`` is the transformed filter of all output channels when prepared beforehand."""
     plan = _plan(g, y.itemsize, wino=WINO_TILES)
     L = g.Ho * g.Wo
     tw = (g.Wo + 1) // 2
     y3 = y.reshape(g.N, g.K, L)
     has_bias = bias is not None
     b = bias if has_bias else np.zeros(1, y.dtype)
-    U = None if plan.channel_split else _wino_weights(w, flip, 0, g.K, g.C, y.dtype, "U")
+    prepared = U is not None
+    if not prepared and not plan.channel_split:
+        U = _wino_weights(w, flip, 0, g.K, g.C, y.dtype, "U")
 
     def task(t):
         for n0, n1, a0, a1, k0, k1 in plan.tasks[t]:
@@ -423,7 +432,12 @@ def _wino_forward(x, w, flip, bias, g, y):
             T = nb * (a1 - a0) * tw
             oh0, oh1 = 2 * a0, min(2 * a1, g.Ho)
             R = nb * (oh1 - oh0) * g.Wo
-            Uu = _wino_weights(w, flip, k0, k1, g.C, y.dtype, "w") if plan.channel_split else U
+            if prepared:
+                Uu = U[:, :, k0:k1]
+            elif plan.channel_split:
+                Uu = _wino_weights(w, flip, k0, k1, g.C, y.dtype, "w")
+            else:
+                Uu = U
             xs = _scratch("xs", nb * (2 * (a1 - a0) + 2) * (2 * tw + 2) * g.C, y.dtype)
             xs = xs.reshape(nb, 2 * (a1 - a0) + 2, 2 * tw + 2, g.C)
             wino_pack(x, n0, n1, 2 * a0, g.ph, g.pw, xs)
@@ -551,13 +565,18 @@ def _image_scratch(g, dtype):
         g.C, g.H + 2 * g.ph, g.W + 2 * g.pw)
 
 
-def _col_forward(x, w, bias, g, y):
+def _col_weights(w, bias, g):
+    """[w | bias]: the bias as one more column of weights, against a row of ones."""
+    wm = w.reshape(g.K, g.C * g.kh * g.kw)
+    return wm if bias is None else np.concatenate([wm, bias.reshape(g.K, 1)], axis=1)
+
+
+def _col_forward(x, w, bias, g, y, wm=None):
     """Column path forward: y[n] = [w | bias] @ [cols(n); 1]: per block of images, one kernel call
     and one batched GEMM (NumPy runs the per-image BLAS calls without the GIL), straight into y."""
     Q, L = g.C * g.kh * g.kw, g.Ho * g.Wo
-    wm = w.reshape(g.K, Q)
-    if bias is not None:  # the bias as one more column of weights, against a row of ones
-        wm = np.concatenate([wm, bias.reshape(g.K, 1)], axis=1)
+    if wm is None:
+        wm = _col_weights(w, bias, g)
     rows = wm.shape[1]
     y3 = y.reshape(g.N, g.K, L)
     tasks = _image_tasks(g, y.itemsize)
@@ -652,6 +671,64 @@ def conv2d_forward(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if _winograd(g):
         return _wino_forward(x, w, False, bias, g, y)
     return _forward(x, w, False, bias, g, y)
+
+
+class Conv2dPrepared:
+    """``conv2d_forward`` with fixed weights, for inference: the weights are transformed for the chosen
+    algorithm (Winograd's U, the tap-major GEMM weights, or the column matrix) once, not per call, and
+    an optional residual add and ReLU follow the convolution. Computes in the weights' dtype.
+
+    >>> import numpy as np
+    >>> w = np.ones((4, 8, 3, 3), np.float32)
+    >>> conv = Conv2dPrepared(w, np.zeros(4, np.float32), padding=1)
+    >>> conv(np.ones((1, 8, 5, 5), np.float32), relu=True)[0, 0, 2, 2]
+    72.0
+
+    Gives the same bits as ``conv2d_forward(x, w, bias, ...)`` (plus ``residual``, then ReLU).
+    """
+
+    def __init__(self, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
+        w = np.asarray(w)
+        self.dtype = _dtype(w)
+        self.w = np.array(w, self.dtype, order="C")  # a copy: later changes to w do not leak in
+        self.geometry = (stride, padding, dilation, groups)
+        # validates the weights and geometry once, on an input as large as the dilated kernel
+        dh, dw = _pair(dilation, "dilation")
+        size = (max(1, dh * (self.w.shape[2] - 1) + 1), max(1, dw * (self.w.shape[3] - 1) + 1))
+        g = _geometry((1, self.w.shape[1] * int(groups)) + size, self.w.shape, *self.geometry)
+        self.bias = _check_bias(bias, g, self.dtype)
+        if bias is not None:
+            self.bias = self.bias.copy()
+        if _columns_path(g):
+            self.path, self.prepared = "columns", _col_weights(self.w, self.bias, g)
+        elif _winograd(g):
+            self.path = "winograd"
+            self.prepared = _wino_weights(self.w, False, 0, g.K, g.C, self.dtype, "U").copy()
+        else:
+            self.path, self.prepared = "im2col", _weights(self.w, g.G, False, 0, g.Kg)
+
+    def __call__(self, x, residual=None, relu=False):
+        """conv(x) [+ residual] [then ReLU] for x (N, C, H, W); residual has the output's shape."""
+        g = _geometry(np.shape(x), self.w.shape, *self.geometry)
+        y = np.empty(g.out_shape, self.dtype)
+        if g.C == 0:
+            y[...] = 0 if self.bias is None else self.bias.reshape(-1, 1, 1)
+        elif y.size:
+            x = np.ascontiguousarray(x, self.dtype)
+            if self.path == "columns":
+                _col_forward(x, self.w, self.bias, g, y, self.prepared)
+            elif self.path == "winograd":
+                _wino_forward(x, self.w, False, self.bias, g, y, self.prepared)
+            else:
+                _forward(x, self.w, False, self.bias, g, y, self.prepared)
+        if residual is not None:
+            if np.shape(residual) != y.shape:
+                raise ValueError(f"conv2d: residual shape {np.shape(residual)} does not match the output "
+                                 f"shape {y.shape}")
+            y += residual
+        if relu:
+            np.maximum(y, 0, out=y)
+        return y
 
 
 def conv2d_backward_input(gy, w, x_shape, stride=1, padding=0, dilation=1, groups=1):

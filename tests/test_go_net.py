@@ -90,6 +90,48 @@ def test_net_shapes_file_and_average_symmetry(tmp_path):
     assert pa[0][b.point("C3")] == 0 and abs(pa[0].sum() - 1) < 1e-9
 
 
+def _trained_looking(net, seed):
+    """Batch norms with running statistics and affine weights far from their initial values."""
+    rng = np.random.default_rng(seed)
+    for m in net.modules():
+        if isinstance(m, fn.nn.BatchNorm2d):
+            m.running_mean.data[...] = rng.standard_normal(m.num_features) * 0.3
+            m.running_var.data[...] = rng.random(m.num_features) * 2 + 0.1
+            m.weight.data[...] = rng.random(m.num_features) + 0.5
+            m.bias.data[...] = rng.standard_normal(m.num_features) * 0.3
+    return net.eval()
+
+
+@pytest.mark.parametrize("size, blocks, filters, batch", [(5, 0, 4, 1), (7, 2, 8, 3), (9, 1, 64, 8), (19, 1, 16, 2)])
+def test_inference_path_matches_the_module(size, blocks, filters, batch):
+    net = _trained_looking(new_net(size, blocks, filters, seed=size), seed=blocks)
+    x = (np.random.default_rng(batch).random((batch, 18, size, size)) < 0.4).astype(np.float32)
+    with fn.no_grad():
+        p, v = net(fn.from_numpy(x))
+    plan = net.inference()
+    p2, v2 = plan(x)
+    assert p2.dtype == np.float32 and p2.shape == p.shape and v2.shape == v.shape
+    scale = 1 + np.abs(p.numpy()).max()
+    assert np.abs(p2 - p.numpy()).max() <= 1e-5 * scale
+    assert np.abs(v2 - v.numpy()).max() <= 1e-5
+    # a snapshot: training the net afterwards does not change the plan
+    next(net.parameters()).data[...] = 0
+    p3, _ = plan(x)
+    assert p3.tobytes() == p2.tobytes()
+    with pytest.raises(FreenetError, match="expected input planes"):
+        plan(x[:, :17])
+
+
+def test_inference_path_is_bitwise_identical_with_1_and_2_threads():
+    plan = _trained_looking(new_net(9, 2, 64, seed=1), seed=2).inference()
+    x = (np.random.default_rng(0).random((64, 18, 9, 9)) < 0.4).astype(np.float32)
+    fn.set_num_threads(1)
+    one = plan(x)
+    fn.set_num_threads(2)
+    two = plan(x)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(one, two))
+
+
 def test_same_seed_same_net():
     a, b = new_net(9, 1, 8, seed=5), new_net(9, 1, 8, seed=5)
     for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):

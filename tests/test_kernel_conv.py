@@ -142,6 +142,42 @@ def test_forward_matches_reference(cases, data):
 
 @CASES
 @given(data=st.data())
+def test_prepared_forward_gives_the_same_bits(cases, data):
+    """Conv2dPrepared (weights transformed once) is conv2d_forward, plus the residual add and ReLU."""
+    case = data.draw(cases())
+    x, w, b, _, args = _make(case)
+    bias = b if case["seed"] % 2 == 0 else None
+    prepared = conv.Conv2dPrepared(w, bias, *args)
+    w[...] = 0  # a snapshot: later changes to the weights do not leak in
+    y = conv.conv2d_forward(x, prepared.w, bias, *args)
+    assert prepared(x).tobytes() == y.tobytes()
+    r = np.random.default_rng(case["seed"]).standard_normal(y.shape).astype(y.dtype)
+    assert prepared(x, residual=r, relu=True).tobytes() == np.maximum(y + r, 0).tobytes()
+
+
+def test_prepared_forward_errors_and_threads():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="bias shape"):
+        conv.Conv2dPrepared(np.ones((4, 3, 3, 3), np.float32), np.ones(5, np.float32))
+    prepared = conv.Conv2dPrepared(rng.standard_normal((64, 64, 3, 3), dtype=np.float32), padding=1)
+    with pytest.raises(ValueError, match="input shape"):
+        prepared(np.ones((1, 3, 9, 9), np.float32))
+    with pytest.raises(ValueError, match="residual shape"):
+        prepared(np.ones((1, 64, 9, 9), np.float32), residual=np.ones((1, 64, 9, 8), np.float32))
+    x = rng.standard_normal((256, 64, 9, 9), dtype=np.float32)  # big enough for several tasks
+    before = get_num_threads()
+    try:
+        set_num_threads(1)
+        one = prepared(x, relu=True)
+        set_num_threads(2)
+        two = prepared(x, relu=True)
+    finally:
+        set_num_threads(before)
+    assert one.tobytes() == two.tobytes()
+
+
+@CASES
+@given(data=st.data())
 def test_backward_input_matches_reference(cases, data):
     case = data.draw(cases())
     x, w, _, gy, args = _make(case)

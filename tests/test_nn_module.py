@@ -509,3 +509,32 @@ def test_clip_grad_norm_matches_torch(norm_type):
     assert total.item() == pytest.approx(expected.item(), rel=1e-5)
     for p, t in zip(ours, theirs):
         np.testing.assert_allclose(p.grad.data, t.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_fold_batch_norm_matches_eval_mode():
+    import freenet as fn
+    from freenet import nn
+
+    rng = np.random.default_rng(0)
+    for layer, bn, x in ((nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), rng.standard_normal((2, 3, 5, 5))),
+                         (nn.Conv2d(3, 4, 1, bias=False), nn.BatchNorm2d(4), rng.standard_normal((2, 3, 5, 5))),
+                         (nn.Linear(6, 4), nn.BatchNorm1d(4), rng.standard_normal((3, 6)))):
+        bn.running_mean.data[...] = rng.standard_normal(4)
+        bn.running_var.data[...] = rng.random(4) + 0.2
+        bn.weight.data[...] = rng.standard_normal(4)
+        bn.bias.data[...] = rng.standard_normal(4)
+        bn.eval()
+        x = fn.tensor(x.astype(np.float32))
+        with fn.no_grad():
+            expected = bn(layer(x)).numpy()
+        w, b = nn.fold_batch_norm(layer, bn)
+        assert w.dtype == np.float32 and b.dtype == np.float32
+        if isinstance(layer, nn.Conv2d):
+            got = fn.nn.functional.conv2d(x, fn.tensor(w), fn.tensor(b), padding=layer.padding).numpy()
+        else:
+            got = x.numpy() @ w.T + b
+        assert np.allclose(got, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(FreenetError, match="after a layer with 4 outputs"):
+        nn.fold_batch_norm(nn.Linear(6, 4), nn.BatchNorm1d(5))
+    with pytest.raises(FreenetError, match="no running statistics"):
+        nn.fold_batch_norm(nn.Linear(6, 4), nn.BatchNorm1d(4, track_running_stats=False))

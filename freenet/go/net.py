@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 import freenet as fn
-from freenet import nn
+from freenet import kernels, nn
 from freenet.errors import FreenetError
 from freenet.go import features, symmetry
 from freenet.go.board import check_size
@@ -88,6 +88,57 @@ class GoNet(nn.Module):
         v = self.value_fc2(v).tanh()
         return p, v.reshape(-1)
 
+    def inference(self):
+        """A snapshot of the net's current weights for fast evaluation (see ``GoNetInference``)."""
+        return GoNetInference(self)
+
+
+class GoNetInference:
+    """The eval-mode forward pass of a ``GoNet`` without autograd and with little Python per layer:
+    batch norm folded into each convolution, the filters transformed once (``kernels.Conv2dPrepared``),
+    bias, residual add and ReLU applied in place. ``__call__(planes)`` takes a float32 ndarray
+    (B, 18, N, N) and returns ndarrays (policy logits (B, N*N+1), values (B,)). Agrees with
+    ``GoNet.forward`` in eval mode to float32 rounding (the folding rounds differently).
+
+    >>> plan = new_net(size=5, blocks=1, filters=8).inference()
+    >>> logits, values = plan(np.zeros((2, 18, 5, 5), np.float32))
+    >>> logits.shape, values.shape
+    ((2, 26), (2,))
+    """
+
+    def __init__(self, net):
+        def conv(c, bn):
+            return kernels.Conv2dPrepared(*nn.fold_batch_norm(c, bn), padding=c.padding)
+
+        def head(c, bn):  # a 1x1 convolution as (outputs, F) weights and (outputs, 1) biases
+            w, b = nn.fold_batch_norm(c, bn)
+            return np.ascontiguousarray(w.reshape(w.shape[0], -1)), b.reshape(-1, 1)
+
+        self.config = net.config
+        self.stem = conv(net.input_conv, net.input_bn)
+        self.blocks = [(conv(b.conv1, b.bn1), conv(b.conv2, b.bn2)) for b in net.blocks]
+        self.policy_conv = head(net.policy_conv, net.policy_bn)
+        self.value_conv = head(net.value_conv, net.value_bn)
+        self.linears = [(layer.weight.data.T.copy(), layer.bias.data.copy())
+                        for layer in (net.policy_fc, net.value_fc1, net.value_fc2)]
+
+    def __call__(self, planes):
+        x = np.ascontiguousarray(planes, np.float32)
+        if x.ndim != 4 or x.shape[1:] != (features.PLANES, self.config.size, self.config.size):
+            raise FreenetError(f"net: expected input planes (B, {features.PLANES}, {self.config.size}, "
+                               f"{self.config.size}), got shape {x.shape}")
+        x = self.stem(x, relu=True)
+        for conv1, conv2 in self.blocks:
+            x = conv2(conv1(x, relu=True), residual=x, relu=True)
+        h = x.reshape(x.shape[0], x.shape[1], -1)
+        (wp, bp), (wv, bv) = self.policy_conv, self.value_conv
+        p = np.maximum(np.matmul(wp, h) + bp, 0).reshape(len(x), -1)
+        v = np.maximum(np.matmul(wv, h) + bv, 0).reshape(len(x), -1)
+        (w1, b1), (w2, b2), (w3, b3) = self.linears
+        logits = p @ w1 + b1
+        v = np.tanh(np.maximum(v @ w2 + b2, 0) @ w3 + b3)
+        return logits, v.reshape(-1)
+
 
 def new_net(size=9, blocks=6, filters=64, value_hidden=None, seed=0):
     """A net with fresh weights drawn from ``seed`` (PyTorch's default initialisation)."""
@@ -136,16 +187,16 @@ class Evaluator:
         self.max_batch = max_batch
         self.positions = self.batches = 0
         net.eval()
+        self.forward = net.inference()  # a snapshot: later changes to the net's weights are not seen
 
-    @fn.no_grad()
     def raw(self, planes):
         """(softmax policy, value) of input planes (B, 18, N, N), no symmetry, no masking."""
-        logits, values = self.net(fn.from_numpy(np.ascontiguousarray(planes, dtype=np.float32)))
-        logits = logits.numpy().astype(np.float64)
+        logits, values = self.forward(planes)
+        logits = logits.astype(np.float64)
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         p /= p.sum(axis=1, keepdims=True)
-        return p, values.numpy().astype(np.float64)
+        return p, values.astype(np.float64)
 
     def raw_symmetric(self, planes, syms):
         """The policy on the boards' own points and the value, with symmetry ``syms[i]`` for position ``i``."""

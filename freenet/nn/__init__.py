@@ -1,7 +1,8 @@
 """Neural-network building blocks, as in PyTorch's ``torch.nn``.
 
 ``Module`` and ``Parameter`` to build models, layers and containers, ``init`` for initialisers,
-``utils`` for gradient clipping, and ``functional`` for activations and losses as functions.
+``utils`` for gradient clipping, ``fold_batch_norm`` for inference, and ``functional`` for
+activations and losses as functions.
 """
 
 from freenet.nn import functional
@@ -13,8 +14,9 @@ from freenet.nn.layers import GELU, Flatten, Identity, LeakyReLU, Linear, ReLU, 
 from freenet.nn.conv import AdaptiveAvgPool2d, AvgPool2d, Conv2d, MaxPool2d
 from freenet.nn.norm import BatchNorm1d, BatchNorm2d, Dropout
 from freenet.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss
+from freenet.nn.fold import fold_batch_norm
 
 __all__ = ["functional", "init", "utils", "Parameter", "Module", "IncompatibleKeys", "Sequential", "ModuleList",
            "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d", "Dropout",
            "Identity", "Flatten", "ReLU", "LeakyReLU", "GELU", "Tanh", "Sigmoid", "CrossEntropyLoss",
-           "NLLLoss", "MSELoss", "BCEWithLogitsLoss"]
+           "NLLLoss", "MSELoss", "BCEWithLogitsLoss", "fold_batch_norm"]
