@@ -27,3 +27,21 @@ def test_mnist_walkthrough_runs(tmp_path, monkeypatch, capsys):
 def test_engine_guide_examples_run():
     for block in python_blocks("docs/engine.md"):
         exec(compile(block, "docs/engine.md", "exec"), {})
+
+
+def test_docstring_examples_run():
+    """Every ``>>>`` example in freenet's modules (freenet.kernels included) gives the output shown."""
+    import doctest
+    import importlib
+    import pkgutil
+
+    import freenet
+
+    failed, tried = 0, 0
+    for info in pkgutil.walk_packages(freenet.__path__, "freenet."):
+        if info.name == "freenet.__main__":  # runs the command line on import
+            continue
+        module = importlib.import_module(info.name)
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+        failed, tried = failed + result.failed, tried + result.attempted
+    assert tried > 10 and failed == 0
