@@ -134,6 +134,42 @@ def _max_pool_plane(x, y, idx, sh, sw, ph, pw, dh, dw, i_lo, i_hi, j_lo, j_hi):
             idx[oh, ow] = where
 
 
+def _max_pool_2x2_plane(x, y, idx):
+    """``_max_pool_plane`` for 2x2 windows, stride 2, no padding or dilation (most CNNs): the four
+    candidates in the same order (row-major), with the same rule for ties and NaN."""
+    width = x.shape[1]
+    out_h, out_w = y.shape
+    for oh in range(out_h):
+        r0 = x[2 * oh]
+        r1 = x[2 * oh + 1]
+        yr = y[oh]
+        ir = idx[oh]
+        base = 2 * oh * width
+        for ow in range(out_w):
+            j = 2 * ow
+            best = r0[j]
+            where = base + j
+            v = r0[j + 1]
+            take = (v > best) | (v != v)
+            best = v if take else best
+            where = base + j + 1 if take else where
+            v = r1[j]
+            take = (v > best) | (v != v)
+            best = v if take else best
+            where = base + width + j if take else where
+            v = r1[j + 1]
+            take = (v > best) | (v != v)
+            best = v if take else best
+            where = base + width + j + 1 if take else where
+            yr[ow] = best
+            ir[ow] = where
+
+
+def _max_pool_2x2_planes(x, y, idx):
+    for p in prange(x.shape[0]):
+        max_pool_2x2_plane(x[p], y[p], idx[p])
+
+
 def _max_pool_planes(x, y, idx, sh, sw, ph, pw, dh, dw, i_lo, i_hi, j_lo, j_hi):
     # The per-plane work is a separate function: Numba's outlined prange body optimises worse.
     for p in prange(x.shape[0]):
@@ -268,6 +304,8 @@ def _plane_fill(gy, gx):
 
 max_pool_plane = njit(cache=True)(_max_pool_plane)
 max_pool_planes = njit(cache=True, parallel=True)(_max_pool_planes)
+max_pool_2x2_plane = njit(cache=True)(_max_pool_2x2_plane)
+max_pool_2x2_planes = njit(cache=True, parallel=True)(_max_pool_2x2_planes)
 max_pool_backward_planes = njit(cache=True, parallel=True)(_max_pool_backward_planes)
 avg_pool_plane = njit(cache=True)(_avg_pool_plane)
 avg_pool_planes = njit(cache=True, parallel=True)(_avg_pool_planes)
@@ -292,7 +330,10 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1):
     idx = np.empty((planes.shape[0],) + out, dtype=np.int64)
     i_lo, i_hi = _inside_offsets(planes.shape[1], k[0], s[0], p[0], d[0], out[0])
     j_lo, j_hi = _inside_offsets(planes.shape[2], k[1], s[1], p[1], d[1], out[1])
-    max_pool_planes(planes, y, idx, s[0], s[1], p[0], p[1], d[0], d[1], i_lo, i_hi, j_lo, j_hi)
+    if k == s == (2, 2) and p == (0, 0) and d == (1, 1):
+        max_pool_2x2_planes(planes, y, idx)
+    else:
+        max_pool_planes(planes, y, idx, s[0], s[1], p[0], p[1], d[0], d[1], i_lo, i_hi, j_lo, j_hi)
     return y.reshape(lead + out), idx.reshape(lead + out)
 
 

@@ -59,6 +59,20 @@ def test_max_pool_backward_matches_reference(case, dtype, layout, seed):
     np.testing.assert_allclose(gx, P.max_pool2d_backward_reference(gy, idx, x.shape), **tol(dtype))
 
 
+@given(h=st.integers(2, 11), w=st.integers(2, 11), lead=st.sampled_from([(1, 1), (2, 3), (5,)]), **common)
+def test_max_pool_2x2_stride_2_fast_path_matches_reference(h, w, lead, dtype, layout, seed):
+    """The 2x2, stride-2 kernel (most CNNs) has its own loop: same values, indices, ties and NaN."""
+    rng = np.random.default_rng(seed)
+    x = make_array(rng, lead + (h, w), dtype, layout)
+    x = np.round(x * 2) / 2  # ties
+    x[rng.random(x.shape) < 0.05] = np.nan
+    for stride in (None, 2, (2, 2)):
+        y, idx = P.max_pool2d_forward(x, 2, stride)
+        y_ref, idx_ref = P.max_pool2d_forward_reference(x, 2, stride)
+        np.testing.assert_array_equal(y, y_ref)
+        np.testing.assert_array_equal(idx, idx_ref)
+
+
 def test_max_pool_ties_first_wins_and_nan_as_torch():
     x = np.array([[[[1.0, 3.0, 3.0, 0.0],
                     [3.0, 2.0, np.nan, 1.0],
