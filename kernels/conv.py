@@ -2,10 +2,13 @@
 
 Two designs, both on single-threaded BLAS calls over fixed blocks:
 
-* **Winograd F(2x2, 3x3)** (``winograd.py``) for 3x3, stride-1, undilated, ungrouped convolutions with
-  at least WINO_MIN_CHANNELS input channels: per block of 2x2 output tiles, pack the input rows
-  channels-last, transform them (V = B^T d B), 16 GEMMs ``V[xi] @ U[xi]`` with U = G g G^T, transform
-  back (A^T M A) and store to NCHW with the bias. 2.25x fewer multiplications than the direct sum.
+* **Winograd F(m x m, 3x3)**, m = 2, 3 or 4 (``winograd.py``), for 3x3, stride-1, undilated,
+  ungrouped convolutions with at least WINO_MIN_CHANNELS input channels: per block of m x m output
+  tiles, pack the input rows channels-last, transform them (V = B^T d B), (m + 2)^2 GEMMs
+  ``V[xi] @ U[xi]`` with U = G g G^T, transform back (A^T M A) and store to NCHW with the bias.
+  9 m^2 / (m + 2)^2 times fewer multiplications than the direct sum (2.25x, 3.24x, 4x); the tile
+  size is fixed by the output size (``_wino_tile``: F(3x3) for 9x9 and 14x14, F(4x4) for 19x19 and
+  32x32), the same for the forward, input and weight gradients.
 * **im2col + GEMM** (``im2col.py``) for everything else: output pixels ``(n, oh, ow)`` are the rows of
   a matrix product whose inner dimension is the kernel taps ``(i, j, c)`` of one group; pack the
   input rows channels-last, im2col, ``cols @ W`` per group, store to NCHW with the bias. A 1x1,
@@ -20,13 +23,16 @@ with its own thread-local scratch buffers.
 * input gradient, stride 1: the convolution of ``gy`` with the spatially flipped filter, in and out
   channels swapped (padding ``d * (k - 1) - p``), by the forward code (Winograd when 3x3). Stride
   > 1: ``gy_rows @ W`` and col2im, per whole image.
-* weight gradient: each task sums ``gy_unit^T @ cols_unit`` (Winograd: the 16 products of the
+* weight gradient: each task sums ``gy_unit^T @ cols_unit`` (Winograd: the (m + 2)^2 products of the
   transformed gy and input tiles) over its units in order; task partials are added in task order.
 * bias gradient: plane sums per (n, k), then a sum over n in order.
 
 Nothing depends on the thread count, so results are bit-identical with any number of threads.
 Winograd rounds differently from the direct sum (errors follow the largest magnitude in each tile
-rather than each element's own), within float32 tolerance; see the tests.
+rather than each element's own), more so for larger tiles: measured, the largest error relative to
+the sum of |terms| (the largest in the element's (2m - 1)^2 neighbourhood) is 3.3e-7 for F(2x2),
+1.7e-6 for F(3x3) and 5.4e-6 for F(4x4) in float32 (float64: 6.5e-16, 3.2e-15, 5.9e-15); see
+``WINO_TOL`` in the tests.
 """
 
 import functools
@@ -37,7 +43,7 @@ import numpy as np
 from freenet.kernels.im2col import (col2im_cols, col2im_rows, im2col_cols, im2col_rows, pack_rows,
                                     store_rows, weight_rows, weight_taps, weight_untaps)
 from freenet.kernels.parallel import block_ranges, run_blocks
-from freenet.kernels.winograd import wino_gy, wino_input, wino_output, wino_pack
+from freenet.kernels.winograd import WINOGRAD, wino_output, wino_pack, wino_tiles
 
 UNIT_BYTES = 1 << 20  # column-matrix bytes per unit: the im2col output stays in L2 for the GEMM
 PARALLEL_WORK = 1 << 27  # flops + 64 x elements in and out; below this one task: waking the pool
@@ -45,9 +51,13 @@ PARALLEL_WORK = 1 << 27  # flops + 64 x elements in and out; below this one task
 MIN_ROWS = 256  # fewer rows make the GEMM slower (e.g. 95 rows: -25% here)
 SPLIT_CHANNELS = 128  # few pixels but at least this many output channels: split the channels
 MIN_UNITS = 2  # above PARALLEL_WORK, at least this many units, so batch-1 problems split too
-WINO_TILES = 240  # Winograd: 2x2 tiles per unit (each tile is 16 x C values of V); with C = K = 64
-                  # the 16 GEMMs stay under OpenBLAS's small-matrix size (M*N*K <= 1e6): 1.4x faster
-WINO_SUM_TILES = 240  # the same for the weight gradient
+WINO_TILES = 240  # Winograd: tiles per unit (each tile is (m + 2)^2 x C values of V); with C = K = 64
+                  # the GEMMs (tiles, C) @ (C, K) stay under OpenBLAS's small-matrix size (M*N*K <= 1e6):
+                  # 1.4x faster. For C * K up to 4x more (128 channels), fewer tiles keep them under it
+                  # (61 tiles, 128 x 128: 130 GF/s against 118 at 240); past that, 240 (see _wino_cap).
+WINO_SMALL_GEMM = 1_000_000
+WINO_TILE = None  # force this Winograd tile size m (2, 3 or 4) for every shape (tests); None: the rule
+WINO_F4_COST = 1.1  # F(4x4)'s larger transforms: its multiplies count this much more in the rule
 WINO_MIN_CHANNELS = 8  # Winograd only with this many input channels (the GEMMs' inner size)
 COL_MAX_TAPS = 32  # C * kh * kw up to this (one group): NCHW column matrices, no channels-last copies
 MAX_TASKS = 16  # tasks per call: enough to balance two or more threads on a noisy machine
@@ -264,15 +274,15 @@ class _Plan:
     """Units of work grouped into tasks (one pool block each), fixed by the shape alone.
 
     A unit ``(n0, n1, r0, r1, k0, k1)`` is rows [r0, r1) of images [n0, n1) and output channels
-    [k0, k1) (of each group); rows are output rows, or rows of 2x2 tiles for Winograd. Units normally
+    [k0, k1) (of each group); rows are output rows, or rows of m x m tiles for Winograd. Units normally
     split the pixels (about UNIT_BYTES of columns with at least MIN_ROWS rows, or WINO_TILES tiles);
     a problem with few pixels and many channels (batch 1, say) is split by output channel instead,
     each unit then preparing its own slice of the weights.
     """
 
-    def __init__(self, g, itemsize, split_images, max_tasks, wino):
+    def __init__(self, g, itemsize, split_images, max_tasks, wino, tile):
         if wino:
-            rows, width = (g.Ho + 1) // 2, (g.Wo + 1) // 2
+            rows, width = -(-g.Ho // tile), -(-g.Wo // tile)
             cap = min_rows = wino
         else:
             rows, width = g.Ho, g.Wo
@@ -304,17 +314,17 @@ class _Plan:
         self.tasks = [units[a:b] for a, b in block_ranges(len(units), per)]
 
 
-def _plan(g, itemsize, split_images=True, max_tasks=MAX_TASKS, wino=0):
-    """The plan of ``g``; ``wino`` is the Winograd tiles per unit (0: im2col rows)."""
-    key = (itemsize, split_images, max_tasks, wino)
+def _plan(g, itemsize, split_images=True, max_tasks=MAX_TASKS, wino=0, tile=2):
+    """The plan of ``g``; ``wino`` is the Winograd tiles (``tile`` x ``tile``) per unit (0: im2col rows)."""
+    key = (itemsize, split_images, max_tasks, wino, tile)
     plan = g.plans.get(key)
     if plan is None:
-        plan = g.plans[key] = _Plan(g, itemsize, split_images, max_tasks, wino)
+        plan = g.plans[key] = _Plan(g, itemsize, split_images, max_tasks, wino, tile)
     return plan
 
 
 def _winograd(g):
-    """Whether the convolution of ``g`` runs as Winograd F(2x2, 3x3)."""
+    """Whether the convolution of ``g`` runs as Winograd F(m x m, 3x3) (m: ``_wino_tile``)."""
     return (g.kh == 3 and g.kw == 3 and g.sh == 1 and g.sw == 1 and g.dh == 1 and g.dw == 1
             and g.G == 1 and g.C >= WINO_MIN_CHANNELS)
 
@@ -414,122 +424,189 @@ def _forward(x, w, flip, bias, g, y, wq=None):
     return y
 
 
-def _wino_forward(x, w, flip, bias, g, y, U=None):
-    """``_forward`` by Winograd F(2x2, 3x3): pack, input transform, 16 GEMMs, output transform.
+def _wino_tile(g, grad=False):
+    """The Winograd tile size m of F(m x m, 3x3) for ``g``: the forward and input gradient, or
+    (``grad``) the weight gradient. Fixed by the output size: the fewest GEMM multiplies per output,
+    (m + 2)^2 ceil(Ho / m) ceil(Wo / m) / (Ho Wo), F(4x4)'s counted WINO_F4_COST times; ties to the
+    smaller tile. 9x9: F(3x3) (2.78 against 4.94 and 4.0); 14x14: F(3x3) (3.19; F(4x4) 2.94 x 1.1);
+    19x19 and 32x32: F(4x4) (2.49 and 2.25); outputs of 2x2 or less: F(2x2).
 
-    ``U`` is the transformed filter of all output channels when prepared beforehand."""
-    plan = _plan(g, y.itemsize, wino=WINO_TILES)
+    Measured at 1 thread (``python benchmarks/winograd_tiles.py``, ms per call for F(2x2), F(3x3),
+    F(4x4); forward, input gradient, weight gradient; a shared machine, so a few % of noise):
+
+        go9-b256 (256,64,9x9,64)     fwd 15.9  8.9 12.6   in 15.8  9.1 16.1   w 16.9 10.3 14.9
+        go9-b16  (16,64,9x9,64)      fwd 0.70 0.54 0.78   in 0.69 0.54 0.76   w 0.74 0.52 0.86
+        go9-b1   (1,64,9x9,64)       fwd 0.091 0.086 0.128  in 0.097 0.101 0.122  w 0.084 0.079 0.138
+        go9-128  (256,128,9x9,128)   fwd 42.0 40.2 40.1   in 46.0 29.7 39.6   w 47.6 31.5 45.0
+        mnist-c2 (128,32,14x14,64)   fwd 12.3  8.1  8.2   in 12.8  8.8 11.1   w  9.2  9.2 13.4
+        go19     (64,64,19x19,64)    fwd 16.8 15.7 14.5   in 17.0 12.2 10.5   w 12.3 12.6 11.9
+        go19-b64 (64,128,19x19,128)  fwd 44.3 38.1 33.7   in 44.0 37.7 31.5   w 51.2 45.5 39.2
+        go19-256-b1 (1,256,19x19,256) fwd 3.3 3.6 3.0     in 3.1  3.4  2.8    w  3.3  3.4  2.8
+        cifar    (128,64,32x32,64)   fwd 71.0 63.9 54.9   in 70.8 62.7 66.7   w 73.6 64.1 61.1
+
+    The weight gradient follows the same rule (its measurements agree).
+    """
+    return WINO_TILE if WINO_TILE is not None else _wino_tile_size(g.Ho, g.Wo)
+
+
+def _wino_tile_size(Ho, Wo):
+    """The rule of ``_wino_tile`` for an Ho x Wo output."""
+    best = None
+    for m in (2, 3, 4):
+        cost = (m + 2) ** 2 * -(-Ho // m) * -(-Wo // m) * (WINO_F4_COST if m == 4 else 1.0)
+        if best is None or cost < best[0]:
+            best = (cost, m)
+    return best[1]
+
+
+def _wino_cap(g):
+    """Tiles per Winograd unit: WINO_TILES, or fewer when that keeps the GEMMs under OpenBLAS's
+    small-matrix size (WINO_SMALL_GEMM) and is no less than a quarter of WINO_TILES."""
+    ck = g.C * g.K
+    if ck * WINO_TILES > WINO_SMALL_GEMM and ck * (WINO_TILES // 4) <= WINO_SMALL_GEMM:
+        return WINO_SMALL_GEMM // ck
+    return WINO_TILES
+
+
+# kron(G, G) per tile size and dtype: row xi = a u + v, column tap = 3 i + j holds G[u, i] * G[v, j].
+# Both G g G^T (the filter transform) and G^T S G (the weight gradient's inverse transform) are this
+# a^2 x 9 matrix applied to flattened taps; for F(2x2) its entries (0, +-1, +-1/2, +-1/4) are exact
+# in any float dtype, for the larger tiles they are rounded once from float64.
+_DTYPES = (np.float32, np.float64)
+_KG = {m: {dt: np.kron(G, G).astype(dt) for dt in _DTYPES} for m, (_, G, _) in WINOGRAD.items()}
+_KG_FLIP = {m: {dt: np.ascontiguousarray(kg[:, ::-1]) for dt, kg in d.items()}  # taps reversed
+            for m, d in _KG.items()}
+_BT = {m: {dt: BT.astype(dt) for dt in _DTYPES} for m, (BT, _, _) in WINOGRAD.items()}
+_AT = {m: {dt: AT.astype(dt) for dt in _DTYPES} for m, (_, _, AT) in WINOGRAD.items()}
+_A = {m: {dt: np.ascontiguousarray(AT.T, dt) for dt in _DTYPES} for m, (_, _, AT) in WINOGRAD.items()}
+
+
+def _wino_input(x, n0, n1, a0, a1, tw, m, ph, pw, dt):
+    """Pack and transform the input tiles of tile rows [a0, a1) of images [n0, n1): (T, planes)."""
+    nb, a = n1 - n0, m + 2
+    T = nb * (a1 - a0) * tw
+    C = x.shape[1]
+    Wt = m * tw + 2
+    xs = _scratch("xs", nb * (m * (a1 - a0) + 2) * Wt * C, dt).reshape(nb, m * (a1 - a0) + 2, Wt, C)
+    wino_pack(x, n0, n1, m * a0, ph, pw, xs)
+    V3, V = _planes("V", T, C, dt, a * a)
+    wino_tiles(xs, m, tw, T, _BT[m][dt.type], V3, _scratch("wt", a * Wt * C, dt))
+    return T, V3, V
+
+
+def _wino_forward(x, w, flip, bias, g, y, U=None, m=None):
+    """``_forward`` by Winograd F(m x m, 3x3): pack, input transform, (m + 2)^2 GEMMs, output transform.
+
+    ``U`` is the transformed filter of all output channels when prepared beforehand (for tile ``m``)."""
+    if m is None:
+        m = _wino_tile(g)
+    a = m + 2
+    plan = _plan(g, y.itemsize, wino=_wino_cap(g), tile=m)
     L = g.Ho * g.Wo
-    tw = (g.Wo + 1) // 2
+    tw = -(-g.Wo // m)
     y3 = y.reshape(g.N, g.K, L)
+    dt = y.dtype
     has_bias = bias is not None
-    b = bias if has_bias else np.zeros(1, y.dtype)
+    b = bias if has_bias else np.zeros(1, dt)
     prepared = U is not None
     if not prepared and not plan.channel_split:
-        U = _wino_weights(w, flip, 0, g.K, g.C, y.dtype, "U")
+        U = _wino_weights(w, flip, 0, g.K, g.C, dt, "U", m)
 
     def task(t):
         for n0, n1, a0, a1, k0, k1 in plan.tasks[t]:
             nb, kk = n1 - n0, k1 - k0
-            T = nb * (a1 - a0) * tw
-            oh0, oh1 = 2 * a0, min(2 * a1, g.Ho)
+            oh0, oh1 = m * a0, min(m * a1, g.Ho)
             R = nb * (oh1 - oh0) * g.Wo
             if prepared:
                 Uu = U[:, :, k0:k1]
             elif plan.channel_split:
-                Uu = _wino_weights(w, flip, k0, k1, g.C, y.dtype, "w")
+                Uu = _wino_weights(w, flip, k0, k1, g.C, dt, "w", m)
             else:
                 Uu = U
-            xs = _scratch("xs", nb * (2 * (a1 - a0) + 2) * (2 * tw + 2) * g.C, y.dtype)
-            xs = xs.reshape(nb, 2 * (a1 - a0) + 2, 2 * tw + 2, g.C)
-            wino_pack(x, n0, n1, 2 * a0, g.ph, g.pw, xs)
-            V2, V = _planes("V", T, g.C, y.dtype)
-            wino_input(xs, tw, T, V2)
-            M = _scratch("M", 16 * T * kk, y.dtype).reshape(16, T, kk)
+            T, _, V = _wino_input(x, n0, n1, a0, a1, tw, m, g.ph, g.pw, dt)
+            M3, M = _planes("M", T, kk, dt, a * a)
             np.matmul(V, Uu, out=M)
-            out = _scratch("out", R * kk, y.dtype).reshape(R, kk)
-            wino_output(M, tw, oh0, oh1, g.Wo, out)
+            out = _scratch("out", R * kk, dt).reshape(R, kk)
+            wino_output(M3, m, tw, _AT[m][dt.type], oh0, oh1, g.Wo, out, _scratch("wo", m * a * kk, dt))
             store_rows(out, y3, n0 * L + oh0 * g.Wo, k0, b, has_bias)
 
     run_blocks(task, len(plan.tasks))
     return y
 
 
-def _planes(slot, rows, cols, dtype):
-    """16 (rows, cols) planes in scratch, an odd number of cache lines apart: (buffer, planes).
+def _planes(slot, rows, cols, dtype, count=16):
+    """``count`` (rows, cols) planes in scratch, apart by a stride that spreads them over L1's sets.
 
-    The transforms touch all 16 planes at once; planes 4 KB apart (a (16, 256, 64) float32 array)
-    share L1 sets and make the input transform 10x slower here. ``buffer`` is the C-contiguous
-    (16, stride) array the kernels take; ``planes`` the (16, rows, cols) view the GEMMs take.
+    The transforms touch all planes at once; planes 4 KB apart (a (16, 256, 64) float32 array)
+    share L1 sets and make the input transform 10x slower here. The planes are ``rows2 >= rows``
+    rows apart, ``rows2`` chosen so that the plane stride in bytes has the fewest factors of 2 (an
+    odd number of cache lines when the rows allow it). Returns the C-contiguous (count, rows2,
+    cols) array the kernels take and its (count, rows, cols) view the GEMMs take.
     """
     isz = np.dtype(dtype).itemsize
-    lines = -(-rows * cols * isz // 64)
-    lines += 1 - lines % 2
-    stride = lines * 64 // isz
-    buf = _scratch(slot, 16 * stride, dtype).reshape(16, stride)
-    return buf, buf[:, :rows * cols].reshape(16, rows, cols)
+    best = None
+    for r2 in range(rows, rows + 16):
+        nbytes = r2 * cols * isz
+        twos = (nbytes & -nbytes).bit_length() if nbytes else 0
+        if best is None or twos < best[0]:
+            best = (twos, r2)
+    rows2 = best[1]
+    buf = _scratch(slot, count * rows2 * cols, dtype).reshape(count, rows2, cols)
+    return buf, buf[:, :rows]
 
 
-# kron(G, G): row xi = 4u + v, column tap = 3a + b holds G[u, a] * G[v, b]. Both G g G^T (the filter
-# transform) and G^T S G (the weight gradient's inverse transform) are this 16 x 9 matrix applied to
-# flattened taps; its entries (0, +-1, +-1/2, +-1/4) are exact in any float dtype.
-_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
-_KG = {dt: np.kron(_G, _G).astype(dt) for dt in (np.float32, np.float64)}
-_KG_FLIP = {dt: np.ascontiguousarray(m[:, ::-1]) for dt, m in _KG.items()}  # taps reversed
-
-
-def _wino_weights(w, flip, k0, k1, cin, dtype, slot):
-    """U (16, cin, k1 - k0) = G g G^T for output channels [k0, k1), as one small GEMM, in ``slot``.
+def _wino_weights(w, flip, k0, k1, cin, dtype, slot, m=2):
+    """U (a^2, cin, k1 - k0) = G g G^T for output channels [k0, k1), as one small GEMM, in ``slot``.
 
     Forward: U[xi, c, k] from g = w[k, c], through a tap-major copy of w (weight_taps). Input
     gradient (flip): U[xi, k, c] from g = w[k, c] rotated by 180 degrees, straight from w's layout.
     """
     dtype = np.dtype(dtype)
     K, C = w.shape[0], w.shape[1]
-    m = k1 - k0
-    n = cin * m
-    U2, U = _planes(slot, cin, m, dtype)
+    P = (m + 2) ** 2
+    n = cin * (k1 - k0)
+    U3, U = _planes(slot, cin, k1 - k0, dtype, P)
+    U2 = U3.reshape(P, -1)[:, :n]
     if flip:  # U[xi, k, c - k0] = sum over taps of KG_FLIP[xi, tap] * w[k, c, tap]
         w3 = w.reshape(K, C, 9)
-        src = w3 if m == C else np.ascontiguousarray(w3[:, k0:k1])
-        np.matmul(_KG_FLIP[dtype.type], src.reshape(n, 9).T, out=U2[:, :n])
+        src = w3 if k1 - k0 == C else np.ascontiguousarray(w3[:, k0:k1])
+        np.matmul(_KG_FLIP[m][dtype.type], src.reshape(n, 9).T, out=U2)
     else:  # U[xi, c, k - k0] = sum over taps of KG[xi, tap] * w[k, c, tap]
         w9 = _scratch(slot + "9", 9 * n, dtype)
-        weight_taps(w, 1, False, k0, k1, w9.reshape(1, 9 * cin, m))
-        np.matmul(_KG[dtype.type], w9.reshape(9, n), out=U2[:, :n])
+        weight_taps(w, 1, False, k0, k1, w9.reshape(1, 9 * cin, k1 - k0))
+        np.matmul(_KG[m][dtype.type], w9.reshape(9, n), out=U2)
     return U
 
 
 def _wino_backward_weight(gy, x, g, gw):
     """Weight gradient by Winograd: S[xi] = sum over tiles of Gy[xi]^T V[xi], then gw = G^T S G."""
-    plan = _plan(g, gw.itemsize, max_tasks=MAX_SUM_TASKS, wino=WINO_SUM_TILES)
+    m = _wino_tile(g, grad=True)
+    a = m + 2
+    P = a * a
+    plan = _plan(g, gw.itemsize, max_tasks=MAX_SUM_TASKS, wino=_wino_cap(g), tile=m)
     dt = gw.dtype
-    tw = (g.Wo + 1) // 2
+    tw = -(-g.Wo // m)
+    KG = _KG[m][dt.type]
 
     def task(t):
-        acc = None if plan.channel_split else np.empty((16, g.K, g.C), dt)
+        acc = None if plan.channel_split else np.empty((P, g.K, g.C), dt)
         for u, (n0, n1, a0, a1, k0, k1) in enumerate(plan.tasks[t]):
             nb, kk = n1 - n0, k1 - k0
-            T = nb * (a1 - a0) * tw
-            xs = _scratch("xs", nb * (2 * (a1 - a0) + 2) * (2 * tw + 2) * g.C, dt)
-            xs = xs.reshape(nb, 2 * (a1 - a0) + 2, 2 * tw + 2, g.C)
-            wino_pack(x, n0, n1, 2 * a0, g.ph, g.pw, xs)
-            V2, V = _planes("V", T, g.C, dt)
-            wino_input(xs, tw, T, V2)
-            gs = _scratch("gs", nb * 2 * (a1 - a0) * 2 * tw * g.K, dt)
-            gs = gs.reshape(nb, 2 * (a1 - a0), 2 * tw, g.K)
-            wino_pack(gy, n0, n1, 2 * a0, 0, 0, gs)
-            G2, Gy = _planes("M", T, g.K, dt)
-            wino_gy(gs, tw, T, G2)
+            T, _, V = _wino_input(x, n0, n1, a0, a1, tw, m, g.ph, g.pw, dt)
+            gs = _scratch("gs", nb * m * (a1 - a0) * m * tw * g.K, dt)
+            gs = gs.reshape(nb, m * (a1 - a0), m * tw, g.K)
+            wino_pack(gy, n0, n1, m * a0, 0, 0, gs)
+            G3, Gy = _planes("M", T, g.K, dt, P)
+            wino_tiles(gs, m, tw, T, _A[m][dt.type], G3, _scratch("wt", a * m * tw * g.K, dt))
             Gk = Gy[:, :, k0:k1].transpose(0, 2, 1)
             if plan.channel_split:  # the unit owns gw[k0:k1]: the result, in place
-                S = _scratch("acc", 16 * kk * g.C, dt).reshape(16, kk, g.C)
+                S = _scratch("acc", P * kk * g.C, dt).reshape(P, kk, g.C)
                 np.matmul(Gk, V, out=S)
-                np.matmul(S.reshape(16, kk * g.C).T, _KG[dt.type], out=gw[k0:k1].reshape(kk * g.C, 9))
+                np.matmul(S.reshape(P, kk * g.C).T, KG, out=gw[k0:k1].reshape(kk * g.C, 9))
             elif u == 0:
                 np.matmul(Gk, V, out=acc)
             else:
-                tmp = _scratch("tmp", 16 * g.K * g.C, dt).reshape(16, g.K, g.C)
+                tmp = _scratch("tmp", P * g.K * g.C, dt).reshape(P, g.K, g.C)
                 np.matmul(Gk, V, out=tmp)
                 acc += tmp
         return acc
@@ -539,7 +616,7 @@ def _wino_backward_weight(gy, x, g, gw):
         total = partials[0]
         for p in partials[1:]:
             total += p
-        np.matmul(total.reshape(16, g.K * g.C).T, _KG[dt.type], out=gw.reshape(g.K * g.C, 9))
+        np.matmul(total.reshape(P, g.K * g.C).T, KG, out=gw.reshape(g.K * g.C, 9))
     return gw
 
 
@@ -704,8 +781,7 @@ class Conv2dPrepared:
         if _columns_path(g):
             self.path, self.prepared = "columns", _col_weights(self.w, self.bias, g)
         elif _winograd(g):
-            self.path = "winograd"
-            self.prepared = _wino_weights(self.w, False, 0, g.K, g.C, self.dtype, "U").copy()
+            self.path, self.prepared = "winograd", {}  # tile size m: U, made on first use
         else:
             self.path, self.prepared = "im2col", _weights(self.w, g.G, False, 0, g.Kg)
 
@@ -720,7 +796,12 @@ class Conv2dPrepared:
             if self.path == "columns":
                 _col_forward(x, self.w, self.bias, g, y, self.prepared)
             elif self.path == "winograd":
-                _wino_forward(x, self.w, False, self.bias, g, y, self.prepared)
+                m = _wino_tile(g)
+                U = self.prepared.get(m)
+                if U is None:
+                    U = _wino_weights(self.w, False, 0, g.K, g.C, self.dtype, "U", m).copy()
+                    self.prepared[m] = U
+                _wino_forward(x, self.w, False, self.bias, g, y, U, m)
             else:
                 _forward(x, self.w, False, self.bias, g, y, self.prepared)
         if residual is not None:

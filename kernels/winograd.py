@@ -1,26 +1,84 @@
-"""Winograd F(2x2, 3x3) transforms for 3x3, stride-1, undilated convolutions (Lavin & Gray, 2015).
+"""Winograd F(m x m, 3x3) transforms for 3x3, stride-1, undilated convolutions (Lavin & Gray, 2015).
 
-A 2x2 output tile of ``y = x * g`` (cross-correlation) is ``A^T [(G g G^T) . (B^T d B)] A`` for the
-4x4 input tile ``d`` under it: 16 products per tile and channel pair instead of 36. Over channels the
-16 element-wise products become 16 matrix products, one per tile position xi = 4 u + v:
+An m x m output tile of ``y = x * g`` (cross-correlation) is ``A^T [(G g G^T) . (B^T d B)] A`` for the
+a x a input tile ``d`` under it (a = m + 2): a^2 products per tile and channel pair instead of 9 m^2.
+Over channels the a^2 element-wise products become a^2 matrix products, one per tile position
+xi = a u + v:
 
     M[xi] (tiles, K) = V[xi] (tiles, C) @ U[xi] (C, K),   V = B^T d B,   U = G g G^T,
 
 and each output tile is ``A^T M A``. The weight gradient uses the same identity the other way round:
-``gw = G^T [sum over tiles of (A gy A^T) . (B^T d B)] G``, i.e. 16 products summed over the tiles.
+``gw = G^T [sum over tiles of (A gy A^T) . (B^T d B)] G``, i.e. a^2 products summed over the tiles.
 
-    B^T = [1  0 -1  0]     G = [ 1    0    0 ]     A^T = [1  1  1  0]
-          [0  1  1  0]         [1/2  1/2  1/2]           [0  1 -1 -1]
-          [0 -1  1  0]         [1/2 -1/2  1/2]
-          [0  1  0 -1]         [ 0    0    1 ]
+Three tile sizes (``WINOGRAD[m] = (B^T, G, A^T)``), from the Toom-Cook construction with the points
+0, +-1 (+2, +-2) and infinity, scaled so that B^T and A^T are small integers (exact in any float
+dtype) and the fractions sit in G (applied once per filter, in float64 then rounded):
 
-Every kernel loops over channels innermost (channels-last data), so the loops vectorize; each runs
-on one thread, in a fixed order. The filter transform and the weight gradient's inverse transform
-are small GEMMs with the 16 x 9 matrix kron(G, G) (see ``conv.py``).
+* F(2x2, 3x3): 4x4 tiles, 16 planes, 4 multiplies per output;
+* F(3x3, 3x3): 5x5 tiles, 25 planes, 2.78 per output (9x9 boards split into 3x3 tiles exactly);
+* F(4x4, 3x3): 6x6 tiles, 36 planes, 2.25 per output.
+
+Larger tiles round worse (the transforms have larger entries); the float32 errors measured here
+are in the tests (``WINO_TOL``) and in ``conv.py``.
+
+The kernels are generic in the tile size, driven by the constant matrices: each transform is two
+passes (rows, then columns) of loops ``out += coef * in`` over the channels, innermost, skipping
+zero coefficients. Every kernel loops over channels innermost (channels-last data), so the loops
+vectorize; each runs on one thread, in a fixed order. The filter transform and the weight
+gradient's inverse transform are small GEMMs with the a^2 x 9 matrix kron(G, G) (see ``conv.py``).
 """
 
 import numpy as np
 from numba import njit
+
+_F = np.array  # (the matrices below as float64 arrays)
+
+# F(2x2, 3x3): points 0, 1, -1, infinity.
+_BT2 = _F([[1, 0, -1, 0],
+           [0, 1, 1, 0],
+           [0, -1, 1, 0],
+           [0, 1, 0, -1]], np.float64)
+_G2 = _F([[1, 0, 0],
+          [1 / 2, 1 / 2, 1 / 2],
+          [1 / 2, -1 / 2, 1 / 2],
+          [0, 0, 1]], np.float64)
+_AT2 = _F([[1, 1, 1, 0],
+           [0, 1, -1, -1]], np.float64)
+
+# F(3x3, 3x3): points 0, 1, -1, 2, infinity.
+_BT3 = _F([[2, -1, -2, 1, 0],
+           [0, -2, -1, 1, 0],
+           [0, 2, -3, 1, 0],
+           [0, -1, 0, 1, 0],
+           [0, 2, -1, -2, 1]], np.float64)
+_G3 = _F([[1 / 2, 0, 0],
+          [-1 / 2, -1 / 2, -1 / 2],
+          [-1 / 6, 1 / 6, -1 / 6],
+          [1 / 6, 1 / 3, 2 / 3],
+          [0, 0, 1]], np.float64)
+_AT3 = _F([[1, 1, 1, 1, 0],
+           [0, 1, -1, 2, 0],
+           [0, 1, 1, 4, 1]], np.float64)
+
+# F(4x4, 3x3): points 0, 1, -1, 2, -2, infinity (the usual matrices of Lavin & Gray).
+_BT4 = _F([[4, 0, -5, 0, 1, 0],
+           [0, -4, -4, 1, 1, 0],
+           [0, 4, -4, -1, 1, 0],
+           [0, -2, -1, 2, 1, 0],
+           [0, 2, -1, -2, 1, 0],
+           [0, 4, 0, -5, 0, 1]], np.float64)
+_G4 = _F([[1 / 4, 0, 0],
+          [-1 / 6, -1 / 6, -1 / 6],
+          [-1 / 6, 1 / 6, -1 / 6],
+          [1 / 24, 1 / 12, 1 / 6],
+          [1 / 24, -1 / 12, 1 / 6],
+          [0, 0, 1]], np.float64)
+_AT4 = _F([[1, 1, 1, 1, 1, 0],
+           [0, 1, -1, 2, -2, 0],
+           [0, 1, 1, 4, 4, 0],
+           [0, 1, -1, 8, -8, 1]], np.float64)
+
+WINOGRAD = {2: (_BT2, _G2, _AT2), 3: (_BT3, _G3, _AT3), 4: (_BT4, _G4, _AT4)}  # m: (B^T, G, A^T)
 
 
 def _wino_pack(x, n0, n1, r0, ph, pw, out):
@@ -61,160 +119,125 @@ def _wino_pack(x, n0, n1, r0, ph, pw, out):
                         dst[s, c] = src2[c, s - pw]
 
 
-# The transforms run in two passes (rows, then columns) of loops that each read two or three arrays
-# and write one: a single loop writing all 16 planes needs more runtime alias checks than LLVM
-# allows, and stays scalar. Views are made per tile row, never per tile: each view costs a
-# reference-count round trip, and per tile that is most of the time for 64 channels.
+# The transforms run in two passes (rows, then columns), each a few loops ``out += coef * in`` over
+# channels, which read one array and write another: a single loop writing many planes needs more
+# runtime alias checks than LLVM allows, and stays scalar. No views are made inside the loops (each
+# view costs a reference-count round trip, per tile most of the time for 64 channels): the arrays
+# are reshaped to 2-D once and indexed.
 
 
-def _wino_input(xs, tw, T, V2):
-    """V[xi, t, c] = (B^T d B)[xi] for the tiles t = (b, a, j) of ``xs`` (rows 2a..2a+3, cols 2j..2j+3).
+def _wino_tiles(xs, m, tw, T, Bm, V, tmp):
+    """V[xi, t, c] = (Bm d Bm^T)[u, v] (xi = a u + v) for the tiles t = (b, i, j) of ``xs``.
 
-    ``V2`` is (16, stride): plane xi holds V[xi] in its first T * C entries.
+    ``xs`` is (nb, rows, Wt, C), channels-last; tile (b, i, j) is d = xs[b, m i : m i + r,
+    m j : m j + r] with ``Bm`` (a, r). The input transform: Bm = B^T (r = a); the weight gradient's
+    transform of gy: Bm = A (r = m). ``V`` is (a^2, >= T, C). ``tmp`` is scratch of at least
+    a * Wt * C entries.
     """
-    C = xs.shape[3]
-    Wt = xs.shape[2]
+    nb, rows, Wt, C = xs.shape
+    a, r = Bm.shape
     n = Wt * C
-    m = T * C
-    tmp = np.empty((4, Wt, C), xs.dtype)
-    d0 = tmp[0].reshape(n)
-    d1 = tmp[1].reshape(n)
-    d2 = tmp[2].reshape(n)
-    d3 = tmp[3].reshape(n)
-    na = (xs.shape[1] - 2) // 2
+    na = (rows - r) // m + 1
+    x2 = xs.reshape(nb * rows, n)
+    d2 = tmp[:a * n].reshape(a, n)
+    d3 = tmp[:a * n].reshape(a, Wt, C)
     t0 = 0
-    for b in range(xs.shape[0]):
-        for a in range(na):
-            r0 = xs[b, 2 * a].reshape(n)
-            r1 = xs[b, 2 * a + 1].reshape(n)
-            r2 = xs[b, 2 * a + 2].reshape(n)
-            r3 = xs[b, 2 * a + 3].reshape(n)
-            # rows: B^T d, over whole input rows
-            for i in range(n):
-                d0[i] = r0[i] - r2[i]
-            for i in range(n):
-                d1[i] = r1[i] + r2[i]
-            for i in range(n):
-                d2[i] = r2[i] - r1[i]
-            for i in range(n):
-                d3[i] = r1[i] - r3[i]
-            # columns: (B^T d) B, row u of the tile to planes 4u .. 4u + 3
-            for u in range(4):
-                row = tmp[u]
-                o0 = V2[4 * u, :m].reshape(T, C)
-                o1 = V2[4 * u + 1, :m].reshape(T, C)
-                o2 = V2[4 * u + 2, :m].reshape(T, C)
-                o3 = V2[4 * u + 3, :m].reshape(T, C)
+    for b in range(nb):
+        for i in range(na):
+            base = b * rows + m * i
+            # rows: Bm d, over whole input rows
+            for u in range(a):
+                first = True
+                for q in range(r):
+                    f = Bm[u, q]
+                    if f == 0:
+                        continue
+                    if first:
+                        for e in range(n):
+                            d2[u, e] = f * x2[base + q, e]
+                        first = False
+                    else:
+                        for e in range(n):
+                            d2[u, e] += f * x2[base + q, e]
+            # columns: (Bm d) Bm^T, row u of the tiles to planes a u .. a u + a - 1. (Each index
+            # is a loop-invariant expression or the channel alone: Numba's negative-index wrap on
+            # an ``offset + c`` index would keep LLVM from vectorizing.)
+            for u in range(a):
                 for j in range(tw):
                     t = t0 + j
-                    s = 2 * j
-                    for c in range(C):
-                        o0[t, c] = row[s, c] - row[s + 2, c]
-                    for c in range(C):
-                        o1[t, c] = row[s + 1, c] + row[s + 2, c]
-                    for c in range(C):
-                        o2[t, c] = row[s + 2, c] - row[s + 1, c]
-                    for c in range(C):
-                        o3[t, c] = row[s + 1, c] - row[s + 3, c]
+                    for v in range(a):
+                        xi = a * u + v
+                        first = True
+                        for q in range(r):
+                            f = Bm[v, q]
+                            if f == 0:
+                                continue
+                            s = m * j + q
+                            if first:
+                                for c in range(C):
+                                    V[xi, t, c] = f * d3[u, s, c]
+                                first = False
+                            else:
+                                for c in range(C):
+                                    V[xi, t, c] += f * d3[u, s, c]
             t0 += tw
 
 
-def _wino_output(M, tw, oh0, oh1, Wo, out):
-    """out[pixel, k] = (A^T M A) of the tiles t = (b, a, j), for output rows [oh0, oh1) of each image.
+def _wino_output(M, m, tw, AT, oh0, oh1, Wo, out, tmp):
+    """out[pixel, k] = (A^T M A) of the tiles t = (b, i, j), for output rows [oh0, oh1) of each image.
 
-    The tiles start at output row ``oh0`` (even); ``out`` rows are the pixels (b, oh, ow), oh in
-    [oh0, oh1). Parts of tiles beyond oh1 or Wo are dropped. (One pass: four output streams are few
-    enough for LLVM to vectorize, and beat two passes here.)
+    ``M`` is (a^2, >= T, K). The tiles start at output row ``oh0`` (a multiple of m); ``out`` rows
+    are the pixels (b, oh, ow), oh in [oh0, oh1). Parts of tiles beyond oh1 or Wo are dropped.
+    ``tmp`` is scratch of at least m * a * K entries.
     """
-    K = M.shape[2]
+    a = AT.shape[1]
+    K = out.shape[1]
     nrow = oh1 - oh0
-    na = (nrow + 1) // 2
+    na = (nrow + m - 1) // m
     nb = out.shape[0] // (nrow * Wo)
+    h = tmp[:m * a * K].reshape(m * a, K)
     t = 0
     for b in range(nb):
-        for a in range(na):
-            two_rows = 2 * a + 1 < nrow
+        for i in range(na):
+            mi = min(m, nrow - m * i)
             for j in range(tw):
-                ow = 2 * j
-                p = (b * nrow + 2 * a) * Wo + ow  # the pixel of tile position (0, 0)
-                two_cols = ow + 1 < Wo
-                for k in range(K):
-                    m0, m1, m2, m3 = M[0, t, k], M[1, t, k], M[2, t, k], M[3, t, k]
-                    m4, m5, m6, m7 = M[4, t, k], M[5, t, k], M[6, t, k], M[7, t, k]
-                    m8, m9, m10, m11 = M[8, t, k], M[9, t, k], M[10, t, k], M[11, t, k]
-                    m12, m13, m14, m15 = M[12, t, k], M[13, t, k], M[14, t, k], M[15, t, k]
-                    # rows: A^T M
-                    a0 = m0 + m4 + m8
-                    a1 = m1 + m5 + m9
-                    a2 = m2 + m6 + m10
-                    a3 = m3 + m7 + m11
-                    b0 = m4 - m8 - m12
-                    b1 = m5 - m9 - m13
-                    b2 = m6 - m10 - m14
-                    b3 = m7 - m11 - m15
-                    # columns: (A^T M) A
-                    out[p, k] = a0 + a1 + a2
-                    if two_cols:
-                        out[p + 1, k] = a1 - a2 - a3
-                    if two_rows:
-                        out[p + Wo, k] = b0 + b1 + b2
-                        if two_cols:
-                            out[p + Wo + 1, k] = b1 - b2 - b3
+                mj = min(m, Wo - m * j)
+                p = (b * nrow + m * i) * Wo + m * j  # the pixel of tile position (0, 0)
+                # rows: A^T M
+                for y in range(mi):
+                    for v in range(a):
+                        first = True
+                        for u in range(a):
+                            f = AT[y, u]
+                            if f == 0:
+                                continue
+                            xi = a * u + v
+                            if first:
+                                for k in range(K):
+                                    h[a * y + v, k] = f * M[xi, t, k]
+                                first = False
+                            else:
+                                for k in range(K):
+                                    h[a * y + v, k] += f * M[xi, t, k]
+                # columns: (A^T M) A
+                for y in range(mi):
+                    for x in range(mj):
+                        q = p + y * Wo + x
+                        first = True
+                        for v in range(a):
+                            f = AT[x, v]
+                            if f == 0:
+                                continue
+                            if first:
+                                for k in range(K):
+                                    out[q, k] = f * h[a * y + v, k]
+                                first = False
+                            else:
+                                for k in range(K):
+                                    out[q, k] += f * h[a * y + v, k]
                 t += 1
 
 
-def _wino_gy(gs, tw, T, G2):
-    """Gy[xi, t, k] = (A g A^T)[xi] for the 2x2 tiles t = (b, a, j) of ``gs`` (rows 2a, 2a+1).
-
-    ``G2`` is (16, stride), plane xi holding Gy[xi] in its first T * K entries (as in wino_input).
-    A = [1 0; 1 1; 1 -1; 0 -1].
-    """
-    K = gs.shape[3]
-    Wt = gs.shape[2]
-    n = Wt * K
-    m = T * K
-    tmp = np.empty((4, Wt, K), gs.dtype)
-    d0 = tmp[0].reshape(n)
-    d1 = tmp[1].reshape(n)
-    d2 = tmp[2].reshape(n)
-    d3 = tmp[3].reshape(n)
-    na = gs.shape[1] // 2
-    t0 = 0
-    for b in range(gs.shape[0]):
-        for a in range(na):
-            r0 = gs[b, 2 * a].reshape(n)
-            r1 = gs[b, 2 * a + 1].reshape(n)
-            # rows: A g
-            for i in range(n):
-                d0[i] = r0[i]
-            for i in range(n):
-                d1[i] = r0[i] + r1[i]
-            for i in range(n):
-                d2[i] = r0[i] - r1[i]
-            for i in range(n):
-                d3[i] = -r1[i]
-            # columns: (A g) A^T
-            for u in range(4):
-                row = tmp[u]
-                o0 = G2[4 * u, :m].reshape(T, K)
-                o1 = G2[4 * u + 1, :m].reshape(T, K)
-                o2 = G2[4 * u + 2, :m].reshape(T, K)
-                o3 = G2[4 * u + 3, :m].reshape(T, K)
-                for j in range(tw):
-                    t = t0 + j
-                    s = 2 * j
-                    for k in range(K):
-                        o0[t, k] = row[s, k]
-                    for k in range(K):
-                        o1[t, k] = row[s, k] + row[s + 1, k]
-                    for k in range(K):
-                        o2[t, k] = row[s, k] - row[s + 1, k]
-                    for k in range(K):
-                        o3[t, k] = -row[s + 1, k]
-            t0 += tw
-
-
 wino_pack = njit(cache=True, nogil=True)(_wino_pack)
-wino_input = njit(cache=True, nogil=True)(_wino_input)
+wino_tiles = njit(cache=True, nogil=True)(_wino_tiles)
 wino_output = njit(cache=True, nogil=True)(_wino_output)
-wino_gy = njit(cache=True, nogil=True)(_wino_gy)
