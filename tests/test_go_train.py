@@ -152,10 +152,13 @@ def test_commands(tmp_path, capsys):
     assert main(["go", "import-lz", str(lz), str(tmp_path / "back.safetensors")]) == 0
     assert main(["go", "import-lz", str(tmp_path / "missing.txt"), str(tmp_path / "x.safetensors")]) == 2
     assert "no such weight file" in capsys.readouterr().err
-    for command in ["init", "selfplay", "train", "gtp", "match", "export-lz", "import-lz"]:
+    capsys.readouterr()
+    for command in ["init", "selfplay", "train", "gtp", "match", "export-lz", "import-lz", "bench"]:
         with pytest.raises(SystemExit) as info:
             main(["go", command, "--help"])
         assert info.value.code == 0
+        help_text = capsys.readouterr().out
+        assert f"go {command}" in help_text and "%%" not in help_text, help_text
 
 
 def test_a_killed_run_resumes_from_its_last_good_checkpoint(tmp_path):

@@ -74,7 +74,7 @@ def register_more(sub):
 
     p = sub.add_parser("match", help="play GTP engines against each other", formatter_class=FORMATTER,
                        description="Play GTP engines against each other with alternating colours and report "
-                                   "the first engine's wins with a 95%% confidence interval. '{seed}' in an "
+                                   "the first engine's wins with a 95% confidence interval. '{seed}' in an "
                                    "engine command becomes a seed that changes every game (the engine is then "
                                    "restarted per game). Example: --black 'freenet go gtp --model net.safetensors "
                                    "--seed {seed}' --white '/usr/games/gnugo --mode gtp --level 1'.")
