@@ -203,7 +203,7 @@ def play_game(black, white, size=9, komi=7.5, max_moves=None, referee=None, log=
     if sign[0] is not None and sign[0] == sign[1]:
         score, by = scores[0], "both engines"
     elif referee is not None:
-        score, by = referee_score(referee, board, komi), f"referee {referee.name}"
+        score, by = referee_score(referee, board, komi), "the referee"
     else:
         score, by = board.score(komi), "Tromp-Taylor (freenet)"
     if score is None:
