@@ -148,10 +148,17 @@ def _go_inputs(fw, batch, board):
 
 
 def go_train_step(net, batch):
+    """One SGD step. freenet: its ``GoNet``, the net ``freenet go train`` trains (same architecture as
+    ``models.go_net``; its blocks end in one fused batch norm + residual add + ReLU)."""
     def make(fw):
         _, nn, F, optim = _lib(fw)
         x, pi, z = _go_inputs(fw, batch, net["board"])
-        model = _model(fw, lambda nn: models.go_net(nn, **net))
+        if fw.lib == "freenet":
+            from freenet.go.net import new_net
+            model = new_net(net["board"], net["blocks"], net["filters"], net.get("value_hidden"))
+            z = z.reshape(-1)  # GoNet's value is (B,)
+        else:
+            model = _model(fw, lambda nn: models.go_net(nn, **net))
         opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
 
         def step():

@@ -248,3 +248,17 @@ def test_peers_run_with_the_environment_the_process_started_with():
     if not started_with:
         assert "OMP_WAIT_POLICY" not in ORIGINAL_ENV and "OMP_WAIT_POLICY" not in _initial_environment()
     assert _initial_environment().get("PATH") == os.environ.get("PATH")
+
+
+@pytest.mark.parametrize("name", ["go9-6x64", "go19-6x128"])
+def test_freenet_go_workloads_run_the_same_architecture_as_the_peers(name):
+    """The Go network workloads run freenet's own GoNet (the net `freenet go train` trains): it must
+    have the parameters, layer for layer, of the shared ``models.go_net`` the peers run."""
+    from benchmarks import models, spec
+    from freenet import nn
+    from freenet.go.net import new_net
+    arch = spec.GO_NETS[name]
+    shared = models.go_net(nn, **arch)
+    own = new_net(arch["board"], arch["blocks"], arch["filters"], arch.get("value_hidden"))
+    assert sorted(tuple(p.shape) for p in shared.parameters()) == sorted(tuple(p.shape) for p in own.parameters())
+    assert costs.go_net_cost(2, True, **arch).params == sum(p.data.size for p in own.parameters())

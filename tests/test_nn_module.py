@@ -290,6 +290,40 @@ def test_sequential_behaviour():
         seq.append(3)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_sequential_fuses_batch_norm_and_relu_with_the_same_bits(training, monkeypatch):
+    """In training, Sequential runs BatchNorm -> ReLU as one fused op: same output, running
+    statistics and gradients, to the bit, as the two modules called one after another."""
+    calls = []
+    fused_op = F.batch_norm_relu
+    monkeypatch.setattr(F, "batch_norm_relu", lambda *a, **k: calls.append(1) or fused_op(*a, **k))
+    results = []
+    for fused in (True, False):
+        fn.manual_seed(5)
+        conv, bn, relu = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU()
+        seq = nn.Sequential(conv, bn, relu, nn.Flatten(), nn.Linear(4 * 5 * 5, 2)).train(training)
+        x = fn.tensor(np.random.default_rng(1).standard_normal((3, 3, 5, 5)).astype(np.float32))
+        out = seq(x) if fused else seq[4](seq[3](relu(bn(conv(x)))))
+        out.sum().backward()
+        assert len(calls) == (1 if fused and training else 0)
+        calls.clear()
+        results.append([out.data, bn.running_mean.data.copy(), bn.running_var.data.copy()]
+                       + [p.grad.data for p in seq.parameters()])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_batch_norm_module_residual_and_relu():
+    bn = nn.BatchNorm2d(2)
+    x, r = fn.randn(3, 2, 2, 2), fn.randn(3, 2, 2, 2)
+    for training in (True, False):
+        bn.train(training)
+        plain = bn(x)
+        np.testing.assert_allclose(bn(x, residual=r).data, (plain + r).data)
+        np.testing.assert_allclose(bn(x, residual=r, relu=True).data, (plain + r).relu().data, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(bn(x, relu=True).data, plain.relu().data)
+
+
 def test_module_list_behaviour():
     layers = nn.ModuleList([nn.Linear(2, 2) for _ in range(2)])
     layers.append(nn.Linear(2, 3))

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 import freenet as fn
 from freenet import kernels
 from freenet.ops.conv import adaptive_avg_pool2d, avg_pool2d, conv2d, max_pool2d
-from freenet.ops.norm import batch_norm, dropout
+from freenet.ops.norm import batch_norm, batch_norm_relu, dropout
 
 from arrays import layouts, leaf, seeds
 
@@ -81,6 +81,52 @@ def test_batch_norm_training_and_eval(shape, seed, layout, affine):
     params = (x,) + ((weight, bias) if affine else ())
     assert fn.gradcheck(lambda x, *wb: batch_norm(x, None, None, *(wb or (None, None)), training=True), *params)
     assert fn.gradcheck(lambda x, *wb: batch_norm(x, running_mean, running_var, *(wb or (None, None))), *params)
+
+
+@given(shape=st.sampled_from([(4, 3), (2, 3, 2, 2), (3, 2, 1, 4), (2, 1, 3, 3)]), seed=seeds, layout=layouts,
+       affine=st.booleans(), with_residual=st.booleans(), training=st.booleans())
+def test_batch_norm_relu_is_the_three_ops_in_one(shape, seed, layout, affine, with_residual, training):
+    """relu(batch_norm(x) + residual): without a residual the fused op gives the bits of the ops one
+    after another (float64 and float32, forward, running statistics and every gradient); with one,
+    the same up to one rounding; and it passes finite differences."""
+    channels = shape[1]
+    x, _ = leaf(shape, seed, domain="nonzero", layout=layout)
+    weight, _ = leaf((channels,), seed + 1) if affine else (None, None)
+    bias, _ = leaf((channels,), seed + 2) if affine else (None, None)
+    residual, _ = leaf(shape, seed + 3) if with_residual else (None, None)
+    params = tuple(t for t in (x, residual, weight, bias) if t is not None)
+
+    def split(*ts):
+        it = iter(ts)
+        x = next(it)
+        r = next(it) if with_residual else None
+        wb = (next(it), next(it)) if affine else (None, None)
+        return x, r, wb
+
+    def fused(*ts, stats=(None, None)):
+        x, r, wb = split(*ts)
+        return batch_norm_relu(x, *stats, *wb, residual=r, training=training)
+
+    def unfused(*ts, stats=(None, None)):
+        x, r, wb = split(*ts)
+        out = batch_norm(x, *stats, *wb, training=training)
+        return (out if r is None else out + r).relu()
+
+    for dtype in (fn.float64, fn.float32):
+        results = []
+        for f in (fused, unfused):
+            ts = [fn.tensor(t.data.astype(dtype), requires_grad=True) for t in params]
+            stats = (np.zeros(channels, dtype), np.full(channels, 1.5, dtype))
+            out = f(*ts, stats=stats)
+            (out * fn.tensor(np.cos(np.arange(out.data.size)).reshape(out.shape).astype(dtype))).sum().backward()
+            results.append([out.data, *stats] + [t.grad.data for t in ts])
+        for a, b in zip(*results):
+            if with_residual:  # fused, bn(x) + residual is rounded once; the ops round twice
+                np.testing.assert_allclose(a, b, rtol=1e-6 if dtype == fn.float32 else 1e-14, atol=1e-6)
+            else:
+                np.testing.assert_array_equal(a, b)
+    stats = (np.zeros(channels), np.full(channels, 1.5))
+    assert fn.gradcheck(lambda *ts: fused(*ts, stats=(None, None) if training else stats), *params)
 
 
 def test_batch_norm_eval_needs_running_stats():

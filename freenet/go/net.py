@@ -55,8 +55,8 @@ class ResidualBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(filters)
 
     def forward(self, x):
-        y = self.bn1(self.conv1(x)).relu()
-        return (self.bn2(self.conv2(y)) + x).relu()
+        y = self.bn1(self.conv1(x), relu=True)
+        return self.bn2(self.conv2(y), residual=x, relu=True)
 
 
 class GoNet(nn.Module):
@@ -78,12 +78,12 @@ class GoNet(nn.Module):
 
     def forward(self, x):
         """(policy logits (B, N*N+1), value (B,) in [-1, 1]) for input planes (B, 18, N, N)."""
-        x = self.input_bn(self.input_conv(x)).relu()
+        x = self.input_bn(self.input_conv(x), relu=True)
         for block in self.blocks:
             x = block(x)
-        p = self.policy_bn(self.policy_conv(x)).relu()
+        p = self.policy_bn(self.policy_conv(x), relu=True)
         p = self.policy_fc(p.reshape(p.shape[0], -1))
-        v = self.value_bn(self.value_conv(x)).relu()
+        v = self.value_bn(self.value_conv(x), relu=True)
         v = self.value_fc1(v.reshape(v.shape[0], -1)).relu()
         v = self.value_fc2(v).tanh()
         return p, v.reshape(-1)

@@ -4,7 +4,9 @@ import operator
 from collections import OrderedDict
 
 from freenet.errors import FreenetError
+from freenet.nn.layers import ReLU
 from freenet.nn.module import Module
+from freenet.nn.norm import _BatchNorm
 
 __all__ = ["Sequential", "ModuleList"]
 
@@ -113,8 +115,17 @@ class Sequential(_Indexed):
         return super().append(module)
 
     def forward(self, input):
-        for module in self._modules.values():
-            input = module(input)
+        modules = list(self._modules.values())
+        i = 0
+        while i < len(modules):
+            module = modules[i]
+            if module.training and isinstance(module, _BatchNorm) and i + 1 < len(modules) \
+                    and type(modules[i + 1]) is ReLU:
+                input = module(input, relu=True)  # one fused pass instead of two
+                i += 2
+            else:
+                input = module(input)
+                i += 1
         return input
 
 

@@ -14,14 +14,14 @@ import numpy as np
 from freenet.errors import FreenetError, op
 from freenet.ops.arith import lift
 from freenet.ops.conv import adaptive_avg_pool2d, avg_pool2d, conv2d, max_pool2d
-from freenet.ops.norm import batch_norm, dropout
+from freenet.ops.norm import batch_norm, batch_norm_relu, dropout
 from freenet.ops.reduce import log_softmax, softmax
 from freenet.ops.shape import pad
 from freenet.ops.unary import gelu, leaky_relu, relu, sigmoid, stable_sigmoid, tanh
 from freenet.tensor import Tensor, _constant, record
 
 __all__ = ["linear", "relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax", "pad", "conv2d", "max_pool2d",
-           "avg_pool2d", "adaptive_avg_pool2d", "batch_norm", "dropout", "cross_entropy", "nll_loss", "mse_loss",
+           "avg_pool2d", "adaptive_avg_pool2d", "batch_norm", "batch_norm_relu", "dropout", "cross_entropy", "nll_loss", "mse_loss",
            "binary_cross_entropy_with_logits"]
 
 _REDUCTIONS = ("mean", "sum", "none")

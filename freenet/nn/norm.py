@@ -32,7 +32,9 @@ class _BatchNorm(Module):
         else:
             self.running_mean = self.running_var = self.num_batches_tracked = None
 
-    def forward(self, input):
+    def forward(self, input, residual=None, relu=False):
+        """Batch norm of ``input``; with ``relu=True``, relu(bn(input) + residual) in one fused pass
+        when training (a residual block's tail: ``bn2(conv2(y), residual=x, relu=True)``)."""
         if input.ndim not in self.dims or input.shape[1] != self.num_features:
             raise FreenetError(f"{type(self).__name__}({self.num_features}): expected input of "
                                f"{' or '.join(map(str, self.dims))} dims with {self.num_features} channels "
@@ -43,8 +45,12 @@ class _BatchNorm(Module):
             running = (self.running_mean.data, self.running_var.data)
             if self.training:
                 self.num_batches_tracked.data[...] += 1
-        return F.batch_norm(input, *running, self.weight, self.bias, training=use_batch_stats,
-                            momentum=self.momentum, eps=self.eps)
+        if relu:
+            return F.batch_norm_relu(input, *running, self.weight, self.bias, residual, training=use_batch_stats,
+                                     momentum=self.momentum, eps=self.eps)
+        out = F.batch_norm(input, *running, self.weight, self.bias, training=use_batch_stats,
+                           momentum=self.momentum, eps=self.eps)
+        return out if residual is None else out + residual
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "

@@ -20,10 +20,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     parents = (x,) + tuple(p for p in (weight, bias) if p is not None)
     if training:
         out, mean, invstd = kernels.batch_norm_train_forward(x.data, gamma, beta, eps)
-        if running_mean is not None:
-            count = x.data.size // x.data.shape[1]
-            var = kernels.batch_norm_unbiased_var(invstd, eps, count)
-            kernels.batch_norm_update_running(running_mean, running_var, mean, var, momentum)
+        _update_running(x, running_mean, running_var, mean, invstd, momentum, eps)
 
         def backward(g):
             gx, ggamma, gbeta = kernels.batch_norm_backward(g, x.data, gamma, mean, invstd)
@@ -49,6 +46,45 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
         return tuple(grads)
 
     return record(out, parents, backward_eval)
+
+
+def _update_running(x, running_mean, running_var, mean, invstd, momentum, eps):
+    if running_mean is not None:
+        var = kernels.batch_norm_unbiased_var(invstd, eps, x.data.size // x.data.shape[1])
+        kernels.batch_norm_update_running(running_mean, running_var, mean, var, momentum)
+
+
+@op
+def batch_norm_relu(x, running_mean, running_var, weight=None, bias=None, residual=None, training=False,
+                    momentum=0.1, eps=1e-5):
+    """relu(batch_norm(x) + residual) (no residual: relu(batch_norm(x))), the tail of a residual block.
+
+    Training runs one fused pass forward and one backward (the ReLU's mask is applied inside batch
+    norm's backward). Without a residual the bits are those of the ops one after another; with one,
+    bn(x) + residual is rounded once where the ops round twice. Eval composes the ops.
+    """
+    if not training:
+        out = batch_norm(x, running_mean, running_var, weight, bias, False, momentum, eps)
+        return (out if residual is None else out + residual).relu()
+    gamma = None if weight is None else weight.data
+    beta = None if bias is None else bias.data
+    params = tuple(p for p in (weight, bias) if p is not None)
+    if residual is None:
+        out, mean, invstd = kernels.batch_norm_relu_train_forward(x.data, gamma, beta, eps)
+    else:
+        out, mean, invstd = kernels.batch_norm_add_relu_train_forward(x.data, residual.data, gamma, beta, eps)
+    _update_running(x, running_mean, running_var, mean, invstd, momentum, eps)
+
+    def backward(g):
+        if residual is None:
+            gx, ggamma, gbeta = kernels.batch_norm_relu_backward(g, out, x.data, gamma, mean, invstd)
+            grads = (gx,)
+        else:
+            gx, gres, ggamma, gbeta = kernels.batch_norm_add_relu_backward(g, out, x.data, gamma, mean, invstd)
+            grads = (gx, gres)
+        return grads + tuple(gp for gp, p in ((ggamma, weight), (gbeta, bias)) if p is not None)
+
+    return record(out, (x,) + (() if residual is None else (residual,)) + params, backward)
 
 
 @op
