@@ -313,6 +313,30 @@ def test_sequential_fuses_batch_norm_and_relu_with_the_same_bits(training, monke
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("pool", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1)])
+def test_sequential_pools_before_relu_with_the_same_bits(pool, monkeypatch):
+    """Sequential runs ReLU -> MaxPool2d as pool then ReLU: same output and gradient, to the bit,
+    with negative windows, ties (at 0 after the ReLU, and exact), NaN and infinities."""
+    relu_inputs = []
+    relu_forward = nn.ReLU.forward
+    monkeypatch.setattr(nn.ReLU, "forward", lambda self, x: relu_inputs.append(x.shape) or relu_forward(self, x))
+    rng = np.random.default_rng(2)
+    v = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    v[0, 0, :2, :2] = -1.0  # a window of negatives: all zeros after the ReLU
+    v[0, 1, :2, :2] = 0.5   # exact ties
+    v[1, 0, 0, 0], v[1, 1, 2, 2], v[1, 2, 4, 4] = np.nan, np.inf, -np.inf
+    relu, maxpool = nn.ReLU(), nn.MaxPool2d(**pool)
+    results = []
+    for seq in (True, False):
+        x = fn.tensor(v.copy(), requires_grad=True)
+        out = nn.Sequential(relu, maxpool)(x) if seq else maxpool(relu(x))
+        (out * fn.tensor(np.cos(np.arange(out.data.size, dtype=np.float32)).reshape(out.shape))).sum().backward()
+        results.append((out.data, x.grad.data))
+    assert relu_inputs == [results[0][0].shape, v.shape]  # Sequential: ReLU after the pool
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_batch_norm_module_residual_and_relu():
     bn = nn.BatchNorm2d(2)
     x, r = fn.randn(3, 2, 2, 2), fn.randn(3, 2, 2, 2)

@@ -4,6 +4,7 @@ import operator
 from collections import OrderedDict
 
 from freenet.errors import FreenetError
+from freenet.nn.conv import MaxPool2d
 from freenet.nn.layers import ReLU
 from freenet.nn.module import Module
 from freenet.nn.norm import _BatchNorm
@@ -118,10 +119,14 @@ class Sequential(_Indexed):
         modules = list(self._modules.values())
         i = 0
         while i < len(modules):
-            module = modules[i]
-            if module.training and isinstance(module, _BatchNorm) and i + 1 < len(modules) \
-                    and type(modules[i + 1]) is ReLU:
+            module, after = modules[i], type(modules[i + 1]) if i + 1 < len(modules) else None
+            if after is ReLU and module.training and isinstance(module, _BatchNorm):
                 input = module(input, relu=True)  # one fused pass instead of two
+                i += 2
+            elif type(module) is ReLU and after is MaxPool2d:
+                # max and ReLU commute (to the bit, gradients too): the ReLU on the pooled output
+                # touches a quarter of the values (2x2 pooling)
+                input = module(modules[i + 1](input))
                 i += 2
             else:
                 input = module(input)
