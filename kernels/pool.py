@@ -176,7 +176,9 @@ def _max_pool_planes(x, y, idx, sh, sw, ph, pw, dh, dw, i_lo, i_hi, j_lo, j_hi):
         max_pool_plane(x[p], y[p], idx[p], sh, sw, ph, pw, dh, dw, i_lo, i_hi, j_lo, j_hi)
 
 
-def _max_pool_backward_planes(gy, idx, gx):
+def _max_pool_backward_planes(gy, idx, gx, bad):
+    """Scatters gy to the argmax positions; an index outside [-1, size) marks its plane in ``bad``
+    (checked here, in cache, rather than by extra passes over idx)."""
     planes, out_h, out_w = gy.shape
     size = gx.shape[1]
     for p in prange(planes):
@@ -188,8 +190,10 @@ def _max_pool_backward_planes(gy, idx, gx):
             ir = idx[p, oh]
             for ow in range(out_w):
                 where = ir[ow]
-                if where >= 0:
+                if 0 <= where < size:
                     out[where] += g[ow]
+                elif where != -1:
+                    bad[p] = 1
 
 
 PLANE_BLOCK = 8  # planes per prange iteration where scratch memory is reused across planes
@@ -319,15 +323,21 @@ plane_fill = njit(cache=True, parallel=True)(_plane_fill)
 # Public kernels
 
 
+def _index_dtype(plane_size):
+    # int32 halves the argmax traffic (written forward, read backward); planes past 2^31 need int64
+    return np.int32 if plane_size < 2**31 else np.int64
+
+
 def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1):
-    """Max pooling with -inf padding. Returns ``(y, argmax)``; argmax (int64, shape of y) is the
-    index ``h * W + w`` of each maximum within its (n, c) input plane."""
+    """Max pooling with -inf padding. Returns ``(y, argmax)``; argmax (int32, or int64 for planes of
+    2^31 values or more; shape of y) is the index ``h * W + w`` of each maximum within its (n, c)
+    input plane, -1 for a window wholly in the padding."""
     fn = "max_pool2d_forward"
     planes, lead = _as_planes(x, fn)
     k, s, p, d, out = _pool_geometry(fn, lead + planes.shape[1:], kernel_size, stride, padding,
                                      dilation)
     y = np.empty((planes.shape[0],) + out, dtype=planes.dtype)
-    idx = np.empty((planes.shape[0],) + out, dtype=np.int64)
+    idx = np.empty((planes.shape[0],) + out, dtype=_index_dtype(planes.shape[1] * planes.shape[2]))
     i_lo, i_hi = _inside_offsets(planes.shape[1], k[0], s[0], p[0], d[0], out[0])
     j_lo, j_hi = _inside_offsets(planes.shape[2], k[1], s[1], p[1], d[1], out[1])
     if k == s == (2, 2) and p == (0, 0) and d == (1, 1):
@@ -348,11 +358,13 @@ def max_pool2d_backward(gy, argmax, x_shape):
         raise ValueError(f"{fn}: argmax shape {argmax.shape} does not fit input shape {x_shape}")
     g = _grad_planes(fn, gy, argmax.shape)
     size = x_shape[-2] * x_shape[-1]
-    idx = np.ascontiguousarray(argmax, dtype=np.int64).reshape(g.shape)
-    if idx.size and (idx.max() >= size or idx.min() < -1):
-        raise ValueError(f"{fn}: argmax holds indices outside [-1, {size}) for input {x_shape}")
+    dtype = argmax.dtype if argmax.dtype in (np.int32, np.int64) else np.int64
+    idx = np.ascontiguousarray(argmax, dtype=dtype).reshape(g.shape)
     gx = np.empty((g.shape[0], size), dtype=g.dtype)
-    max_pool_backward_planes(g, idx, gx)
+    bad = np.zeros(g.shape[0], np.uint8)
+    max_pool_backward_planes(g, idx, gx, bad)
+    if bad.any():
+        raise ValueError(f"{fn}: argmax holds indices outside [-1, {size}) for input {x_shape}")
     return gx.reshape(x_shape)
 
 

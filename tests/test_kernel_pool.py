@@ -42,7 +42,7 @@ def test_max_pool_forward_matches_reference(case, dtype, layout, seed):
     x = make_array(np.random.default_rng(seed), shape, dtype, layout)
     y, idx = P.max_pool2d_forward(x, k, s, p, d)
     y_ref, idx_ref = P.max_pool2d_forward_reference(x, k, s, p, d)
-    assert y.dtype == dtype and idx.dtype == np.int64
+    assert y.dtype == dtype and idx.dtype == np.int32
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(idx, idx_ref)
 
@@ -242,6 +242,12 @@ def test_errors_name_the_shapes():
     with pytest.raises(TypeError, match="int64"):
         P.max_pool2d_forward(np.zeros((1, 1, 4, 4), np.int64), 2)
     y, idx = P.max_pool2d_forward(x, 2)
+    for wrong in (20, -2):  # an index past the 4x5 plane, or below -1 (the only negative allowed)
+        bad_idx = idx.copy()
+        bad_idx[1, 2, 1, 0] = wrong
+        with pytest.raises(ValueError, match=r"indices outside \[-1, 20\)"):
+            P.max_pool2d_backward(np.ones(y.shape, np.float32), bad_idx, x.shape)
+    assert P.max_pool2d_backward(np.ones(y.shape, np.float32), idx.astype(np.int16), x.shape).sum() == y.size
     with pytest.raises(ValueError, match=r"\(2, 3, 2, 2\)"):
         P.max_pool2d_backward(np.zeros((2, 3, 3, 2), np.float32), idx, x.shape)
     with pytest.raises(ValueError, match="expected \\(2, 3, 2, 2\\)"):
