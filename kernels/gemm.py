@@ -12,6 +12,16 @@ from freenet.kernels.parallel import block_ranges, run_blocks
 
 ROW_BLOCK = 256  # rows per BLAS call: large enough for full SGEMM speed, small enough to split work
 MIN_PARALLEL_FLOPS = 1 << 22  # below this, thread hand-off costs more than it saves
+SPLIT_FLOPS = 1 << 25  # fewer than 2 * ROW_BLOCK rows but this much work: two blocks, not one
+MIN_ROW_BLOCK = 32  # (e.g. a Linear layer's 128-row batch: its forward and input gradient)
+
+
+def _row_block(m, flops):
+    """Rows per block, fixed by the shape: ROW_BLOCK, or half the rows (rounded up to 16) when that
+    is the only way to give a second thread work."""
+    if m >= 2 * ROW_BLOCK or flops < SPLIT_FLOPS:
+        return ROW_BLOCK
+    return max(MIN_ROW_BLOCK, -(-m // 32) * 16)
 
 
 def matmul(a, b):
@@ -23,12 +33,13 @@ def matmul(a, b):
     else:
         batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
         count = math.prod(batch)
-    if 2 * count * m * n * k < MIN_PARALLEL_FLOPS:  # one BLAS call: deterministic, and cheapest when small
+    flops = 2 * count * m * n * k
+    if flops < MIN_PARALLEL_FLOPS:  # one BLAS call: deterministic, and cheapest when small
         return np.matmul(a, b)
     out = np.empty(batch + (m, n), dtype=np.result_type(a, b))
     if count == 1:
         a2, b2, o2 = a.reshape(m, k), b.reshape(k, n), out.reshape(m, n)
-        ranges = block_ranges(m, ROW_BLOCK)
+        ranges = block_ranges(m, _row_block(m, flops))
 
         def rows(i):
             lo, hi = ranges[i]
