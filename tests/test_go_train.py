@@ -106,6 +106,7 @@ def test_sgf_round_trip_and_bad_records():
     data = game_to_sgf(5, 7.5, r.moves, "B+R", "x", "y")
     size, komi, moves, winner = read_sgf(data)
     assert (size, komi, moves, winner) == (5, 7.5, r.moves, BLACK)
+    assert read_sgf(data.decode("utf-8")) == (size, komi, moves, winner)  # text as well as bytes
     for bad in [b"", b"(;", b"not sgf", b"(;SZ[5];B[zz])", b"(;SZ[30];B[aa])", b"(;SZ[5]AB[aa];W[bb])",
                 b"(;SZ[5];B[aa];W[aa])", bytes(range(256))]:
         with pytest.raises(FreenetError):

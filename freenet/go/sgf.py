@@ -64,8 +64,10 @@ def winner_of(result):
 
 
 def read_sgf(data, name="<sgf>"):
-    """(size, komi, moves, winner) of an SGF game (bytes). Raises FreenetError for a malformed record,
-    a game with setup stones or handicap, or an illegal move."""
+    """(size, komi, moves, winner) of an SGF game (bytes, or str). Raises FreenetError for a malformed
+    record, a game with setup stones or handicap, or an illegal move."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
     try:
         game = sgf.Sgf_game.from_bytes(data)
     except ValueError as e:
