@@ -42,6 +42,7 @@ import numpy as np
 
 from freenet.kernels.im2col import (col2im_cols, col2im_rows, im2col_cols, im2col_rows, pack_rows,
                                     store_rows, weight_rows, weight_taps, weight_untaps)
+from freenet.kernels.norm import channel_sums
 from freenet.kernels.parallel import block_ranges, run_blocks
 from freenet.kernels.winograd import WINOGRAD, wino_output, wino_pack, wino_tiles
 
@@ -62,7 +63,6 @@ WINO_MIN_CHANNELS = 8  # Winograd only with this many input channels (the GEMMs'
 COL_MAX_TAPS = 32  # C * kh * kw up to this (one group): NCHW column matrices, no channels-last copies
 MAX_TASKS = 16  # tasks per call: enough to balance two or more threads on a noisy machine
 MAX_SUM_TASKS = 8  # weight gradient: each task returns a (K, C*kh*kw) partial to be added up
-BIAS_BLOCK = 1 << 18  # bias gradient: elements of gy per block of whole images
 
 __all__ = [
     "conv2d_forward", "Conv2dPrepared", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias",
@@ -935,11 +935,8 @@ def conv2d_backward_weight(gy, x, w_shape, stride=1, padding=0, dilation=1, grou
 
 
 def conv2d_backward_bias(gy):
-    """The bias gradient, gy summed over N, Ho, Wo: plane sums per (n, k), then over n in order.
-
-    NumPy sums each contiguous plane pairwise, whatever else is in the call, so the blocks of
-    images (run in parallel when gy is large) do not change any bit.
-    """
+    """The bias gradient, gy summed over N, Ho, Wo: one pass, float64 lane sums per channel block
+    (``norm.channel_sums``), rounded once to gy's dtype."""
     gy = np.asarray(gy)
     if gy.ndim != 4:
         raise ValueError(f"conv2d_backward_bias: output gradient must be 4-D, got shape {gy.shape}")
@@ -948,13 +945,6 @@ def conv2d_backward_bias(gy):
     N, K = gy.shape[:2]
     if gy.size == 0:
         return np.zeros(K, dt)
-    g3 = gy.reshape(N, K, -1)
-    planes = np.empty((N, K), dt)
-    ranges = block_ranges(N, max(1, BIAS_BLOCK // (K * g3.shape[2])))
-
-    def block(i):
-        a, b = ranges[i]
-        np.sum(g3[a:b], axis=2, out=planes[a:b])
-
-    run_blocks(block, len(ranges))
-    return np.add.reduce(planes, axis=0)  # row after row, in order: axis 0 is not contiguous
+    sums = np.empty(K)
+    channel_sums(gy.reshape(N, K, -1), sums)
+    return sums.astype(dt)

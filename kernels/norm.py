@@ -314,6 +314,24 @@ def _affine_channels(x, mu_t, scale_t, beta_t, relu, y):
         apply_affine(xs, y2[n, lo:hi], mu_t[blk], scale_t[blk], beta_t[blk], xs, mode)
 
 
+def _channel_sums(g, out):
+    """out[c] = the sum of g[:, c, :] (g (rows, channels, size)), in float64 lane sums; channel blocks
+    in parallel, each summed start to finish by one thread (the bits do not depend on the threads)."""
+    n_rows, channels, size = g.shape
+    cb = channel_block(channels, size)
+    g2 = g.reshape(n_rows, channels * size)
+    for blk in prange((channels + cb - 1) // cb):
+        c0 = blk * cb
+        nc = min(cb, channels - c0)
+        lo = c0 * size
+        hi = lo + nc * size
+        acc = np.zeros(lanes(hi - lo))
+        for n in range(n_rows):
+            acc_sum(g2[n, lo:hi], acc)
+        for ci in range(nc):
+            out[c0 + ci] = channel_total(acc, ci, nc, size)
+
+
 channel_block = njit(cache=True)(_channel_block)
 lanes = njit(cache=True)(_lanes)
 acc_sum = njit(cache=True)(_acc_sum)
@@ -328,6 +346,7 @@ apply_grad = njit(cache=True)(_apply_grad)
 bn_train_forward = njit(cache=True, parallel=True)(_bn_train_forward)
 bn_backward = njit(cache=True, parallel=True)(_bn_backward)
 affine_channels = njit(cache=True, parallel=True)(_affine_channels)
+channel_sums = njit(cache=True, parallel=True)(_channel_sums)
 
 
 def lane_table(values, channels, size):
