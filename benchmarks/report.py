@@ -143,6 +143,13 @@ def not_measured_md(data):
     return "\n".join(f"- **{name}**: not measured: {why}" for name, why in data["not_measured"].items())
 
 
+def _spin_md(settings):
+    spin = settings.get("gomp_spincount")
+    return (f" The frameworks share one OpenMP runtime (PyTorch's libgomp) in this process; its idle "
+            f"threads spin {spin} iterations before they sleep (`GOMP_SPINCOUNT`, see "
+            "`benchmarks/__init__.py`)." if spin else "")
+
+
 def markdown(data):
     fws = ", ".join(f"{n} {i.get('version') or ''} ({i['device']}, {i['layout']})".replace("  ", " ")
                     for n, i in data["frameworks"].items())
@@ -153,7 +160,7 @@ def markdown(data):
            f"Every figure is the median of {s['repeats']} samples (each sample averages enough calls to last "
            f"at least {s['sample_s']} s) after {s['warmup']} warm-up call(s), with min and max; the frameworks "
            "alternate sample by sample so that machine drift hits all alike. Ratios are freenet time / peer "
-           "time: below 1 freenet is faster.", "", _load_md(data), "",
+           "time: below 1 freenet is faster." + _spin_md(s), "", _load_md(data), "",
            "## Machine", "", machine_md(data["machine"]), "",
            "## Frameworks", "", f"Measured: {fws}.", "", not_measured_md(data), ""]
     for group in ("kernel", "network", "engine"):

@@ -154,7 +154,8 @@ def run(workloads, frameworks, not_measured=None, threads=None, repeats=7, warmu
         probe_list = [(n, fw) for n in names for fw in frameworks if not fw.is_gpu]
     out = {"schema": SCHEMA, "command": command, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "quick": quick,
            "size": size, "threads": threads, "source": source_state(), "settings": dict(repeats=repeats, warmup=warmup, sample_s=sample_s, quiet_wait_s=quiet_wait_s,
-                                    retry_contended=retry_contended),
+                                    retry_contended=retry_contended,
+                                    gomp_spincount=os.environ.get("GOMP_SPINCOUNT")),
            "frameworks": {fw.name: _framework_info(fw) for fw in frameworks},
            "environment": {k: ORIGINAL_ENV.get(k) for k in ENV_KEYS if ORIGINAL_ENV.get(k) is not None}, "not_measured": not_measured,
            "workloads": [], "probes": []}

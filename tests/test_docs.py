@@ -45,3 +45,37 @@ def test_docstring_examples_run():
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
         failed, tried = failed + result.failed, tried + result.attempted
     assert tried > 10 and failed == 0
+
+
+def test_go_match_table_is_what_the_shipped_games_say():
+    """docs/go.md's match rows are computed here from the shipped SGF games and JSON results, and the
+    shipped net loads and matches its provenance record."""
+    import json
+
+    from freenet.go.match import wilson
+    from freenet.go.net import load_net
+    from freenet.go.sgf import read_sgf
+    from freenet.provenance import check_weights, read_archive, read_record
+
+    folder = ROOT / "docs" / "go-match"
+    doc = (ROOT / "docs" / "go.md").read_text()
+    for level in sorted(p.name for p in folder.iterdir() if p.is_dir()):
+        games = wins = 0
+        for summary in sorted((folder / level).glob("*.json")):
+            results = json.loads(summary.read_text())["games_list"]
+            sgfs = sorted((folder / level / summary.stem).glob("*.sgf"))
+            assert len(sgfs) == len(results)
+            for path, result in zip(sgfs, results):
+                size, komi, moves, winner = read_sgf(path.read_bytes(), str(path))
+                assert (size, komi) == (9, 7.5)
+                assert {1: "B", 2: "W"}.get(winner) == result["winner"]
+                freenet = "B" if result["black"].startswith("freenet") else "W"
+                wins += result["winner"] == freenet
+                games += 1
+        lo, hi = wilson(wins, games)
+        row = f"| {games} | {wins}" if level != "level1" else f"| **{games}** | **{wins}**"
+        assert row in doc and f"{wins / games:.3f} [{lo:.3f}, {hi:.3f}]" in doc, (level, games, wins)
+    net = folder / "net-9x9-6x64-gnugo5.safetensors"
+    assert load_net(str(net)).config.size == 9
+    record = read_record(str(net))
+    assert check_weights(str(net), record)[2] and read_archive(str(net), record) is not None
