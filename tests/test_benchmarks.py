@@ -262,3 +262,12 @@ def test_freenet_go_workloads_run_the_same_architecture_as_the_peers(name):
     own = new_net(arch["board"], arch["blocks"], arch["filters"], arch.get("value_hidden"))
     assert sorted(tuple(p.shape) for p in shared.parameters()) == sorted(tuple(p.shape) for p in own.parameters())
     assert costs.go_net_cost(2, True, **arch).params == sum(p.data.size for p in own.parameters())
+
+
+def test_step_profile_script_reports_kernels_and_the_pool(capsys):
+    from benchmarks.step_profile import main as profile_main
+    profile_main(["mnist", "--threads", "1", "--steps", "1"])
+    out = capsys.readouterr().out
+    assert "ms per step" in out and "conv2d_forward" in out and "two empty tasks" in out
+    from freenet import kernels
+    assert kernels.conv2d_forward.__module__ == "freenet.kernels.conv"  # the timers are gone again
