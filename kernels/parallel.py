@@ -57,12 +57,43 @@ def _executor():
 def run_blocks(fn, n_blocks):
     """``[fn(0), ..., fn(n_blocks - 1)]``, run on the thread pool; results in block order.
 
+    The calling thread works too: it and up to ``threads - 1`` pool threads take the next block until
+    none is left, so work starts at once and a helper that has not woken up by the end is cancelled
+    (waking one costs tens of microseconds). Which thread runs a block cannot change its bits.
+
     ``fn`` must only write to memory that belongs to its own block. Do not call Numba ``parallel=True``
     kernels from ``fn``: Numba's default threading layer does not allow nested parallel launches.
     """
     if n_blocks == 1 or _num_threads == 1:
         return [fn(i) for i in range(n_blocks)]
-    return list(_executor().map(fn, range(n_blocks)))
+    results = [None] * n_blocks
+    blocks = iter(range(n_blocks))
+    lock = threading.Lock()
+    failed = []
+
+    def work():
+        while not failed:
+            with lock:
+                i = next(blocks, None)
+            if i is None:
+                return
+            try:
+                results[i] = fn(i)
+            except BaseException as e:  # stop everyone; re-raised in the caller
+                failed.append(e)
+                return
+
+    helpers = []
+    try:
+        helpers.extend(_executor().submit(work) for _ in range(min(_num_threads, n_blocks) - 1))
+        work()
+    finally:
+        for h in helpers:
+            if not h.cancel():
+                h.result()
+    if failed:
+        raise failed[0]
+    return results
 
 
 def block_ranges(n, block):

@@ -48,3 +48,38 @@ def test_engine_matmul_gradients_are_bitwise_the_same_with_1_and_2_threads(resto
 def test_set_num_threads_rejects_nonsense():
     with pytest.raises(ValueError):
         fn.set_num_threads(0)
+
+
+def test_run_blocks_order_errors_and_nesting(restore_threads):
+    """run_blocks gives results in block order whoever ran them, re-raises a block's error after every
+    started block has finished, and a block may itself call run_blocks without a deadlock."""
+    import threading
+    import time
+
+    from freenet.kernels.parallel import run_blocks
+    fn.set_num_threads(2)
+    threads = set()
+
+    def slow_square(i):
+        threads.add(threading.get_ident())
+        time.sleep(0.002 * (i % 3))
+        return i * i
+
+    assert run_blocks(slow_square, 40) == [i * i for i in range(40)]
+    assert threading.get_ident() in threads and len(threads) == 2  # the caller works too
+
+    done = []
+
+    def failing(i):
+        if i == 3:
+            raise KeyError("block 3")
+        time.sleep(0.001)
+        done.append(i)
+
+    with pytest.raises(KeyError, match="block 3"):
+        run_blocks(failing, 50)
+    count = len(done)
+    time.sleep(0.05)
+    assert len(done) == count < 49  # nothing runs on after the error is raised
+
+    assert run_blocks(lambda i: sum(run_blocks(lambda j: i * j, 4)), 6) == [6 * i for i in range(6)]
