@@ -25,4 +25,4 @@ ORIGINAL_ENV = _initial_environment()
 # spin of 10,000 gives freenet its speed alone and left PyTorch's within its run-to-run noise (its
 # MNIST step 21.6-23.4 ms over three runs). Set before any OpenMP runtime loads; a user's value wins.
 # Child processes (the start-up probes) run one framework each, with ORIGINAL_ENV.
-GOMP_SPINCOUNT = _os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+_os.environ.setdefault("GOMP_SPINCOUNT", "10000")

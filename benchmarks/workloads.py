@@ -147,6 +147,12 @@ def _go_inputs(fw, batch, board):
     return _tensor(fw, x), _tensor(fw, probs.astype(np.float32)), _tensor(fw, z)
 
 
+def _freenet_go_net(net):
+    """freenet's own GoNet for the spec ``net`` (the same parameters as ``models.go_net``, tested)."""
+    from freenet.go.net import new_net
+    return new_net(net["board"], net["blocks"], net["filters"], net.get("value_hidden"))
+
+
 def go_train_step(net, batch):
     """One SGD step. freenet: its ``GoNet``, the net ``freenet go train`` trains (same architecture as
     ``models.go_net``; its blocks end in one fused batch norm + residual add + ReLU)."""
@@ -154,8 +160,7 @@ def go_train_step(net, batch):
         _, nn, F, optim = _lib(fw)
         x, pi, z = _go_inputs(fw, batch, net["board"])
         if fw.lib == "freenet":
-            from freenet.go.net import new_net
-            model = new_net(net["board"], net["blocks"], net["filters"], net.get("value_hidden"))
+            model = _freenet_go_net(net)
             z = z.reshape(-1)  # GoNet's value is (B,)
         else:
             model = _model(fw, lambda nn: models.go_net(nn, **net))
@@ -177,9 +182,8 @@ def go_infer_step(net, batch):
     def make(fw):
         T, nn, F, optim = _lib(fw)
         if fw.lib == "freenet":
-            from freenet.go.net import new_net
             planes = _go_inputs(fw, batch, net["board"])[0].numpy()
-            plan = new_net(net["board"], net["blocks"], net["filters"], net.get("value_hidden")).inference()
+            plan = _freenet_go_net(net).inference()
             return lambda: plan(planes)
         x, _, _ = _go_inputs(fw, batch, net["board"])
         model = _model(fw, lambda nn: models.go_net(nn, **net))
