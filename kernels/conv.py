@@ -5,14 +5,21 @@ Two designs, both on single-threaded BLAS calls over fixed blocks:
 * **Winograd F(m x m, 3x3)**, m = 2, 3 or 4 (``winograd.py``), for 3x3, stride-1, undilated,
   ungrouped convolutions with at least WINO_MIN_CHANNELS input channels: per block of m x m output
   tiles, pack the input rows channels-last, transform them (V = B^T d B), (m + 2)^2 GEMMs
-  ``V[xi] @ U[xi]`` with U = G g G^T, transform back (A^T M A) and store to NCHW with the bias.
+  ``V[xi] @ U[xi]`` with U = G g G^T, transform back (A^T M A) into the output rows, add the bias.
   9 m^2 / (m + 2)^2 times fewer multiplications than the direct sum (2.25x, 3.24x, 4x); the tile
   size is fixed by the output size (``_wino_tile``: F(3x3) for 9x9 and 14x14, F(4x4) for 19x19 and
   32x32), the same for the forward, input and weight gradients.
 * **im2col + GEMM** (``im2col.py``) for everything else: output pixels ``(n, oh, ow)`` are the rows of
   a matrix product whose inner dimension is the kernel taps ``(i, j, c)`` of one group; pack the
-  input rows channels-last, im2col, ``cols @ W`` per group, store to NCHW with the bias. A 1x1,
-  stride-1, unpadded convolution skips im2col (the channels-last pack is the column matrix).
+  input rows channels-last, im2col, ``cols @ W`` per group into the output rows, add the bias. A
+  1x1, stride-1, unpadded convolution skips im2col (the channels-last pack is the column matrix).
+
+Both produce output rows (pixel, channel): the result is channels-last (NHWC memory under the NCHW
+shape, ``layout.py``), and a channels-last input needs no packing beyond padding. So in a conv net
+the activations stay channels-last from one convolution to the next (through batch norm, ReLU and
+2x2 max pooling, which keep the layout), forward and backward, and are never transposed.
+Measured on the 2-core Zen 4 machine, against the same code storing NCHW and packing it back: the
+go9-6x64 training step 290 -> 211 ms at 2 threads (``benchmarks/step_profile.py go9``).
 
 Work is cut into *units* (a few whole images, a range of output or tile rows of one image, or, for
 few pixels and many channels, a range of output channels) whose size depends only on the problem's
@@ -42,9 +49,10 @@ import numpy as np
 
 from freenet.kernels.im2col import (col2im_cols, col2im_rows, im2col_cols, im2col_rows, pack_rows,
                                     store_rows, weight_rows, weight_taps, weight_untaps)
-from freenet.kernels.norm import channel_sums
+from freenet.kernels.layout import channels_last, from_nhwc_rows, nhwc_rows
+from freenet.kernels.norm import channel_sums, column_sums
 from freenet.kernels.parallel import block_ranges, run_blocks
-from freenet.kernels.winograd import WINOGRAD, wino_output, wino_pack, wino_tiles
+from freenet.kernels.winograd import WINOGRAD, wino_output, wino_pack, wino_pack_nhwc, wino_tiles
 
 UNIT_BYTES = 1 << 20  # column-matrix bytes per unit: the im2col output stays in L2 for the GEMM
 PARALLEL_WORK = 1 << 27  # flops + 64 x elements in and out; below this one task: waking the pool
@@ -349,10 +357,18 @@ def _scratch(slot, n, dtype):
     return buf[:n]
 
 
-def _pack(x, g, unit):
-    """The input rows read by ``unit``, channels-last: (first row, (n, h, w, c) array)."""
+def _pack(x, g, unit, nhwc):
+    """The input rows read by ``unit``, channels-last: (first row, (n, h, w, c) array). ``x`` is NCHW,
+    or (``nhwc``) already channels-last (N, H, W, C): then its rows are used in place when they are
+    contiguous."""
     n0, n1, oh0, oh1 = unit[:4]
     h0, h1 = g.in_rows(oh0, oh1)
+    if nhwc:
+        rows = x[n0:n1, h0:h1]
+        if not rows.flags.c_contiguous:
+            rows = _scratch("xs", rows.size, x.dtype).reshape(rows.shape)
+            np.copyto(rows, x[n0:n1, h0:h1])
+        return h0, rows
     xv = _scratch("xs", (n1 - n0) * (h1 - h0) * g.W * g.C, x.dtype)
     xv = xv.reshape(n1 - n0, h1 - h0, g.W, g.C)
     pack_rows(x, n0, n1, h0, h1, xv)
@@ -386,18 +402,16 @@ def _weights(w, G, flip, k0, k1, out=None):
 # Fast kernels
 
 
-def _forward(x, w, flip, bias, g, y, wq=None):
+def _forward(x, nhwc, w, flip, bias, g, y, wq=None):
     """y = conv(x, w') + bias where w' is ``w``, or (flip) ``w`` flipped with in/out channels swapped.
 
-    ``g`` is the geometry of the convolution actually computed (of x and w'); ``wq`` the GEMM
-    weights of all output channels when prepared beforehand (``Conv2dPrepared``).
+    ``x`` is NCHW, or (``nhwc``) channels-last (N, H, W, C); ``y`` is the output channels-last, as
+    rows (N * Ho * Wo, K). ``g`` is the geometry of the convolution actually computed (of x and w');
+    ``wq`` the GEMM weights of all output channels when prepared beforehand (``Conv2dPrepared``).
     """
     plan = _plan(g, y.itemsize)
     L = g.Ho * g.Wo
     Q = g.kh * g.kw * g.Cg
-    y3 = y.reshape(g.N, g.K, L)
-    has_bias = bias is not None
-    b = bias if has_bias else np.zeros(1, y.dtype)
     prepared = wq is not None
     if not prepared and not plan.channel_split:
         wq = _weights(w, g.G, flip, 0, g.Kg)
@@ -413,12 +427,14 @@ def _forward(x, w, flip, bias, g, y, wq=None):
                 _weights(w, 1, flip, k0, k1, wu)
             else:
                 wu = wq
-            out = _scratch("out", R * g.G * (k1 - k0), y.dtype).reshape(R, g.G * (k1 - k0))
-            h0, xv = _pack(x, g, unit)
+            p0 = n0 * L + oh0 * g.Wo
+            out = y[p0:p0 + R, g.G * k0:g.G * k1]  # (k0 > 0 only when G == 1)
+            h0, xv = _pack(x, g, unit, nhwc)
             for gi in range(g.G):
                 cols = _columns(x, g, unit, gi, h0, xv)
                 np.matmul(cols, wu[gi], out=out[:, gi * (k1 - k0):(gi + 1) * (k1 - k0)])
-            store_rows(out, y3, n0 * L + oh0 * g.Wo, k0, b, has_bias)
+            if bias is not None:
+                out += bias[g.G * k0:g.G * k1]
 
     run_blocks(task, len(plan.tasks))
     return y
@@ -481,21 +497,23 @@ _AT = {m: {dt: AT.astype(dt) for dt in _DTYPES} for m, (_, _, AT) in WINOGRAD.it
 _A = {m: {dt: np.ascontiguousarray(AT.T, dt) for dt in _DTYPES} for m, (_, _, AT) in WINOGRAD.items()}
 
 
-def _wino_input(x, n0, n1, a0, a1, tw, m, ph, pw, dt):
-    """Pack and transform the input tiles of tile rows [a0, a1) of images [n0, n1): (T, planes)."""
+def _wino_input(x, nhwc, n0, n1, a0, a1, tw, m, ph, pw, dt):
+    """Pack and transform the input tiles of tile rows [a0, a1) of images [n0, n1): (T, planes).
+    ``x`` is NCHW or (``nhwc``) channels-last (N, H, W, C)."""
     nb, a = n1 - n0, m + 2
     T = nb * (a1 - a0) * tw
-    C = x.shape[1]
+    C = x.shape[3 if nhwc else 1]
     Wt = m * tw + 2
     xs = _scratch("xs", nb * (m * (a1 - a0) + 2) * Wt * C, dt).reshape(nb, m * (a1 - a0) + 2, Wt, C)
-    wino_pack(x, n0, n1, m * a0, ph, pw, xs)
+    (wino_pack_nhwc if nhwc else wino_pack)(x, n0, n1, m * a0, ph, pw, xs)
     V3, V = _planes("V", T, C, dt, a * a)
     wino_tiles(xs, m, tw, T, _BT[m][dt.type], V3, _scratch("wt", a * Wt * C, dt))
     return T, V3, V
 
 
-def _wino_forward(x, w, flip, bias, g, y, U=None, m=None):
-    """``_forward`` by Winograd F(m x m, 3x3): pack, input transform, (m + 2)^2 GEMMs, output transform.
+def _wino_forward(x, nhwc, w, flip, bias, g, y, U=None, m=None):
+    """``_forward`` by Winograd F(m x m, 3x3): pack, input transform, (m + 2)^2 GEMMs, output transform
+    (straight into the rows of ``y``).
 
     ``U`` is the transformed filter of all output channels when prepared beforehand (for tile ``m``)."""
     if m is None:
@@ -504,10 +522,7 @@ def _wino_forward(x, w, flip, bias, g, y, U=None, m=None):
     plan = _plan(g, y.itemsize, wino=_wino_cap(g), tile=m)
     L = g.Ho * g.Wo
     tw = -(-g.Wo // m)
-    y3 = y.reshape(g.N, g.K, L)
     dt = y.dtype
-    has_bias = bias is not None
-    b = bias if has_bias else np.zeros(1, dt)
     prepared = U is not None
     if not prepared and not plan.channel_split:
         U = _wino_weights(w, flip, 0, g.K, g.C, dt, "U", m)
@@ -523,12 +538,14 @@ def _wino_forward(x, w, flip, bias, g, y, U=None, m=None):
                 Uu = _wino_weights(w, flip, k0, k1, g.C, dt, "w", m)
             else:
                 Uu = U
-            T, _, V = _wino_input(x, n0, n1, a0, a1, tw, m, g.ph, g.pw, dt)
+            T, _, V = _wino_input(x, nhwc, n0, n1, a0, a1, tw, m, g.ph, g.pw, dt)
             M3, M = _planes("M", T, kk, dt, a * a)
             np.matmul(V, Uu, out=M)
-            out = _scratch("out", R * kk, dt).reshape(R, kk)
+            p0 = n0 * L + oh0 * g.Wo
+            out = y[p0:p0 + R, k0:k1]
             wino_output(M3, m, tw, _AT[m][dt.type], oh0, oh1, g.Wo, out, _scratch("wo", m * a * kk, dt))
-            store_rows(out, y3, n0 * L + oh0 * g.Wo, k0, b, has_bias)
+            if bias is not None:
+                out += bias[k0:k1]
 
     run_blocks(task, len(plan.tasks))
     return y
@@ -578,8 +595,9 @@ def _wino_weights(w, flip, k0, k1, cin, dtype, slot, m=2):
     return U
 
 
-def _wino_backward_weight(gy, x, g, gw):
-    """Weight gradient by Winograd: S[xi] = sum over tiles of Gy[xi]^T V[xi], then gw = G^T S G."""
+def _wino_backward_weight(gy, gy_nhwc, x, x_nhwc, g, gw):
+    """Weight gradient by Winograd: S[xi] = sum over tiles of Gy[xi]^T V[xi], then gw = G^T S G.
+    ``gy`` and ``x`` are each NCHW or (``*_nhwc``) channels-last (N, H, W, C)."""
     m = _wino_tile(g, grad=True)
     a = m + 2
     P = a * a
@@ -592,10 +610,10 @@ def _wino_backward_weight(gy, x, g, gw):
         acc = None if plan.channel_split else np.empty((P, g.K, g.C), dt)
         for u, (n0, n1, a0, a1, k0, k1) in enumerate(plan.tasks[t]):
             nb, kk = n1 - n0, k1 - k0
-            T, _, V = _wino_input(x, n0, n1, a0, a1, tw, m, g.ph, g.pw, dt)
+            T, _, V = _wino_input(x, x_nhwc, n0, n1, a0, a1, tw, m, g.ph, g.pw, dt)
             gs = _scratch("gs", nb * m * (a1 - a0) * m * tw * g.K, dt)
             gs = gs.reshape(nb, m * (a1 - a0), m * tw, g.K)
-            wino_pack(gy, n0, n1, m * a0, 0, 0, gs)
+            (wino_pack_nhwc if gy_nhwc else wino_pack)(gy, n0, n1, m * a0, 0, 0, gs)
             G3, Gy = _planes("M", T, g.K, dt, P)
             wino_tiles(gs, m, tw, T, _A[m][dt.type], G3, _scratch("wt", a * m * tw * g.K, dt))
             Gk = Gy[:, :, k0:k1].transpose(0, 2, 1)
@@ -717,6 +735,21 @@ def _col_backward_weight(gy, x, g, gw):
     return gw
 
 
+def _layout(a, dt):
+    """``a`` as a C-contiguous array of dtype ``dt``, without changing its memory order: (the NHWC
+    array, True) when ``a`` is channels-last, else (the NCHW array, False)."""
+    a = np.asarray(a)
+    if channels_last(a):
+        return np.ascontiguousarray(a.transpose(0, 2, 3, 1), dt), True
+    return np.ascontiguousarray(a, dt), False
+
+
+def _rows_output(N, K, Ho, Wo, dt):
+    """A new output of the row paths: its channels-last rows (N * Ho * Wo, K) and its NCHW view."""
+    rows = np.empty((N * Ho * Wo, K), dt)
+    return rows, from_nhwc_rows(rows, (N, K, Ho, Wo))
+
+
 def _check_bias(bias, g, dt):
     if bias is None:
         return None
@@ -733,6 +766,11 @@ def conv2d_forward(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
     x (N, C, H, W), w (K, C/groups, kh, kw), bias (K,) or None; stride, padding, dilation: an int
     or a pair. Returns (N, K, Ho, Wo) in the inputs' float dtype. Deterministic with any number of
     threads.
+
+    Memory layout: x may be C-contiguous (NCHW) or channels-last (NHWC memory under the NCHW shape,
+    as ``x.transpose(0, 2, 3, 1)`` C-contiguous); the result is channels-last, except on the column
+    path (few taps: ``C * kh * kw <= 32``), which makes NCHW. Channels-last is what the GEMMs produce
+    and what the next convolution reads, so a chain of convolutions never transposes its activations.
     """
     g = _geometry(np.shape(x), np.shape(w), stride, padding, dilation, groups)
     dt = _dtype(x, w)
@@ -743,13 +781,16 @@ def conv2d_forward(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if g.C == 0:
         y[...] = 0 if bias is None else bias.reshape(-1, 1, 1)
         return y
-    x = np.ascontiguousarray(x, dt)
     w = np.ascontiguousarray(w, dt)
     if _columns_path(g):
-        return _col_forward(x, w, bias, g, y)
+        return _col_forward(np.ascontiguousarray(x, dt), w, bias, g, y)
+    x, nhwc = _layout(x, dt)
+    rows, y = _rows_output(g.N, g.K, g.Ho, g.Wo, dt)
     if _winograd(g):
-        return _wino_forward(x, w, False, bias, g, y)
-    return _forward(x, w, False, bias, g, y)
+        _wino_forward(x, nhwc, w, False, bias, g, rows)
+    else:
+        _forward(x, nhwc, w, False, bias, g, rows)
+    return y
 
 
 class Conv2dPrepared:
@@ -788,22 +829,24 @@ class Conv2dPrepared:
     def __call__(self, x, residual=None, relu=False):
         """conv(x) [+ residual] [then ReLU] for x (N, C, H, W); residual has the output's shape."""
         g = _geometry(np.shape(x), self.w.shape, *self.geometry)
-        y = np.empty(g.out_shape, self.dtype)
-        if g.C == 0:
+        if g.C == 0 or g.N * g.K * g.Ho * g.Wo == 0:
+            y = np.empty(g.out_shape, self.dtype)
             y[...] = 0 if self.bias is None else self.bias.reshape(-1, 1, 1)
-        elif y.size:
-            x = np.ascontiguousarray(x, self.dtype)
-            if self.path == "columns":
-                _col_forward(x, self.w, self.bias, g, y, self.prepared)
-            elif self.path == "winograd":
+        elif self.path == "columns":
+            y = np.empty(g.out_shape, self.dtype)
+            _col_forward(np.ascontiguousarray(x, self.dtype), self.w, self.bias, g, y, self.prepared)
+        else:
+            x, nhwc = _layout(x, self.dtype)
+            rows, y = _rows_output(g.N, g.K, g.Ho, g.Wo, self.dtype)
+            if self.path == "winograd":
                 m = _wino_tile(g)
                 U = self.prepared.get(m)
                 if U is None:
                     U = _wino_weights(self.w, False, 0, g.K, g.C, self.dtype, "U", m).copy()
                     self.prepared[m] = U
-                _wino_forward(x, self.w, False, self.bias, g, y, U, m)
+                _wino_forward(x, nhwc, self.w, False, self.bias, g, rows, U, m)
             else:
-                _forward(x, self.w, False, self.bias, g, y, self.prepared)
+                _forward(x, nhwc, self.w, False, self.bias, g, rows, self.prepared)
         if residual is not None:
             if np.shape(residual) != y.shape:
                 raise ValueError(f"conv2d: residual shape {np.shape(residual)} does not match the output "
@@ -817,7 +860,8 @@ class Conv2dPrepared:
 def conv2d_backward_input(gy, w, x_shape, stride=1, padding=0, dilation=1, groups=1):
     """The gradient with respect to the input of ``conv2d_forward``: its exact transpose.
 
-    gy (N, K, Ho, Wo), w (K, C/groups, kh, kw); returns (N, C, H, W) = ``x_shape``.
+    gy (N, K, Ho, Wo), w (K, C/groups, kh, kw); returns (N, C, H, W) = ``x_shape``, channels-last
+    for stride 1 except on the column path (as ``conv2d_forward``).
     """
     g = _geometry(x_shape, np.shape(w), stride, padding, dilation, groups)
     _check_gy(gy, g, "conv2d_backward_input")
@@ -828,18 +872,22 @@ def conv2d_backward_input(gy, w, x_shape, stride=1, padding=0, dilation=1, group
     if gy.size == 0:
         gx[...] = 0
         return gx
-    gy = np.ascontiguousarray(gy, dt)
     w = np.ascontiguousarray(w, dt)
     if _columns_path(g):
-        return _col_backward_input(gy, w, g, gx)
+        return _col_backward_input(np.ascontiguousarray(gy, dt), w, g, gx)
     if g.sh == 1 and g.sw == 1:
-        # The correlation of gy with the flipped filter, in and out channels swapped per group.
+        # The correlation of gy with the flipped filter, in and out channels swapped per group
+        # (channels-last, as the forward).
         pad = (g.dh * (g.kh - 1) - g.ph, g.dw * (g.kw - 1) - g.pw)
-        gt = _geometry(gy.shape, (g.C, g.Kg, g.kh, g.kw), 1, pad, (g.dh, g.dw), g.G, internal=True)
+        gt = _geometry(np.shape(gy), (g.C, g.Kg, g.kh, g.kw), 1, pad, (g.dh, g.dw), g.G, internal=True)
+        gy, nhwc = _layout(gy, dt)
+        rows, gx = _rows_output(g.N, g.C, g.H, g.W, dt)
         if _winograd(gt):
-            return _wino_forward(gy, w, True, None, gt, gx)
-        return _forward(gy, w, True, None, gt, gx)
-    return _backward_input_col2im(gy, w, g, gx)
+            _wino_forward(gy, nhwc, w, True, None, gt, rows)
+        else:
+            _forward(gy, nhwc, w, True, None, gt, rows)
+        return gx
+    return _backward_input_col2im(np.ascontiguousarray(gy, dt), w, g, gx)
 
 
 def _backward_input_col2im(gy, w, g, gx):
@@ -886,12 +934,13 @@ def conv2d_backward_weight(gy, x, w_shape, stride=1, padding=0, dilation=1, grou
     if gy.size == 0 or x.size == 0:
         gw[...] = 0
         return gw
-    gy = np.ascontiguousarray(gy, dt)
-    x = np.ascontiguousarray(x, dt)
     if _columns_path(g):
-        return _col_backward_weight(gy, x, g, gw)
+        return _col_backward_weight(np.ascontiguousarray(gy, dt), np.ascontiguousarray(x, dt), g, gw)
+    x, x_nhwc = _layout(x, dt)
     if _winograd(g):
-        return _wino_backward_weight(gy, x, g, gw)
+        gy, gy_nhwc = _layout(gy, dt)
+        return _wino_backward_weight(gy, gy_nhwc, x, x_nhwc, g, gw)
+    gy = np.ascontiguousarray(gy, dt)
     plan = _plan(g, np.dtype(dt).itemsize, max_tasks=MAX_SUM_TASKS)
     L = g.Ho * g.Wo
     gy3 = gy.reshape(g.N, g.K, L)
@@ -903,7 +952,7 @@ def conv2d_backward_weight(gy, x, w_shape, stride=1, padding=0, dilation=1, grou
             n0, n1, oh0, oh1, k0, k1 = unit
             b, lr, kk = n1 - n0, (oh1 - oh0) * g.Wo, k1 - k0
             ls = slice(oh0 * g.Wo, oh1 * g.Wo)
-            h0, xv = _pack(x, g, unit)
+            h0, xv = _pack(x, g, unit, x_nhwc)
             for gi in range(g.G):
                 ks = slice(gi * g.Kg + k0, gi * g.Kg + k1)
                 if b == 1:
@@ -941,10 +990,12 @@ def conv2d_backward_bias(gy):
     if gy.ndim != 4:
         raise ValueError(f"conv2d_backward_bias: output gradient must be 4-D, got shape {gy.shape}")
     dt = _dtype(gy)
-    gy = np.ascontiguousarray(gy, dt)
     N, K = gy.shape[:2]
     if gy.size == 0:
         return np.zeros(K, dt)
+    if channels_last(gy):  # column sums of the (pixels, K) rows
+        return column_sums(nhwc_rows(gy, dt)).astype(dt)
+    gy = np.ascontiguousarray(gy, dt)
     sums = np.empty(K)
     channel_sums(gy.reshape(N, K, -1), sums)
     return sums.astype(dt)

@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from freenet.kernels import norm as _norm
+from freenet.kernels.layout import empty_in_layout, flat_like
 from freenet.kernels.norm import batch_norm_backward_reference
 
 CHUNK = 1 << 14  # elements per block of the flat elementwise kernels; fixed, not per thread
@@ -124,10 +125,9 @@ def relu_forward(x):
     """max(x, 0) (NaN stays NaN), in parallel over fixed chunks."""
     x = np.asarray(x)
     _check_float("relu_forward", x, "input")
-    xf = np.ascontiguousarray(x).reshape(-1)
-    y = np.empty_like(xf)
-    relu_flat(xf, y)
-    return y.reshape(x.shape)
+    y, yf = empty_in_layout(x, x.dtype)
+    relu_flat(flat_like(x, x, x.dtype), yf)
+    return y
 
 
 def relu_backward(gy, y):
@@ -142,10 +142,9 @@ def add_relu_forward(x, residual):
     _check_float(fn, x, "input")
     if residual.shape != x.shape:
         raise ValueError(f"{fn}: residual has shape {residual.shape}, input has shape {x.shape}")
-    xf = np.ascontiguousarray(x).reshape(-1)
-    y = np.empty_like(xf)
-    add_relu_flat(xf, np.ascontiguousarray(residual, dtype=x.dtype).reshape(-1), y)
-    return y.reshape(x.shape)
+    y, yf = empty_in_layout(x, x.dtype)
+    add_relu_flat(flat_like(x, x, x.dtype), flat_like(residual, x, x.dtype), yf)
+    return y
 
 
 def add_relu_backward(gy, y):
@@ -155,10 +154,9 @@ def add_relu_backward(gy, y):
     _check_float(fn, gy, "gradient")
     if y.shape != gy.shape:
         raise ValueError(f"{fn}: output has shape {y.shape}, gradient has shape {gy.shape}")
-    gf = np.ascontiguousarray(gy).reshape(-1)
-    gx = np.empty_like(gf)
-    relu_grad_flat(gf, np.ascontiguousarray(y, dtype=gy.dtype).reshape(-1), gx)
-    return gx.reshape(gy.shape)
+    gx, gxf = empty_in_layout(y, gy.dtype)  # in the layout of the forward's output
+    relu_grad_flat(flat_like(gy, y, gy.dtype), flat_like(y, y, gy.dtype), gxf)
+    return gx
 
 
 def batch_norm_relu_train_forward(x, gamma, beta, eps=1e-5):

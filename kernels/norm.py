@@ -17,6 +17,8 @@ The core kernels also serve the fused BN + ReLU and BN + add + ReLU passes in ``
 import numpy as np
 from numba import njit, prange
 
+from freenet.kernels.layout import channels_last, from_nhwc_rows, nhwc_rows
+
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -332,6 +334,121 @@ def _channel_sums(g, out):
             out[c0 + ci] = channel_total(acc, ci, nc, size)
 
 
+# Channels-last (NHWC) inputs, as the convolutions produce: x is viewed as rows x2 (pixels, C), a
+# channel per column. Rows go in blocks of ROW_BLOCK (fixed); a prange over blocks sums each block's
+# rows in order into per-channel float64 partials (the loop over channels vectorises), the partials
+# are added in block order, and a second prange applies the result. The bits do not depend on the
+# thread count (they differ from the NCHW kernels', which sum in another order).
+
+ROW_BLOCK = 128
+
+
+def _rows_stats(x2, shift, a1, a2):
+    """Per row block b: a1[b] += sum of (x - shift), a2[b] += sum of (x - shift)^2, per channel
+    (a1, a2 (blocks, C) zeroed by the caller)."""
+    rows, channels = x2.shape
+    for blk in prange(a1.shape[0]):
+        s1 = a1[blk]
+        s2 = a2[blk]
+        for r in range(blk * ROW_BLOCK, min(rows, (blk + 1) * ROW_BLOCK)):
+            xr = x2[r]
+            for c in range(channels):
+                d = np.float64(xr[c]) - shift[c]
+                s1[c] += d
+                s2[c] += d * d
+
+
+def _rows_sums(x2, a1):
+    """Per row block b: a1[b] += the sum of its rows, per channel, in float64 (a1 zeroed)."""
+    rows, channels = x2.shape
+    for blk in prange(a1.shape[0]):
+        s1 = a1[blk]
+        for r in range(blk * ROW_BLOCK, min(rows, (blk + 1) * ROW_BLOCK)):
+            xr = x2[r]
+            for c in range(channels):
+                s1[c] += np.float64(xr[c])
+
+
+def _rows_affine(x2, mu, scale, b, r2, mode, y2):
+    """y = (x - mu) * scale + b per channel in float64; mode 1: then ReLU, 2: + r then ReLU."""
+    rows, channels = x2.shape
+    for blk in prange((rows + ROW_BLOCK - 1) // ROW_BLOCK):
+        for r in range(blk * ROW_BLOCK, min(rows, (blk + 1) * ROW_BLOCK)):
+            xr = x2[r]
+            yr = y2[r]
+            if mode == 0:
+                for c in range(channels):
+                    yr[c] = (np.float64(xr[c]) - mu[c]) * scale[c] + b[c]
+            elif mode == 1:
+                for c in range(channels):
+                    z = (np.float64(xr[c]) - mu[c]) * scale[c] + b[c]
+                    yr[c] = 0.0 if z < 0.0 else z
+            else:
+                rr = r2[r]
+                for c in range(channels):
+                    z = (np.float64(xr[c]) - mu[c]) * scale[c] + b[c] + np.float64(rr[c])
+                    yr[c] = 0.0 if z < 0.0 else z
+
+
+def _rows_grad_sums(gy2, x2, y2, use_mask, mu, gres2, write_gres, a1, a2):
+    """Per row block: a1 += sum of g, a2 += sum of g * (x - mu), per channel (a1, a2 zeroed by the
+    caller); g = gy, zero where y <= 0 with ``use_mask`` (that g also stored in gres with
+    ``write_gres``)."""
+    rows, channels = x2.shape
+    for blk in prange(a1.shape[0]):
+        s1 = a1[blk]
+        s2 = a2[blk]
+        for r in range(blk * ROW_BLOCK, min(rows, (blk + 1) * ROW_BLOCK)):
+            gr = gy2[r]
+            xr = x2[r]
+            if use_mask:
+                yr = y2[r]
+                if write_gres:
+                    tr = gres2[r]
+                    for c in range(channels):
+                        v = gr[c] if yr[c] > 0 else 0
+                        tr[c] = v
+                        s1[c] += np.float64(v)
+                        s2[c] += np.float64(v) * (np.float64(xr[c]) - mu[c])
+                else:
+                    for c in range(channels):
+                        v = np.float64(gr[c]) if yr[c] > 0 else 0.0
+                        s1[c] += v
+                        s2[c] += v * (np.float64(xr[c]) - mu[c])
+            else:
+                for c in range(channels):
+                    v = np.float64(gr[c])
+                    s1[c] += v
+                    s2[c] += v * (np.float64(xr[c]) - mu[c])
+
+
+def _rows_grad_apply(gy2, x2, y2, use_mask, mu, k_, mean_g, coef, gx2):
+    """gx = k * (g - mean_g - (x - mu) * coef) per channel in float64 (g masked as in the sums)."""
+    rows, channels = x2.shape
+    for blk in prange((rows + ROW_BLOCK - 1) // ROW_BLOCK):
+        for r in range(blk * ROW_BLOCK, min(rows, (blk + 1) * ROW_BLOCK)):
+            gr = gy2[r]
+            xr = x2[r]
+            out = gx2[r]
+            if use_mask:
+                yr = y2[r]
+                for c in range(channels):
+                    v = np.float64(gr[c]) if yr[c] > 0 else 0.0
+                    out[c] = k_[c] * (v - mean_g[c] - (np.float64(xr[c]) - mu[c]) * coef[c])
+            else:
+                for c in range(channels):
+                    out[c] = k_[c] * (np.float64(gr[c]) - mean_g[c] - (np.float64(xr[c]) - mu[c]) * coef[c])
+
+
+def _block_total(a, out):
+    """out[c] = the sum of a[:, c], block after block."""
+    for c in range(out.shape[0]):
+        out[c] = 0.0
+    for blk in range(a.shape[0]):
+        for c in range(out.shape[0]):
+            out[c] += a[blk, c]
+
+
 channel_block = njit(cache=True)(_channel_block)
 lanes = njit(cache=True)(_lanes)
 acc_sum = njit(cache=True)(_acc_sum)
@@ -347,6 +464,12 @@ bn_train_forward = njit(cache=True, parallel=True)(_bn_train_forward)
 bn_backward = njit(cache=True, parallel=True)(_bn_backward)
 affine_channels = njit(cache=True, parallel=True)(_affine_channels)
 channel_sums = njit(cache=True, parallel=True)(_channel_sums)
+rows_stats = njit(cache=True, parallel=True)(_rows_stats)
+rows_sums = njit(cache=True, parallel=True)(_rows_sums)
+rows_affine = njit(cache=True, parallel=True)(_rows_affine)
+rows_grad_sums = njit(cache=True, parallel=True)(_rows_grad_sums)
+rows_grad_apply = njit(cache=True, parallel=True)(_rows_grad_apply)
+block_total = njit(cache=True)(_block_total)
 
 
 def lane_table(values, channels, size):
@@ -400,8 +523,48 @@ def check_train_count(fn, shape):
                          f"of shape {shape}")
 
 
+def _rows_train_forward(x, g, b, eps, residual, mode):
+    """``train_forward`` of a channels-last x: (y channels-last, mean, invstd)."""
+    shape = x.shape
+    x2 = nhwc_rows(x, x.dtype)
+    channels = shape[1]
+    r2 = x2 if residual is None else nhwc_rows(residual, x.dtype)
+    blocks = -(-x2.shape[0] // ROW_BLOCK)
+    shift = x2[0].astype(np.float64)
+    a1, a2 = np.zeros((blocks, channels)), np.zeros((blocks, channels))
+    rows_stats(x2, shift, a1, a2)
+    s1, s2 = np.empty(channels), np.empty(channels)
+    block_total(a1, s1)
+    block_total(a2, s2)
+    count = x2.shape[0]
+    m1 = s1 / count
+    var = np.maximum(s2 / count - m1 * m1, 0.0)
+    mean = shift + m1
+    invstd = 1.0 / np.sqrt(var + eps)
+    y2 = np.empty_like(x2)
+    rows_affine(x2, mean, g * invstd, b, r2, mode, y2)
+    return from_nhwc_rows(y2, shape), mean, invstd
+
+
+def column_sums(rows):
+    """The float64 sums of the columns of the C-contiguous 2-D ``rows`` (per channel of channels-last
+    rows): row blocks in parallel, each summed in order, the blocks added in order."""
+    a1 = np.zeros((-(-rows.shape[0] // ROW_BLOCK), rows.shape[1]))
+    rows_sums(rows, a1)
+    out = np.empty(rows.shape[1])
+    block_total(a1, out)
+    return out
+
+
 def train_forward(fn, x, gamma, beta, eps, residual, relu):
     shape = np.shape(x)
+    if channels_last(x) and x.dtype in _FLOAT_DTYPES:
+        check_train_count(fn, shape)
+        if residual is not None and np.shape(residual) != shape:
+            raise ValueError(f"{fn}: residual has shape {np.shape(residual)}, expected {shape}")
+        return _rows_train_forward(x, channel_param(fn, gamma, "gamma", shape[1], 1.0),
+                                   channel_param(fn, beta, "beta", shape[1], 0.0), float(eps), residual,
+                                   2 if residual is not None else (1 if relu else 0))
     x3 = as_ncs(fn, x)
     check_train_count(fn, shape)
     channels = x3.shape[1]
@@ -419,9 +582,48 @@ def train_forward(fn, x, gamma, beta, eps, residual, relu):
     return y.reshape(shape), mean, invstd
 
 
+def _rows_backward(gy, y, x, gm, mu, inv, write_gres):
+    """``backward`` of a channels-last x: gx (and gres) channels-last, float64 ggamma and gbeta."""
+    shape = x.shape
+    dt = gy.dtype
+    g2 = nhwc_rows(gy, dt)
+    x2 = nhwc_rows(x, dt)
+    use_mask = y is not None
+    y2 = nhwc_rows(y, dt) if use_mask else g2
+    channels = shape[1]
+    blocks = -(-x2.shape[0] // ROW_BLOCK)
+    gres2 = np.empty_like(g2) if write_gres else g2
+    a1, a2 = np.zeros((blocks, channels)), np.zeros((blocks, channels))
+    rows_grad_sums(g2, x2, y2, use_mask, mu, gres2, write_gres, a1, a2)
+    sum_g, sum_gx = np.empty(channels), np.empty(channels)
+    block_total(a1, sum_g)
+    block_total(a2, sum_gx)
+    count = x2.shape[0]
+    gx2 = np.empty_like(g2)
+    rows_grad_apply(g2, x2, y2, use_mask, mu, gm * inv, sum_g / count, sum_gx * inv * inv / count, gx2)
+    out = (from_nhwc_rows(gx2, shape),)
+    if write_gres:
+        out += (from_nhwc_rows(gres2, shape),)
+    return out + (sum_gx * inv, sum_g)
+
+
 def backward(fn, gy, y, x, gamma, mean, invstd, write_gres):
     x = np.asarray(x)
     shape = x.shape
+    if channels_last(x) and x.dtype in _FLOAT_DTYPES:
+        if np.shape(gy) != shape:
+            raise ValueError(f"{fn}: gradient has shape {np.shape(gy)}, input has shape {shape}")
+        if y is not None and np.shape(y) != shape:
+            raise ValueError(f"{fn}: output has shape {np.shape(y)}, expected {shape}")
+        gy = np.asarray(gy)
+        if gy.dtype not in _FLOAT_DTYPES:
+            raise TypeError(f"{fn}: expected float32 or float64 gradient, got {gy.dtype}")
+        channels = shape[1]
+        *grads, ggamma, gbeta = _rows_backward(
+            gy, y, x, channel_param(fn, gamma, "gamma", channels, 1.0),
+            channel_param(fn, mean, "mean", channels, 0.0), channel_param(fn, invstd, "invstd", channels, 1.0),
+            write_gres)
+        return tuple(grads) + (ggamma.astype(gy.dtype), gbeta.astype(gy.dtype))
     g3 = as_ncs(fn, gy, "gradient")
     if g3.shape[:2] != shape[:2] or np.shape(gy) != shape:
         raise ValueError(f"{fn}: gradient has shape {np.shape(gy)}, input has shape {shape}")
@@ -462,13 +664,18 @@ def batch_norm_eval_forward(x, running_mean, running_var, gamma, beta, eps=1e-5)
     """Inference-mode batch norm with running statistics (per-channel affine map)."""
     fn = "batch_norm_eval_forward"
     shape = np.shape(x)
-    x3 = as_ncs(fn, x)
+    x3 = x if channels_last(x) and x.dtype in _FLOAT_DTYPES else as_ncs(fn, x)
     channels = x3.shape[1]
     mu = channel_param(fn, running_mean, "running_mean", channels, 0.0)
     var = channel_param(fn, running_var, "running_var", channels, 1.0)
     g = channel_param(fn, gamma, "gamma", channels, 1.0)
     b = channel_param(fn, beta, "beta", channels, 0.0)
     scale = g / np.sqrt(var + float(eps))
+    if x3 is x:  # channels-last: per-channel rows
+        x2 = nhwc_rows(x, x.dtype)
+        y2 = np.empty_like(x2)
+        rows_affine(x2, mu, scale, b, x2, 0, y2)
+        return from_nhwc_rows(y2, shape)
     size = x3.shape[2]
     y = np.empty_like(x3)
     affine_channels(x3, lane_table(mu, channels, size), lane_table(scale, channels, size),

@@ -16,6 +16,7 @@ only with dilation) gives -inf and index -1, and no gradient.
 import numpy as np
 from numba import njit, prange
 
+from freenet.kernels.layout import channels_last, from_nhwc_rows, nhwc_rows
 from freenet.kernels.norm import acc_sum, lane_total
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -196,6 +197,64 @@ def _max_pool_backward_planes(gy, idx, gx, bad):
                     bad[p] = 1
 
 
+def _max_pool_2x2_nhwc(x, y, idx):
+    """``_max_pool_2x2_plane`` on channels-last data, x (N, H, W, C) -> y, idx (N, Ho, Wo, C), the loop
+    over channels innermost: the same candidates in the same order, the same rule, the same bits."""
+    width = x.shape[2]
+    channels = x.shape[3]
+    out_h, out_w = y.shape[1], y.shape[2]
+    for it in prange(y.shape[0] * out_h):
+        n = it // out_h
+        oh = it - n * out_h
+        r0 = x[n, 2 * oh]
+        r1 = x[n, 2 * oh + 1]
+        base = 2 * oh * width
+        for ow in range(out_w):
+            a = r0[2 * ow]
+            b = r0[2 * ow + 1]
+            c = r1[2 * ow]
+            d = r1[2 * ow + 1]
+            yo = y[n, oh, ow]
+            io = idx[n, oh, ow]
+            w0 = base + 2 * ow
+            for ch in range(channels):
+                best = a[ch]
+                where = w0
+                v = b[ch]
+                take = (v > best) | (v != v)
+                best = v if take else best
+                where = w0 + 1 if take else where
+                v = c[ch]
+                take = (v > best) | (v != v)
+                best = v if take else best
+                where = w0 + width if take else where
+                v = d[ch]
+                take = (v > best) | (v != v)
+                best = v if take else best
+                where = w0 + width + 1 if take else where
+                yo[ch] = best
+                io[ch] = where
+
+
+def _max_pool_backward_nhwc(gy, idx, gx, bad):
+    """``_max_pool_backward_planes`` on channels-last data: gy, idx (N, Ho * Wo, C) into gx (N, H * W, C),
+    zeroed by the caller; one image per prange iteration, its outputs in order (the same sums as per
+    plane)."""
+    images, outs, channels = gy.shape
+    size = gx.shape[1]
+    for n in prange(images):
+        out = gx[n]
+        for o in range(outs):
+            g = gy[n, o]
+            ir = idx[n, o]
+            for ch in range(channels):
+                where = ir[ch]
+                if 0 <= where < size:
+                    out[where, ch] += g[ch]
+                elif where != -1:
+                    bad[n] = 1
+
+
 PLANE_BLOCK = 8  # planes per prange iteration where scratch memory is reused across planes
 
 
@@ -311,6 +370,8 @@ max_pool_planes = njit(cache=True, parallel=True)(_max_pool_planes)
 max_pool_2x2_plane = njit(cache=True)(_max_pool_2x2_plane)
 max_pool_2x2_planes = njit(cache=True, parallel=True)(_max_pool_2x2_planes)
 max_pool_backward_planes = njit(cache=True, parallel=True)(_max_pool_backward_planes)
+max_pool_2x2_nhwc = njit(cache=True, parallel=True)(_max_pool_2x2_nhwc)
+max_pool_backward_nhwc = njit(cache=True, parallel=True)(_max_pool_backward_nhwc)
 avg_pool_plane = njit(cache=True)(_avg_pool_plane)
 avg_pool_planes = njit(cache=True, parallel=True)(_avg_pool_planes)
 avg_pool_backward_plane = njit(cache=True)(_avg_pool_backward_plane)
@@ -333,6 +394,10 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1):
     2^31 values or more; shape of y) is the index ``h * W + w`` of each maximum within its (n, c)
     input plane, -1 for a window wholly in the padding."""
     fn = "max_pool2d_forward"
+    if channels_last(x) and x.dtype in _FLOAT_DTYPES and _pair(kernel_size, "kernel_size") == (2, 2) \
+            and stride in (None, 2, (2, 2), [2, 2]) and padding in (0, (0, 0), [0, 0]) \
+            and dilation in (1, (1, 1), [1, 1]):
+        return _max_pool_2x2_channels_last(x, fn)
     planes, lead = _as_planes(x, fn)
     k, s, p, d, out = _pool_geometry(fn, lead + planes.shape[1:], kernel_size, stride, padding,
                                      dilation)
@@ -347,6 +412,17 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1):
     return y.reshape(lead + out), idx.reshape(lead + out)
 
 
+def _max_pool_2x2_channels_last(x, fn):
+    """``max_pool2d_forward`` (2x2, stride 2) of a channels-last x: y and argmax channels-last."""
+    N, C, H, W = x.shape
+    out = _pool_geometry(fn, x.shape, 2, 2, 0)[-1]  # (with the general path's errors)
+    x4 = x.transpose(0, 2, 3, 1)
+    y = np.empty((N,) + out + (C,), x.dtype)
+    idx = np.empty(y.shape, _index_dtype(H * W))
+    max_pool_2x2_nhwc(x4, y, idx)
+    return y.transpose(0, 3, 1, 2), idx.transpose(0, 3, 1, 2)
+
+
 def max_pool2d_backward(gy, argmax, x_shape):
     """Gradient of ``max_pool2d_forward``: each output's gradient goes to its argmax input."""
     fn = "max_pool2d_backward"
@@ -356,9 +432,24 @@ def max_pool2d_backward(gy, argmax, x_shape):
         raise TypeError(f"{fn}: argmax must hold integers, got {argmax.dtype}")
     if argmax.ndim != len(x_shape) or argmax.shape[:-2] != x_shape[:-2]:
         raise ValueError(f"{fn}: argmax shape {argmax.shape} does not fit input shape {x_shape}")
-    g = _grad_planes(fn, gy, argmax.shape)
     size = x_shape[-2] * x_shape[-1]
     dtype = argmax.dtype if argmax.dtype in (np.int32, np.int64) else np.int64
+    if channels_last(argmax):  # from the channels-last forward: a channels-last gradient
+        gy = np.asarray(gy)
+        if gy.dtype not in _FLOAT_DTYPES:
+            raise TypeError(f"{fn}: expected float32 or float64 gradient, got {gy.dtype}")
+        if gy.shape != argmax.shape:
+            raise ValueError(f"{fn}: gradient has shape {gy.shape}, expected {argmax.shape}")
+        N, C = argmax.shape[:2]
+        g3 = nhwc_rows(gy, gy.dtype).reshape(N, -1, C)
+        i3 = nhwc_rows(argmax, dtype).reshape(N, -1, C)
+        gx = np.zeros((N, size, C), gy.dtype)
+        bad = np.zeros(N, np.uint8)
+        max_pool_backward_nhwc(g3, i3, gx, bad)
+        if bad.any():
+            raise ValueError(f"{fn}: argmax holds indices outside [-1, {size}) for input {x_shape}")
+        return from_nhwc_rows(gx.reshape(-1, C), x_shape)
+    g = _grad_planes(fn, gy, argmax.shape)
     idx = np.ascontiguousarray(argmax, dtype=dtype).reshape(g.shape)
     gx = np.empty((g.shape[0], size), dtype=g.dtype)
     bad = np.zeros(g.shape[0], np.uint8)

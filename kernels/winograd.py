@@ -119,6 +119,32 @@ def _wino_pack(x, n0, n1, r0, ph, pw, out):
                         dst[s, c] = src2[c, s - pw]
 
 
+def _wino_pack_nhwc(x, n0, n1, r0, ph, pw, out):
+    """``wino_pack`` of a channels-last x (N, H, W, C): out[b, r, s] = x[n0 + b, r0 + r - ph, s - pw]."""
+    H, W, C = x.shape[1], x.shape[2], x.shape[3]
+    Wt = out.shape[2]
+    s0 = min(max(pw, 0), Wt)  # columns [s0, s1) hold the image
+    s1 = max(min(W + pw, Wt), s0)
+    for b in range(n1 - n0):
+        for r in range(out.shape[1]):
+            dst = out[b, r].reshape(Wt * C)
+            ih = r0 + r - ph
+            if ih < 0 or ih >= H:
+                for e in range(Wt * C):
+                    dst[e] = 0
+                continue
+            head = dst[:s0 * C]
+            for e in range(s0 * C):
+                head[e] = 0
+            tail = dst[s1 * C:]
+            for e in range((Wt - s1) * C):
+                tail[e] = 0
+            src = x[n0 + b, ih].reshape(W * C)[(s0 - pw) * C:(s1 - pw) * C]
+            inner = dst[s0 * C:s1 * C]
+            for e in range((s1 - s0) * C):
+                inner[e] = src[e]
+
+
 # The transforms run in two passes (rows, then columns), each a few loops ``out += coef * in`` over
 # channels, which read one array and write another: a single loop writing many planes needs more
 # runtime alias checks than LLVM allows, and stays scalar. No views are made inside the loops (each
@@ -239,5 +265,6 @@ def _wino_output(M, m, tw, AT, oh0, oh1, Wo, out, tmp):
 
 
 wino_pack = njit(cache=True, nogil=True)(_wino_pack)
+wino_pack_nhwc = njit(cache=True, nogil=True)(_wino_pack_nhwc)
 wino_tiles = njit(cache=True, nogil=True)(_wino_tiles)
 wino_output = njit(cache=True, nogil=True)(_wino_output)

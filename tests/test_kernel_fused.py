@@ -172,9 +172,10 @@ def test_batch_norm_relu_finite_differences(shape, seed, residual):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(6, 5, 13, 11), (97, 40), (2, 3, 40000)])
-def test_bitwise_identical_with_one_and_two_threads(dtype, shape):
+@pytest.mark.parametrize("layout", ["c", "transposed"])  # transposed 4-D: channels-last rows
+def test_bitwise_identical_with_one_and_two_threads(dtype, shape, layout):
     rng = np.random.default_rng(5)
-    x, r, gy = (make_array(rng, shape, dtype, "c", 2.0, 0.5) for _ in range(3))
+    x, r, gy = (make_array(rng, shape, dtype, layout, 2.0, 0.5) for _ in range(3))
     gamma, beta = rng.standard_normal(shape[1]), rng.standard_normal(shape[1])
 
     def run():

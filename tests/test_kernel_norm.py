@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from freenet.kernels import norm as N
+from freenet.kernels.layout import channels_last
 
 from kernel_cases import DTYPES, make_array, norm_shapes, tol, with_threads
 
@@ -126,10 +127,11 @@ def test_statistics_accurate_for_large_offset_float32():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(6, 5, 13, 11), (97, 40), (3, 7, 1000)])
-def test_bitwise_identical_with_one_and_two_threads(dtype, shape):
+@pytest.mark.parametrize("layout", ["c", "transposed"])  # transposed 4-D: channels-last rows
+def test_bitwise_identical_with_one_and_two_threads(dtype, shape, layout):
     rng = np.random.default_rng(11)
-    x = make_array(rng, shape, dtype, "c", 2.0, 1.0)
-    gy = make_array(rng, shape, dtype, "c")
+    x = make_array(rng, shape, dtype, layout, 2.0, 1.0)
+    gy = make_array(rng, shape, dtype, layout)
     gamma, beta = params(rng, shape[1], dtype, True)
 
     def run():
@@ -141,6 +143,10 @@ def test_bitwise_identical_with_one_and_two_threads(dtype, shape):
     one, two = with_threads(1, run), with_threads(2, run)
     for a, b in zip(one, two):
         assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    # a channels-last input takes the row kernels and gives channels-last outputs
+    rows = layout == "transposed" and len(shape) == 4
+    assert channels_last(x) == rows
+    assert channels_last(one[0]) == channels_last(one[3]) == channels_last(one[4]) == rows
 
 
 def test_errors_name_the_shapes():

@@ -6,6 +6,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from freenet.kernels import pool as P
+from freenet.kernels.layout import channels_last
 
 from kernel_cases import DTYPES, assert_same_bits, make_array, with_threads
 
@@ -71,6 +72,13 @@ def test_max_pool_2x2_stride_2_fast_path_matches_reference(h, w, lead, dtype, la
         y_ref, idx_ref = P.max_pool2d_forward_reference(x, 2, stride)
         np.testing.assert_array_equal(y, y_ref)
         np.testing.assert_array_equal(idx, idx_ref)
+        # a channels-last input (4-D, several channels) keeps its layout, forward and backward
+        kept = layout == "transposed" and len(lead) == 2 and lead[1] > 1
+        assert channels_last(y) == channels_last(idx) == kept
+        gy = make_array(rng, y.shape, dtype, layout)
+        gx = P.max_pool2d_backward(gy, idx, x.shape)
+        assert channels_last(gx) == kept
+        np.testing.assert_array_equal(gx, P.max_pool2d_backward_reference(gy, idx, x.shape))
 
 
 def test_max_pool_ties_first_wins_and_nan_as_torch():
@@ -216,11 +224,15 @@ def test_bitwise_identical_with_one_and_two_threads(dtype):
             a = P.avg_pool2d_forward(x, 3, 2, 1, False)
             ga = np.linspace(-1, 2, a.size).reshape(a.shape).astype(dtype)
             g = P.global_avg_pool2d_forward(x)
-            return (y, idx, P.max_pool2d_backward(gy, idx, shape), a,
+            y2, idx2 = P.max_pool2d_forward(x, 2)  # the channels-last 2x2 kernels
+            g2 = np.linspace(-1, 1, y2.size).reshape(y2.shape).astype(dtype)
+            return (y, idx, P.max_pool2d_backward(gy, idx, shape), a, y2, idx2,
+                    P.max_pool2d_backward(g2, idx2, shape),
                     P.avg_pool2d_backward(ga, shape, 3, 2, 1, False), g,
                     P.global_avg_pool2d_backward(g, shape))
         runs.append(with_threads(n, run))
     assert_same_bits(runs[0], runs[1])
+    assert all(channels_last(a) for a in runs[0][4:7])
 
 
 # ---------------------------------------------------------------------------------------------
