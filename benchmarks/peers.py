@@ -49,6 +49,9 @@ class Framework:
 
 
 FREENET = Framework("freenet", "freenet")
+# freenet given channels-last inputs (and gradients), as a layer inside a conv net gets them from
+# the layer before (its convolutions write channels-last): timed on the conv kernels only.
+FREENET_CL = Framework("freenet-cl", "freenet", channels_last=True)
 VARIANTS = {"torch": Framework("torch", "torch"), "torch-cl": Framework("torch-cl", "torch", channels_last=True),
             "torch-cuda": Framework("torch-cuda", "torch", device="cuda")}
 KNOWN = {"torch", "jax", "tinygrad"}
@@ -86,7 +89,7 @@ def _original_env():
 
 def expand(peers):
     """Peer names from the command line -> (frameworks to run, {name: reason it is not measured})."""
-    run, missing = [FREENET], {}
+    run, missing = [FREENET, FREENET_CL], {}
     for name in [p.strip() for p in peers if p.strip()]:
         base = name.split("-")[0]
         if base not in KNOWN:
@@ -115,6 +118,8 @@ def by_name(name):
     """The framework called ``name`` (freenet or a torch variant), for the probe's child process."""
     if name == "freenet":
         return FREENET
+    if name == "freenet-cl":
+        return FREENET_CL
     if name in VARIANTS:
         return VARIANTS[name]
     raise Unavailable(f"no framework called {name!r}")

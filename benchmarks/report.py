@@ -90,14 +90,14 @@ def group_md(data, group):
     if not rows:
         return ""
     names = [n for n in frameworks_of(data) if any(n in r["results"] for r in rows)]
-    peers = [n for n in names if n != "freenet"]
+    peers = [n for n in names if not n.startswith("freenet")]
     show_gflops = group != "engine"
     head = ["workload"] + [f"{n} median (min - max)" for n in names]
     if show_gflops:
         head += [f"{n} GFLOP/s" for n in names]
     if group == "network":
         head += ["freenet items/s"]
-    head += [f"freenet / {n}" for n in peers] + (["freenet / best torch CPU"] if len(peers) > 1 else [])
+    head += [f"freenet / {n}" for n in peers] + (["best freenet / best torch CPU"] if len(peers) > 1 else [])
     head += ["others' CPU"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -109,8 +109,11 @@ def group_md(data, group):
             cells.append(fmt_num(res["freenet"]["items_per_s"]) if "freenet" in res else "-")
         cells += [fmt_ratio(r["ratios"].get(f"freenet/{n}")) for n in peers]
         if len(peers) > 1:
-            best = r["best"].get("torch")
-            cells.append(f"{fmt_ratio(r['ratios'].get('freenet/torch-best'))} (vs {best})" if best else "-")
+            best, mine = r["best"].get("torch"), r["best"].get("freenet")
+            if mine:  # freenet timed in both layouts: the faster of each
+                cells.append(f"{fmt_ratio(r['ratios'].get('freenet-best/torch-best'))} ({mine} vs {best})")
+            else:
+                cells.append(f"{fmt_ratio(r['ratios'].get('freenet/torch-best'))} (vs {best})" if best else "-")
         share = r.get("others_cpu_share")
         runs = f" (best of {r['attempts']} runs)" if r.get("attempts", 1) > 1 else ""
         cells.append("-" if share is None else f"{100 * share:.0f}%{runs}")

@@ -101,23 +101,33 @@ def _result(workload, stats):
 
 
 def ratios(results):
-    """"freenet/PEER": freenet's median time / the peer's, and against the faster torch CPU layout."""
+    """"freenet/PEER": freenet's (NCHW inputs) median time / the peer's, and against the faster torch
+    CPU layout; where freenet also ran with channels-last inputs, "freenet-best/torch-best": the
+    faster freenet layout against the faster torch layout."""
     if "freenet" not in results:
         return {}, {}
     mine = results["freenet"]["median_s"]
-    out = {f"freenet/{name}": mine / r["median_s"] for name, r in results.items() if name != "freenet"}
+    out = {f"freenet/{name}": mine / r["median_s"] for name, r in results.items() if not name.startswith("freenet")}
     best = {}
     cpu_torch = {n: r for n, r in results.items() if n in ("torch", "torch-cl")}
     if cpu_torch:
         name = min(cpu_torch, key=lambda n: cpu_torch[n]["median_s"])
         best["torch"] = name
         out["freenet/torch-best"] = mine / cpu_torch[name]["median_s"]
+        if "freenet-cl" in results:
+            fastest = min(("freenet", "freenet-cl"), key=lambda n: results[n]["median_s"])
+            best["freenet"] = fastest
+            out["freenet-best/torch-best"] = results[fastest]["median_s"] / cpu_torch[name]["median_s"]
     return out, best
 
 
 def time_workload(workload, frameworks, not_measured, threads, repeats, warmup, sample_s):
     steps, skipped = {}, dict(not_measured)
     for fw in frameworks:
+        if fw.lib == "freenet" and fw.channels_last and not workload.freenet_layouts:
+            skipped[fw.name] = ("timed on the conv kernels only: elsewhere freenet's own layers set the "
+                                "layout of its activations, so this is the step of freenet")
+            continue
         if fw.channels_last and not workload.layout_matters:
             continue  # channels_last is about conv layouts only; nothing to report
         try:
@@ -151,7 +161,8 @@ def run(workloads, frameworks, not_measured=None, threads=None, repeats=7, warmu
     probe_list = []
     if probe:
         names = probe_workloads if probe_workloads is not None else [n for n, w in workloads.items() if w.train]
-        probe_list = [(n, fw) for n in names for fw in frameworks if not fw.is_gpu]
+        probe_list = [(n, fw) for n in names for fw in frameworks
+                      if not fw.is_gpu and not (fw.lib == "freenet" and fw.channels_last)]
     out = {"schema": SCHEMA, "command": command, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "quick": quick,
            "size": size, "threads": threads, "source": source_state(), "settings": dict(repeats=repeats, warmup=warmup, sample_s=sample_s, quiet_wait_s=quiet_wait_s,
                                     retry_contended=retry_contended,
@@ -248,7 +259,7 @@ def validate(data):
             need(fw in row["results"] or fw in row["not_measured"] or fw == "torch-cl",
                  f"{row['name']}: {fw} neither measured nor reported as not measured")
         for key, value in row["ratios"].items():
-            need(key.startswith("freenet/") and value > 0, f"{row['name']}: bad ratio {key}={value}")
+            need(key.startswith(("freenet/", "freenet-best/")) and value > 0, f"{row['name']}: bad ratio {key}={value}")
     for p in data["probes"]:
         need({"workload", "framework", "cold", "warm"} <= set(p), "a probe needs workload, framework, cold, warm")
     return True

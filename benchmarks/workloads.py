@@ -31,6 +31,7 @@ class Workload:
     train: bool = False        # a training step: also probed for peak memory and time to first step
     quick: bool = False        # part of --quick
     layout_matters: bool = True  # conv/net: worth timing torch channels_last as well
+    freenet_layouts: bool = False  # conv kernels: time freenet with channels-last inputs as well
     meta: dict = field(default_factory=dict)
 
     def gflops(self, seconds):
@@ -58,6 +59,8 @@ def _tensor(fw, array, requires_grad=False):
     """A framework tensor holding ``array`` (on the framework's device, in its memory format)."""
     T = _lib(fw)[0]
     if fw.lib == "freenet":
+        if fw.channels_last and array.ndim == 4:  # NHWC memory under the NCHW shape
+            array = np.ascontiguousarray(array.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
         return T.tensor(array, requires_grad=requires_grad)
     t = T.tensor(array, device=fw.device)
     if fw.channels_last and t.ndim == 4:
@@ -247,7 +250,8 @@ def all_workloads(size="full"):
             part = "fwd+bwd" if backward else "fwd"
             add(Workload(f"conv/{name}/{part}", "kernel", f"conv 3x3 {name} (N={n} C={c} {h}x{h} K={k}) {part}: {what}",
                          conv_step(n, c, h, k, backward), costs.conv_cost(n, c, h, k, backward), items=n,
-                         quick=name in QUICK_CONVS, meta=dict(shape=[n, c, h, h, k], backward=backward)))
+                         quick=name in QUICK_CONVS, freenet_layouts=True,
+                         meta=dict(shape=[n, c, h, h, k], backward=backward)))
 
     mb = 4 if tiny else spec.MNIST_BATCH
     add(Workload(f"net/mnist-cnn/train-b{spec.MNIST_BATCH}", "network", f"mnist-cnn training step, batch {mb}",

@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks import costs, gap, machine, report, suite
 from benchmarks.__main__ import main as bench_main
-from benchmarks.peers import FREENET, Framework, expand
+from benchmarks.peers import FREENET, FREENET_CL, Framework, expand
 from benchmarks.workloads import all_workloads
 
 
@@ -29,7 +29,7 @@ FAKE = FakePeer("fake", "fake")
 @pytest.fixture(scope="module")
 def tiny_run():
     BUILT.clear()
-    data = suite.run(all_workloads("tiny"), [FREENET, FAKE], {"jax": "jax is not installed"}, threads=1, repeats=1,
+    data = suite.run(all_workloads("tiny"), [FREENET, FREENET_CL, FAKE], {"jax": "jax is not installed"}, threads=1, repeats=1,
                      warmup=0, sample_s=0.0, probe=False, machine=False, size="tiny", progress=False)
     return json.loads(json.dumps(data))  # as a reader of the JSON file sees it
 
@@ -39,7 +39,9 @@ def test_every_workload_runs_for_freenet_and_a_peer(tiny_run):
     assert [r["name"] for r in tiny_run["workloads"]] == names
     assert sorted(BUILT) == sorted(names)
     for row in tiny_run["workloads"]:
-        assert set(row["results"]) == {"freenet", "fake"}, row["name"]
+        # freenet with channels-last inputs on the conv kernels only
+        both = {"freenet", "freenet-cl"} if row["name"].startswith("conv/") else {"freenet"}
+        assert set(row["results"]) == both | {"fake"}, row["name"]
         assert row["ratios"]["freenet/fake"] > 0
         assert row["not_measured"]["jax"] == "jax is not installed"
 
@@ -65,6 +67,11 @@ def test_ratios_are_freenet_over_peer_and_against_the_faster_torch_layout():
     assert ratios == {"freenet/torch": 0.5, "freenet/torch-cl": 2.0, "freenet/torch-best": 2.0}
     assert best == {"torch": "torch-cl"}
     assert suite.ratios({"torch": {"median_s": 1.0}}) == ({}, {})
+    # freenet in both layouts: the faster of each side, and freenet-cl is no peer
+    ratios, best = suite.ratios(dict(results, **{"freenet-cl": {"median_s": 0.5}}))
+    assert ratios == {"freenet/torch": 0.5, "freenet/torch-cl": 2.0, "freenet/torch-best": 2.0,
+                      "freenet-best/torch-best": 0.5}
+    assert best == {"torch": "torch-cl", "freenet": "freenet-cl"}
 
 
 def test_missing_peers_are_reported_never_dropped(tmp_path, monkeypatch):
@@ -72,7 +79,7 @@ def test_missing_peers_are_reported_never_dropped(tmp_path, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("jax", "tinygrad") else real(name, *a))
     frameworks, missing = expand(["jax", "tinygrad", "nosuch"])
-    assert frameworks == [FREENET]
+    assert frameworks == [FREENET, FREENET_CL]
     assert "not installed" in missing["jax"] and "not installed" in missing["tinygrad"]
     assert "unknown peer" in missing["nosuch"]
     out, md = tmp_path / "r.json", tmp_path / "r.md"
@@ -83,7 +90,7 @@ def test_missing_peers_are_reported_never_dropped(tmp_path, monkeypatch):
     suite.validate(data)
     assert set(data["not_measured"]) == {"jax", "tinygrad"}
     for row in data["workloads"]:
-        assert set(row["not_measured"]) == {"jax", "tinygrad"}
+        assert set(row["not_measured"]) == {"jax", "tinygrad", "freenet-cl"}  # (engine: conv kernels only)
     text = md.read_text()
     assert "**jax**: not measured: jax is not installed" in text
 
