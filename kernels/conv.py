@@ -52,7 +52,7 @@ from freenet.kernels.im2col import (col2im_cols, col2im_rows, im2col_cols, im2co
 from freenet.kernels.layout import channels_last, from_nhwc_rows, nhwc_rows
 from freenet.kernels.norm import channel_sums, column_sums
 from freenet.kernels.parallel import block_ranges, run_blocks
-from freenet.kernels.winograd import WINOGRAD, wino_output, wino_pack, wino_pack_nhwc, wino_tiles
+from freenet.kernels.winograd import WINOGRAD, wino_grad_unit, wino_pack, wino_pack_nhwc, wino_tiles, wino_unit
 
 UNIT_BYTES = 1 << 20  # column-matrix bytes per unit: the im2col output stays in L2 for the GEMM
 PARALLEL_WORK = 1 << 27  # flops + 64 x elements in and out; below this one task: waking the pool
@@ -465,6 +465,7 @@ def _wino_tile(g, grad=False):
     return WINO_TILE if WINO_TILE is not None else _wino_tile_size(g.Ho, g.Wo)
 
 
+@functools.lru_cache(maxsize=256)
 def _wino_tile_size(Ho, Wo):
     """The rule of ``_wino_tile`` for an Ho x Wo output."""
     best = None
@@ -511,11 +512,13 @@ def _wino_input(x, nhwc, n0, n1, a0, a1, tw, m, ph, pw, dt):
     return T, V3, V
 
 
-def _wino_forward(x, nhwc, w, flip, bias, g, y, U=None, m=None):
+def _wino_forward(x, nhwc, w, flip, bias, g, y, weights=None, m=None, res=None, relu=False):
     """``_forward`` by Winograd F(m x m, 3x3): pack, input transform, (m + 2)^2 GEMMs, output transform
     (straight into the rows of ``y``).
 
-    ``U`` is the transformed filter of all output channels when prepared beforehand (for tile ``m``)."""
+    ``weights(k0, k1)``, when the filter is prepared beforehand (for tile ``m``), gives the transformed
+    filter U of output channels [k0, k1), C-contiguous. ``res`` (rows like ``y``) is added after the
+    bias, then ReLU with ``relu``."""
     if m is None:
         m = _wino_tile(g)
     a = m + 2
@@ -523,8 +526,12 @@ def _wino_forward(x, nhwc, w, flip, bias, g, y, U=None, m=None):
     L = g.Ho * g.Wo
     tw = -(-g.Wo // m)
     dt = y.dtype
-    prepared = U is not None
-    if not prepared and not plan.channel_split:
+    has_bias = bias is not None
+    b = bias if has_bias else np.zeros(g.K, dt)
+    has_res = res is not None
+    if not has_res:
+        res = y  # (not read)
+    if weights is None and not plan.channel_split:
         U = _wino_weights(w, flip, 0, g.K, g.C, dt, "U", m)
 
     def task(t):
@@ -532,20 +539,22 @@ def _wino_forward(x, nhwc, w, flip, bias, g, y, U=None, m=None):
             nb, kk = n1 - n0, k1 - k0
             oh0, oh1 = m * a0, min(m * a1, g.Ho)
             R = nb * (oh1 - oh0) * g.Wo
-            if prepared:
-                Uu = U[:, :, k0:k1]
+            if weights is not None:
+                Uu = weights(k0, k1)
             elif plan.channel_split:
                 Uu = _wino_weights(w, flip, k0, k1, g.C, dt, "w", m)
             else:
                 Uu = U
-            T, _, V = _wino_input(x, nhwc, n0, n1, a0, a1, tw, m, g.ph, g.pw, dt)
-            M3, M = _planes("M", T, kk, dt, a * a)
-            np.matmul(V, Uu, out=M)
+            T = nb * (a1 - a0) * tw
+            C, Wt = g.C, m * tw + 2
+            xs = _scratch("xs", nb * (m * (a1 - a0) + 2) * Wt * C, dt).reshape(nb, m * (a1 - a0) + 2, Wt, C)
+            V3, _ = _planes("V", T, C, dt, a * a)
+            M3, _ = _planes("M", T, kk, dt, a * a)
             p0 = n0 * L + oh0 * g.Wo
-            out = y[p0:p0 + R, k0:k1]
-            wino_output(M3, m, tw, _AT[m][dt.type], oh0, oh1, g.Wo, out, _scratch("wo", m * a * kk, dt))
-            if bias is not None:
-                out += bias[k0:k1]
+            wino_unit(x, nhwc, n0, n1, m * a0, g.ph, g.pw, m, tw, T, _BT[m][dt.type], Uu, _AT[m][dt.type],
+                      oh0, oh1, g.Wo, b[k0:k1], has_bias, res[p0:p0 + R, k0:k1], has_res, relu, xs,
+                      _scratch("wt", a * Wt * C, dt), V3, M3, _scratch("wo", m * a * kk, dt),
+                      y[p0:p0 + R, k0:k1])
 
     run_blocks(task, len(plan.tasks))
     return y
@@ -560,20 +569,26 @@ def _planes(slot, rows, cols, dtype, count=16):
     odd number of cache lines when the rows allow it). Returns the C-contiguous (count, rows2,
     cols) array the kernels take and its (count, rows, cols) view the GEMMs take.
     """
-    isz = np.dtype(dtype).itemsize
-    best = None
-    for r2 in range(rows, rows + 16):
-        nbytes = r2 * cols * isz
-        twos = (nbytes & -nbytes).bit_length() if nbytes else 0
-        if best is None or twos < best[0]:
-            best = (twos, r2)
-    rows2 = best[1]
+    rows2 = _plane_rows(rows, cols, np.dtype(dtype).itemsize)
     buf = _scratch(slot, count * rows2 * cols, dtype).reshape(count, rows2, cols)
     return buf, buf[:, :rows]
 
 
+@functools.lru_cache(maxsize=1024)
+def _plane_rows(rows, cols, itemsize):
+    """The plane stride of ``_planes`` in rows: the fewest factors of 2 in its byte size."""
+    best = None
+    for r2 in range(rows, rows + 16):
+        nbytes = r2 * cols * itemsize
+        twos = (nbytes & -nbytes).bit_length() if nbytes else 0
+        if best is None or twos < best[0]:
+            best = (twos, r2)
+    return best[1]
+
+
 def _wino_weights(w, flip, k0, k1, cin, dtype, slot, m=2):
-    """U (a^2, cin, k1 - k0) = G g G^T for output channels [k0, k1), as one small GEMM, in ``slot``.
+    """U (a^2, cin, k1 - k0) = G g G^T for output channels [k0, k1), as one small GEMM, in ``slot``
+    (C-contiguous: each plane is a GEMM operand as it is).
 
     Forward: U[xi, c, k] from g = w[k, c], through a tap-major copy of w (weight_taps). Input
     gradient (flip): U[xi, k, c] from g = w[k, c] rotated by 180 degrees, straight from w's layout.
@@ -582,8 +597,8 @@ def _wino_weights(w, flip, k0, k1, cin, dtype, slot, m=2):
     K, C = w.shape[0], w.shape[1]
     P = (m + 2) ** 2
     n = cin * (k1 - k0)
-    U3, U = _planes(slot, cin, k1 - k0, dtype, P)
-    U2 = U3.reshape(P, -1)[:, :n]
+    U = _scratch(slot, P * n, dtype).reshape(P, cin, k1 - k0)
+    U2 = U.reshape(P, n)
     if flip:  # U[xi, k, c - k0] = sum over taps of KG_FLIP[xi, tap] * w[k, c, tap]
         w3 = w.reshape(K, C, 9)
         src = w3 if k1 - k0 == C else np.ascontiguousarray(w3[:, k0:k1])
@@ -610,23 +625,27 @@ def _wino_backward_weight(gy, gy_nhwc, x, x_nhwc, g, gw):
         acc = None if plan.channel_split else np.empty((P, g.K, g.C), dt)
         for u, (n0, n1, a0, a1, k0, k1) in enumerate(plan.tasks[t]):
             nb, kk = n1 - n0, k1 - k0
+            if not plan.channel_split:  # the whole unit in one call
+                T, Wt = nb * (a1 - a0) * tw, m * tw + 2
+                xs = _scratch("xs", nb * (m * (a1 - a0) + 2) * Wt * g.C, dt)
+                gs = _scratch("gs", nb * m * (a1 - a0) * m * tw * g.K, dt)
+                wino_grad_unit(x, x_nhwc, gy, gy_nhwc, n0, n1, m * a0, g.ph, g.pw, m, tw, T, _BT[m][dt.type],
+                               _A[m][dt.type], u == 0, xs.reshape(nb, m * (a1 - a0) + 2, Wt, g.C),
+                               _scratch("wt", a * Wt * g.C, dt), _planes("V", T, g.C, dt, P)[0],
+                               gs.reshape(nb, m * (a1 - a0), m * tw, g.K), _scratch("wg", a * m * tw * g.K, dt),
+                               _planes("M", T, g.K, dt, P)[0],
+                               _scratch("tmp", P * g.K * g.C, dt).reshape(P, g.K, g.C), acc)
+                continue
             T, _, V = _wino_input(x, x_nhwc, n0, n1, a0, a1, tw, m, g.ph, g.pw, dt)
             gs = _scratch("gs", nb * m * (a1 - a0) * m * tw * g.K, dt)
             gs = gs.reshape(nb, m * (a1 - a0), m * tw, g.K)
             (wino_pack_nhwc if gy_nhwc else wino_pack)(gy, n0, n1, m * a0, 0, 0, gs)
             G3, Gy = _planes("M", T, g.K, dt, P)
             wino_tiles(gs, m, tw, T, _A[m][dt.type], G3, _scratch("wt", a * m * tw * g.K, dt))
-            Gk = Gy[:, :, k0:k1].transpose(0, 2, 1)
-            if plan.channel_split:  # the unit owns gw[k0:k1]: the result, in place
-                S = _scratch("acc", P * kk * g.C, dt).reshape(P, kk, g.C)
-                np.matmul(Gk, V, out=S)
-                np.matmul(S.reshape(P, kk * g.C).T, KG, out=gw[k0:k1].reshape(kk * g.C, 9))
-            elif u == 0:
-                np.matmul(Gk, V, out=acc)
-            else:
-                tmp = _scratch("tmp", P * g.K * g.C, dt).reshape(P, g.K, g.C)
-                np.matmul(Gk, V, out=tmp)
-                acc += tmp
+            # channel split: the unit owns gw[k0:k1]: the result, in place
+            S = _scratch("acc", P * kk * g.C, dt).reshape(P, kk, g.C)
+            np.matmul(Gy[:, :, k0:k1].transpose(0, 2, 1), V, out=S)
+            np.matmul(S.reshape(P, kk * g.C).T, KG, out=gw[k0:k1].reshape(kk * g.C, 9))
         return acc
 
     partials = run_blocks(task, len(plan.tasks))
@@ -822,9 +841,20 @@ class Conv2dPrepared:
         if _columns_path(g):
             self.path, self.prepared = "columns", _col_weights(self.w, self.bias, g)
         elif _winograd(g):
-            self.path, self.prepared = "winograd", {}  # tile size m: U, made on first use
+            self.path, self.prepared = "winograd", {}  # (tile size, k0, k1): U, made on first use
         else:
             self.path, self.prepared = "im2col", _weights(self.w, g.G, False, 0, g.Kg)
+
+    def _u(self, m, k0, k1):
+        """Winograd's U of output channels [k0, k1) for tile size m, made on first use."""
+        U = self.prepared.get((m, k0, k1))
+        if U is None:
+            if (m, 0, self.w.shape[0]) not in self.prepared:
+                self.prepared[(m, 0, self.w.shape[0])] = _wino_weights(
+                    self.w, False, 0, self.w.shape[0], self.w.shape[1], self.dtype, "U", m).copy()
+            U = self.prepared.setdefault((m, k0, k1), np.ascontiguousarray(
+                self.prepared[(m, 0, self.w.shape[0])][:, :, k0:k1]))
+        return U
 
     def __call__(self, x, residual=None, relu=False):
         """conv(x) [+ residual] [then ReLU] for x (N, C, H, W); residual has the output's shape."""
@@ -838,15 +868,16 @@ class Conv2dPrepared:
         else:
             x, nhwc = _layout(x, self.dtype)
             rows, y = _rows_output(g.N, g.K, g.Ho, g.Wo, self.dtype)
-            if self.path == "winograd":
+            if self.path == "winograd":  # the residual and ReLU in the same pass
+                if residual is not None and np.shape(residual) != y.shape:
+                    raise ValueError(f"conv2d: residual shape {np.shape(residual)} does not match the output "
+                                     f"shape {y.shape}")
+                res = None if residual is None else nhwc_rows(residual, self.dtype)
                 m = _wino_tile(g)
-                U = self.prepared.get(m)
-                if U is None:
-                    U = _wino_weights(self.w, False, 0, g.K, g.C, self.dtype, "U", m).copy()
-                    self.prepared[m] = U
-                _wino_forward(x, nhwc, self.w, False, self.bias, g, rows, U, m)
-            else:
-                _forward(x, nhwc, self.w, False, self.bias, g, rows, self.prepared)
+                _wino_forward(x, nhwc, self.w, False, self.bias, g, rows, lambda k0, k1: self._u(m, k0, k1), m,
+                              res, relu)
+                return y
+            _forward(x, nhwc, self.w, False, self.bias, g, rows, self.prepared)
         if residual is not None:
             if np.shape(residual) != y.shape:
                 raise ValueError(f"conv2d: residual shape {np.shape(residual)} does not match the output "

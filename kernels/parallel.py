@@ -21,6 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import threadpoolctl
 
+# Numba-compiled kernels call BLAS through SciPy's own OpenBLAS (``np.dot`` inside ``njit``), a second
+# library beside NumPy's: load it first, so that the limit covers it too.
+import scipy.linalg.cython_blas  # noqa: E402,F401
+
 _blas_limit = threadpoolctl.threadpool_limits(limits=1, user_api="blas")
 _num_threads = min(os.cpu_count() or 1, numba.config.NUMBA_NUM_THREADS)
 _pool = None

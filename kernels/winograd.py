@@ -264,7 +264,70 @@ def _wino_output(M, m, tw, AT, oh0, oh1, Wo, out, tmp):
                 t += 1
 
 
+def _wino_unit(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias, has_bias, res, has_res,
+               relu, xs, wt, V, M, wo, out):
+    """One unit of the Winograd forward, start to finish without the GIL: pack the input rows of images
+    [n0, n1) from row r0 (x NCHW, or channels-last (N, H, W, C) with ``nhwc``) into ``xs``, transform
+    them into the planes V, the (m + 2)^2 GEMMs M[xi] = V[xi] @ U[xi] (BLAS), the output transform
+    into the pixel rows ``out`` (output rows [oh0, oh1) of each image), then the bias, then the rows
+    ``res`` (with ``has_res``), then ReLU (with ``relu``; NaN stays NaN, as np.maximum). One call per
+    unit keeps two threads from queueing for the GIL between the steps (each hand-off costs a thread
+    wake-up, tens of microseconds on a VM)."""
+    if nhwc:
+        wino_pack_nhwc(x, n0, n1, r0, ph, pw, xs)
+    else:
+        wino_pack(x, n0, n1, r0, ph, pw, xs)
+    wino_tiles(xs, m, tw, T, BT, V, wt)
+    for xi in range(V.shape[0]):
+        np.dot(V[xi, :T], U[xi], M[xi, :T])
+    wino_output(M, m, tw, AT, oh0, oh1, Wo, out, wo)
+    if has_bias or has_res or relu:
+        for r in range(out.shape[0]):
+            row = out[r]
+            if has_bias:
+                for k in range(row.shape[0]):
+                    row[k] += bias[k]
+            if has_res:
+                rr = res[r]
+                for k in range(row.shape[0]):
+                    row[k] += rr[k]
+            if relu:
+                for k in range(row.shape[0]):
+                    row[k] = 0 if row[k] < 0 else row[k]
+
+
+def _wino_grad_unit(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, first,
+                    xs, wt, V, gs, wg, G, tmp, acc):
+    """One unit of the Winograd weight gradient without the GIL: the input tiles V = B^T d B and the
+    gradient tiles G = A gy A^T of images [n0, n1) from tile row r0 / m, then for each plane
+    acc[xi] = G[xi]^T V[xi] (``first``) or acc[xi] += G[xi]^T V[xi] (through ``tmp``)."""
+    if x_nhwc:
+        wino_pack_nhwc(x, n0, n1, r0, ph, pw, xs)
+    else:
+        wino_pack(x, n0, n1, r0, ph, pw, xs)
+    wino_tiles(xs, m, tw, T, BT, V, wt)
+    if gy_nhwc:
+        wino_pack_nhwc(gy, n0, n1, r0, 0, 0, gs)
+    else:
+        wino_pack(gy, n0, n1, r0, 0, 0, gs)
+    wino_tiles(gs, m, tw, T, A, G, wg)
+    for xi in range(V.shape[0]):
+        if first:
+            np.dot(G[xi, :T].T, V[xi, :T], acc[xi])
+        else:
+            np.dot(G[xi, :T].T, V[xi, :T], tmp[xi])
+            a2 = acc[xi]
+            t2 = tmp[xi]
+            for k in range(a2.shape[0]):
+                ar = a2[k]
+                tr = t2[k]
+                for c in range(ar.shape[0]):
+                    ar[c] += tr[c]
+
+
 wino_pack = njit(cache=True, nogil=True)(_wino_pack)
 wino_pack_nhwc = njit(cache=True, nogil=True)(_wino_pack_nhwc)
 wino_tiles = njit(cache=True, nogil=True)(_wino_tiles)
 wino_output = njit(cache=True, nogil=True)(_wino_output)
+wino_unit = njit(cache=True, nogil=True)(_wino_unit)
+wino_grad_unit = njit(cache=True, nogil=True)(_wino_grad_unit)

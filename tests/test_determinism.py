@@ -83,3 +83,18 @@ def test_run_blocks_order_errors_and_nesting(restore_threads):
     assert len(done) == count < 49  # nothing runs on after the error is raised
 
     assert run_blocks(lambda i: sum(run_blocks(lambda j: i * j, 4)), 6) == [6 * i for i in range(6)]
+
+
+def test_every_blas_library_runs_on_one_thread():
+    """freenet splits work itself; BLAS must not (its results differ with its thread count). Both
+    NumPy's OpenBLAS and SciPy's (which Numba-compiled kernels call) are limited, after they ran."""
+    import threadpoolctl
+
+    from freenet.kernels import conv
+    x = np.ones((2, 16, 9, 9), np.float32)
+    conv.conv2d_backward_weight(conv.conv2d_forward(x, np.ones((16, 16, 3, 3), np.float32), None, 1, 1),
+                                x, (16, 16, 3, 3), 1, 1)
+    blas = threadpoolctl.threadpool_info()
+    blas = [lib for lib in blas if lib["user_api"] == "blas"]
+    assert blas  # (NumPy's and SciPy's: two libraries with the PyPI wheels, one where they share it)
+    assert all(lib["num_threads"] == 1 for lib in blas), blas

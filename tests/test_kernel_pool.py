@@ -73,7 +73,7 @@ def test_max_pool_2x2_stride_2_fast_path_matches_reference(h, w, lead, dtype, la
         np.testing.assert_array_equal(y, y_ref)
         np.testing.assert_array_equal(idx, idx_ref)
         # a channels-last input (4-D, several channels) keeps its layout, forward and backward
-        kept = layout == "transposed" and len(lead) == 2 and lead[1] > 1
+        kept = layout == "transposed" and len(lead) == 2 and lead[1] > 1 and (h // 2) * (w // 2) > 1
         assert channels_last(y) == channels_last(idx) == kept
         gy = make_array(rng, y.shape, dtype, layout)
         gx = P.max_pool2d_backward(gy, idx, x.shape)
