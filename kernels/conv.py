@@ -688,13 +688,14 @@ def _col_weights(w, bias, g):
 
 
 def _col_forward(x, w, bias, g, y, wm=None):
-    """Column path forward: y[n] = [w | bias] @ [cols(n); 1]: per block of images, one kernel call
-    and one batched GEMM (NumPy runs the per-image BLAS calls without the GIL), straight into y."""
+    """Column path forward: y[n] = [cols(n); 1]^T @ [w | bias]^T: per block of images, one kernel call
+    and one batched GEMM (NumPy runs the per-image BLAS calls without the GIL), straight into the
+    channels-last rows ``y`` (N * Ho * Wo, K)."""
     Q, L = g.C * g.kh * g.kw, g.Ho * g.Wo
     if wm is None:
         wm = _col_weights(w, bias, g)
     rows = wm.shape[1]
-    y3 = y.reshape(g.N, g.K, L)
+    y3 = y.reshape(g.N, L, g.K)
     tasks = _image_tasks(g, y.itemsize)
 
     def task(t):
@@ -702,7 +703,7 @@ def _col_forward(x, w, bias, g, y, wm=None):
             cols = _scratch("cols", (n1 - n0) * rows * L, y.dtype).reshape(n1 - n0, rows, L)
             cols[:, Q:] = 1
             im2col_cols(x, n0, *_cols_args(g), _image_scratch(g, y.dtype), cols)
-            np.matmul(wm, cols, out=y3[n0:n1])
+            np.matmul(cols.transpose(0, 2, 1), wm.T, out=y3[n0:n1])
 
     run_blocks(task, len(tasks))
     return y
@@ -725,10 +726,11 @@ def _col_backward_input(gy, w, g, gx):
     return gx
 
 
-def _col_backward_weight(gy, x, g, gw):
-    """Column path weight gradient: the sum over images, in order, of gy[n] @ cols(n)^T."""
+def _col_backward_weight(gy, gy_nhwc, x, g, gw):
+    """Column path weight gradient: the sum over images, in order, of gy[n] @ cols(n)^T (gy NCHW, or
+    channels-last rows with ``gy_nhwc``)."""
     Q, L = g.C * g.kh * g.kw, g.Ho * g.Wo
-    gy3 = gy.reshape(g.N, g.K, L)
+    gy3 = gy.reshape(g.N, L, g.K).transpose(0, 2, 1) if gy_nhwc else gy.reshape(g.N, g.K, L)
     tasks = _image_tasks(g, gw.itemsize)
 
     def task(t):
@@ -787,9 +789,9 @@ def conv2d_forward(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
     threads.
 
     Memory layout: x may be C-contiguous (NCHW) or channels-last (NHWC memory under the NCHW shape,
-    as ``x.transpose(0, 2, 3, 1)`` C-contiguous); the result is channels-last, except on the column
-    path (few taps: ``C * kh * kw <= 32``), which makes NCHW. Channels-last is what the GEMMs produce
-    and what the next convolution reads, so a chain of convolutions never transposes its activations.
+    as ``x.transpose(0, 2, 3, 1)`` C-contiguous); the result is channels-last. That is what the GEMMs
+    produce and what the next convolution reads, so a chain of convolutions never transposes its
+    activations.
     """
     g = _geometry(np.shape(x), np.shape(w), stride, padding, dilation, groups)
     dt = _dtype(x, w)
@@ -801,10 +803,11 @@ def conv2d_forward(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
         y[...] = 0 if bias is None else bias.reshape(-1, 1, 1)
         return y
     w = np.ascontiguousarray(w, dt)
-    if _columns_path(g):
-        return _col_forward(np.ascontiguousarray(x, dt), w, bias, g, y)
-    x, nhwc = _layout(x, dt)
     rows, y = _rows_output(g.N, g.K, g.Ho, g.Wo, dt)
+    if _columns_path(g):
+        _col_forward(np.ascontiguousarray(x, dt), w, bias, g, rows)
+        return y
+    x, nhwc = _layout(x, dt)
     if _winograd(g):
         _wino_forward(x, nhwc, w, False, bias, g, rows)
     else:
@@ -863,8 +866,8 @@ class Conv2dPrepared:
             y = np.empty(g.out_shape, self.dtype)
             y[...] = 0 if self.bias is None else self.bias.reshape(-1, 1, 1)
         elif self.path == "columns":
-            y = np.empty(g.out_shape, self.dtype)
-            _col_forward(np.ascontiguousarray(x, self.dtype), self.w, self.bias, g, y, self.prepared)
+            rows, y = _rows_output(g.N, g.K, g.Ho, g.Wo, self.dtype)
+            _col_forward(np.ascontiguousarray(x, self.dtype), self.w, self.bias, g, rows, self.prepared)
         else:
             x, nhwc = _layout(x, self.dtype)
             rows, y = _rows_output(g.N, g.K, g.Ho, g.Wo, self.dtype)
@@ -966,7 +969,8 @@ def conv2d_backward_weight(gy, x, w_shape, stride=1, padding=0, dilation=1, grou
         gw[...] = 0
         return gw
     if _columns_path(g):
-        return _col_backward_weight(np.ascontiguousarray(gy, dt), np.ascontiguousarray(x, dt), g, gw)
+        gy, gy_nhwc = _layout(gy, dt)
+        return _col_backward_weight(gy, gy_nhwc, np.ascontiguousarray(x, dt), g, gw)
     x, x_nhwc = _layout(x, dt)
     if _winograd(g):
         gy, gy_nhwc = _layout(gy, dt)

@@ -255,6 +255,48 @@ def _max_pool_backward_nhwc(gy, idx, gx, bad):
                     bad[n] = 1
 
 
+def _max_pool_2x2_backward_nhwc(gy, idx, gx, bad):
+    """``_max_pool_backward_nhwc`` for 2x2 windows, stride 2, no padding (from ``_max_pool_2x2_nhwc``):
+    gy, idx (N, Ho, Wo, C), gx (N, H, W, C). The windows do not overlap, so each input gets its value
+    (the gradient at its window's argmax, else 0) in one pass with no zeroing first; the row and
+    column a window never covers (odd H or W) get 0. An argmax outside its window marks ``bad``.
+    Rows of the 2-D views are indexed directly (no views per window: their reference counts cost
+    more than the arithmetic here)."""
+    images, height, width, channels = gx.shape
+    out_h, out_w = gy.shape[1], gy.shape[2]
+    g2 = gy.reshape(images * out_h * out_w, channels)
+    i2 = idx.reshape(images * out_h * out_w, channels)
+    x2 = gx.reshape(images * height * width, channels)
+    for n in prange(images):
+        wrong = 0
+        for oh in range(out_h):
+            for ow in range(out_w):
+                q = (n * out_h + oh) * out_w + ow
+                w0 = 2 * oh * width + 2 * ow  # the window's first input in the plane
+                pa = n * height * width + w0
+                pc = pa + width
+                for ch in range(channels):
+                    k = i2[q, ch] - w0
+                    v = g2[q, ch]
+                    x2[pa, ch] = v if k == 0 else 0
+                    x2[pa + 1, ch] = v if k == 1 else 0
+                    x2[pc, ch] = v if k == width else 0
+                    x2[pc + 1, ch] = v if k == width + 1 else 0
+                    wrong += (k != 0) & (k != 1) & (k != width) & (k != width + 1)
+            for w in range(2 * out_w, width):  # the column no window covers
+                for r in range(2):
+                    p = (n * height + 2 * oh + r) * width + w
+                    for ch in range(channels):
+                        x2[p, ch] = 0
+        for h in range(2 * out_h, height):  # the row no window covers
+            for w in range(width):
+                p = (n * height + h) * width + w
+                for ch in range(channels):
+                    x2[p, ch] = 0
+        if wrong:
+            bad[n] = 1
+
+
 PLANE_BLOCK = 8  # planes per prange iteration where scratch memory is reused across planes
 
 
@@ -372,6 +414,7 @@ max_pool_2x2_planes = njit(cache=True, parallel=True)(_max_pool_2x2_planes)
 max_pool_backward_planes = njit(cache=True, parallel=True)(_max_pool_backward_planes)
 max_pool_2x2_nhwc = njit(cache=True, parallel=True)(_max_pool_2x2_nhwc)
 max_pool_backward_nhwc = njit(cache=True, parallel=True)(_max_pool_backward_nhwc)
+max_pool_2x2_backward_nhwc = njit(cache=True, parallel=True)(_max_pool_2x2_backward_nhwc)
 avg_pool_plane = njit(cache=True)(_avg_pool_plane)
 avg_pool_planes = njit(cache=True, parallel=True)(_avg_pool_planes)
 avg_pool_backward_plane = njit(cache=True)(_avg_pool_backward_plane)
@@ -441,11 +484,19 @@ def max_pool2d_backward(gy, argmax, x_shape):
         if gy.shape != argmax.shape:
             raise ValueError(f"{fn}: gradient has shape {gy.shape}, expected {argmax.shape}")
         N, C = argmax.shape[:2]
-        g3 = nhwc_rows(gy, gy.dtype).reshape(N, -1, C)
-        i3 = nhwc_rows(argmax, dtype).reshape(N, -1, C)
-        gx = np.zeros((N, size, C), gy.dtype)
         bad = np.zeros(N, np.uint8)
-        max_pool_backward_nhwc(g3, i3, gx, bad)
+        H, W = x_shape[-2:]
+        if argmax.shape[-2:] == (H // 2, W // 2) and H >= 2 and W >= 2:  # from the 2x2 forward
+            g4 = nhwc_rows(gy, gy.dtype).reshape(N, H // 2, W // 2, C)
+            i4 = nhwc_rows(argmax, dtype).reshape(g4.shape)
+            gx = np.empty((N, size, C), gy.dtype)
+            max_pool_2x2_backward_nhwc(g4, i4, gx.reshape(N, H, W, C), bad)
+        if bad.any() or argmax.shape[-2:] != (H // 2, W // 2) or H < 2 or W < 2:  # any other pooling
+            bad[:] = 0
+            g3 = nhwc_rows(gy, gy.dtype).reshape(N, -1, C)
+            i3 = nhwc_rows(argmax, dtype).reshape(N, -1, C)
+            gx = np.zeros((N, size, C), gy.dtype)
+            max_pool_backward_nhwc(g3, i3, gx, bad)
         if bad.any():
             raise ValueError(f"{fn}: argmax holds indices outside [-1, {size}) for input {x_shape}")
         return from_nhwc_rows(gx.reshape(-1, C), x_shape)

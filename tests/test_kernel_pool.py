@@ -266,3 +266,21 @@ def test_errors_name_the_shapes():
         P.avg_pool2d_backward(np.zeros((2, 3, 3, 3), np.float32), x.shape, 2)
     with pytest.raises(ValueError, match=r"expected \(2, 3\)"):
         P.global_avg_pool2d_backward(np.zeros((3, 2), np.float32), x.shape)
+
+
+def test_channels_last_argmax_of_another_pooling_and_bad_indices():
+    """The channels-last backward takes any argmax laid out channels-last (an overlapping 3x3 pool's
+    too: not only the 2x2 kernel's) and still rejects indices outside the plane."""
+    rng = np.random.default_rng(3)
+    x = make_array(rng, (2, 5, 8, 8), np.float64, "transposed")
+    y, idx = P.max_pool2d_forward(x, 3, 2, 1)  # 4x4 outputs, the size a 2x2 pool would give
+    to_cl = lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)  # noqa: E731
+    gy = rng.standard_normal(y.shape)
+    gx = P.max_pool2d_backward(to_cl(gy), to_cl(idx), x.shape)
+    np.testing.assert_allclose(gx, P.max_pool2d_backward_reference(gy, idx, x.shape), rtol=1e-12, atol=1e-12)
+    _, idx2 = P.max_pool2d_forward(x, 2)
+    assert channels_last(idx2)
+    broken = idx2.copy(order="K")
+    broken[1, 2, 0, 0] = 64  # outside the 8x8 plane
+    with pytest.raises(ValueError, match="argmax holds indices outside"):
+        P.max_pool2d_backward(np.ones(idx2.shape), broken, x.shape)
