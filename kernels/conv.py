@@ -587,8 +587,9 @@ def _plane_rows(rows, cols, itemsize):
 
 
 def _wino_weights(w, flip, k0, k1, cin, dtype, slot, m=2):
-    """U (a^2, cin, k1 - k0) = G g G^T for output channels [k0, k1), as one small GEMM, in ``slot``
-    (C-contiguous: each plane is a GEMM operand as it is).
+    """U = G g G^T for output channels [k0, k1), as one small GEMM, in ``slot``: a C-contiguous
+    (a^2, rows2, k1 - k0) buffer whose planes hold U (cin, k1 - k0) in their first cin rows (``_planes``:
+    planes 4 KB apart would make the GEMM writing them all at once miss L1 on every store).
 
     Forward: U[xi, c, k] from g = w[k, c], through a tap-major copy of w (weight_taps). Input
     gradient (flip): U[xi, k, c] from g = w[k, c] rotated by 180 degrees, straight from w's layout.
@@ -597,8 +598,8 @@ def _wino_weights(w, flip, k0, k1, cin, dtype, slot, m=2):
     K, C = w.shape[0], w.shape[1]
     P = (m + 2) ** 2
     n = cin * (k1 - k0)
-    U = _scratch(slot, P * n, dtype).reshape(P, cin, k1 - k0)
-    U2 = U.reshape(P, n)
+    U, _ = _planes(slot, cin, k1 - k0, dtype, P)
+    U2 = U.reshape(P, -1)[:, :n]
     if flip:  # U[xi, k, c - k0] = sum over taps of KG_FLIP[xi, tap] * w[k, c, tap]
         w3 = w.reshape(K, C, 9)
         src = w3 if k1 - k0 == C else np.ascontiguousarray(w3[:, k0:k1])
@@ -849,14 +850,14 @@ class Conv2dPrepared:
             self.path, self.prepared = "im2col", _weights(self.w, g.G, False, 0, g.Kg)
 
     def _u(self, m, k0, k1):
-        """Winograd's U of output channels [k0, k1) for tile size m, made on first use."""
+        """Winograd's U of output channels [k0, k1) for tile size m (C-contiguous planes, U in their
+        first C rows), made on first use."""
+        K, C = self.w.shape[:2]
         U = self.prepared.get((m, k0, k1))
         if U is None:
-            if (m, 0, self.w.shape[0]) not in self.prepared:
-                self.prepared[(m, 0, self.w.shape[0])] = _wino_weights(
-                    self.w, False, 0, self.w.shape[0], self.w.shape[1], self.dtype, "U", m).copy()
-            U = self.prepared.setdefault((m, k0, k1), np.ascontiguousarray(
-                self.prepared[(m, 0, self.w.shape[0])][:, :, k0:k1]))
+            if (m, 0, K) not in self.prepared:
+                self.prepared[(m, 0, K)] = _wino_weights(self.w, False, 0, K, C, self.dtype, "U", m).copy()
+            U = self.prepared.setdefault((m, k0, k1), np.ascontiguousarray(self.prepared[(m, 0, K)][:, :C, k0:k1]))
         return U
 
     def __call__(self, x, residual=None, relu=False):

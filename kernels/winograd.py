@@ -268,7 +268,8 @@ def _wino_unit(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, b
                relu, xs, wt, V, M, wo, out):
     """One unit of the Winograd forward, start to finish without the GIL: pack the input rows of images
     [n0, n1) from row r0 (x NCHW, or channels-last (N, H, W, C) with ``nhwc``) into ``xs``, transform
-    them into the planes V, the (m + 2)^2 GEMMs M[xi] = V[xi] @ U[xi] (BLAS), the output transform
+    them into the planes V, the (m + 2)^2 GEMMs M[xi] = V[xi] @ U[xi] (BLAS; U's planes may have more
+    rows than the C used), the output transform
     into the pixel rows ``out`` (output rows [oh0, oh1) of each image), then the bias, then the rows
     ``res`` (with ``has_res``), then ReLU (with ``relu``; NaN stays NaN, as np.maximum). One call per
     unit keeps two threads from queueing for the GIL between the steps (each hand-off costs a thread
@@ -279,7 +280,7 @@ def _wino_unit(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, b
         wino_pack(x, n0, n1, r0, ph, pw, xs)
     wino_tiles(xs, m, tw, T, BT, V, wt)
     for xi in range(V.shape[0]):
-        np.dot(V[xi, :T], U[xi], M[xi, :T])
+        np.dot(V[xi, :T], U[xi, :V.shape[2]], M[xi, :T])
     wino_output(M, m, tw, AT, oh0, oh1, Wo, out, wo)
     if has_bias or has_res or relu:
         for r in range(out.shape[0]):
