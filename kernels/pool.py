@@ -199,41 +199,38 @@ def _max_pool_backward_planes(gy, idx, gx, bad):
 
 def _max_pool_2x2_nhwc(x, y, idx):
     """``_max_pool_2x2_plane`` on channels-last data, x (N, H, W, C) -> y, idx (N, Ho, Wo, C), the loop
-    over channels innermost: the same candidates in the same order, the same rule, the same bits."""
-    width = x.shape[2]
-    channels = x.shape[3]
+    over channels innermost: the same candidates in the same order, the same rule, the same bits.
+    Rows of 2-D views are indexed directly (no views per window)."""
+    images, height, width, channels = x.shape
     out_h, out_w = y.shape[1], y.shape[2]
-    for it in prange(y.shape[0] * out_h):
+    x2 = x.reshape(images * height * width, channels)
+    y2 = y.reshape(images * out_h * out_w, channels)
+    i2 = idx.reshape(images * out_h * out_w, channels)
+    for it in prange(images * out_h):
         n = it // out_h
         oh = it - n * out_h
-        r0 = x[n, 2 * oh]
-        r1 = x[n, 2 * oh + 1]
-        base = 2 * oh * width
         for ow in range(out_w):
-            a = r0[2 * ow]
-            b = r0[2 * ow + 1]
-            c = r1[2 * ow]
-            d = r1[2 * ow + 1]
-            yo = y[n, oh, ow]
-            io = idx[n, oh, ow]
-            w0 = base + 2 * ow
+            q = it * out_w + ow
+            w0 = 2 * oh * width + 2 * ow  # the window's first input in the plane
+            pa = n * height * width + w0
+            pc = pa + width
             for ch in range(channels):
-                best = a[ch]
+                best = x2[pa, ch]
                 where = w0
-                v = b[ch]
+                v = x2[pa + 1, ch]
                 take = (v > best) | (v != v)
                 best = v if take else best
                 where = w0 + 1 if take else where
-                v = c[ch]
+                v = x2[pc, ch]
                 take = (v > best) | (v != v)
                 best = v if take else best
                 where = w0 + width if take else where
-                v = d[ch]
+                v = x2[pc + 1, ch]
                 take = (v > best) | (v != v)
                 best = v if take else best
                 where = w0 + width + 1 if take else where
-                yo[ch] = best
-                io[ch] = where
+                y2[q, ch] = best
+                i2[q, ch] = where
 
 
 def _max_pool_backward_nhwc(gy, idx, gx, bad):
