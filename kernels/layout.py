@@ -21,6 +21,12 @@ def channels_last(a):
             and a.transpose(0, 2, 3, 1).flags.c_contiguous)
 
 
+def rows_layout(a):
+    """Whether the 4-D ``a`` can be read as (N * H * W, C) rows without a copy: channels-last, or also
+    C-contiguous with one channel or one pixel. Per-channel kernels take such arrays as rows."""
+    return isinstance(a, np.ndarray) and a.ndim == 4 and a.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
 def nhwc_rows(a, dtype):
     """The C-contiguous (N * H * W, C) rows of the 4-D ``a`` in ``dtype``: a view when ``a`` is
     channels-last in that dtype, else a copy."""

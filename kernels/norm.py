@@ -17,7 +17,7 @@ The core kernels also serve the fused BN + ReLU and BN + add + ReLU passes in ``
 import numpy as np
 from numba import njit, prange
 
-from freenet.kernels.layout import channels_last, from_nhwc_rows, nhwc_rows
+from freenet.kernels.layout import from_nhwc_rows, nhwc_rows, rows_layout
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -558,7 +558,7 @@ def column_sums(rows):
 
 def train_forward(fn, x, gamma, beta, eps, residual, relu):
     shape = np.shape(x)
-    if channels_last(x) and x.dtype in _FLOAT_DTYPES:
+    if rows_layout(x) and x.dtype in _FLOAT_DTYPES:
         check_train_count(fn, shape)
         if residual is not None and np.shape(residual) != shape:
             raise ValueError(f"{fn}: residual has shape {np.shape(residual)}, expected {shape}")
@@ -610,7 +610,7 @@ def _rows_backward(gy, y, x, gm, mu, inv, write_gres):
 def backward(fn, gy, y, x, gamma, mean, invstd, write_gres):
     x = np.asarray(x)
     shape = x.shape
-    if channels_last(x) and x.dtype in _FLOAT_DTYPES:
+    if rows_layout(x) and x.dtype in _FLOAT_DTYPES:
         if np.shape(gy) != shape:
             raise ValueError(f"{fn}: gradient has shape {np.shape(gy)}, input has shape {shape}")
         if y is not None and np.shape(y) != shape:
@@ -664,7 +664,7 @@ def batch_norm_eval_forward(x, running_mean, running_var, gamma, beta, eps=1e-5)
     """Inference-mode batch norm with running statistics (per-channel affine map)."""
     fn = "batch_norm_eval_forward"
     shape = np.shape(x)
-    x3 = x if channels_last(x) and x.dtype in _FLOAT_DTYPES else as_ncs(fn, x)
+    x3 = x if rows_layout(x) and x.dtype in _FLOAT_DTYPES else as_ncs(fn, x)
     channels = x3.shape[1]
     mu = channel_param(fn, running_mean, "running_mean", channels, 0.0)
     var = channel_param(fn, running_var, "running_var", channels, 1.0)
