@@ -57,6 +57,12 @@ from freenet.kernels.winograd import WINOGRAD, wino_grad_unit, wino_pack, wino_p
 UNIT_BYTES = 1 << 20  # column-matrix bytes per unit: the im2col output stays in L2 for the GEMM
 PARALLEL_WORK = 1 << 27  # flops + 64 x elements in and out; below this one task: waking the pool
                          # (~0.1-0.2 ms here) costs more than a second thread saves
+SMALL_PARALLEL_WORK = 1 << 26  # from here, a problem with pixels for two whole units of at least
+                               # SPLIT_MIN_TILES tiles (MIN_ROWS rows) splits too: go9 at batch 16
+                               # (144 tiles) fwd+bwd 1.66 -> 1.49 ms at 2 threads; at batch 8 (72)
+                               # splitting cost more (0.86 -> 0.94), and a 19x19 image cut in two
+                               # (25 tiles) too (a go19-6x128 batch-1 evaluation 6.3 -> 8.0 ms)
+SPLIT_MIN_TILES = 48
 MIN_ROWS = 256  # fewer rows make the GEMM slower (e.g. 95 rows: -25% here)
 SPLIT_CHANNELS = 128  # few pixels but at least this many output channels: split the channels
 MIN_UNITS = 2  # above PARALLEL_WORK, at least this many units, so batch-1 problems split too
@@ -164,10 +170,14 @@ class _Geometry:
         return 2 * self.N * self.K * self.Cg * self.kh * self.kw * self.Ho * self.Wo
 
     @property
+    def work(self):
+        """flops, plus data movement for the memory-bound shapes."""
+        return self.flops + 64 * self.N * (self.C * self.H * self.W + self.K * self.Ho * self.Wo)
+
+    @property
     def big(self):
-        """Worth more than one task: flops, plus data movement for the memory-bound shapes."""
-        moved = self.N * (self.C * self.H * self.W + self.K * self.Ho * self.Wo)
-        return self.flops + 64 * moved >= PARALLEL_WORK
+        """Worth more than one task whatever its shape (see also SMALL_PARALLEL_WORK)."""
+        return self.work >= PARALLEL_WORK
 
 
 def conv2d_output_shape(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
@@ -297,8 +307,9 @@ class _Plan:
             min_rows = MIN_ROWS
             cap = max(MIN_ROWS, UNIT_BYTES // (g.kh * g.kw * g.Cg * itemsize))
         total = g.N * rows * width
-        big = g.big
-        self.channel_split = (big and split_images and g.G == 1 and g.K >= SPLIT_CHANNELS
+        big = g.big or (g.work >= SMALL_PARALLEL_WORK
+                        and total >= MIN_UNITS * (SPLIT_MIN_TILES if wino else MIN_ROWS))
+        self.channel_split = (g.big and split_images and g.G == 1 and g.K >= SPLIT_CHANNELS
                               and total < MIN_UNITS * min_rows)
         if self.channel_split:
             per = -(-g.K // MIN_UNITS)

@@ -336,6 +336,7 @@ def test_reference_matches_direct_sum():
 # benchmark shapes at small batch: (N, C, H, W, K, kernel, stride, padding, dilation, groups).
 DETERMINISM_CASES = [
     (24, 64, 9, 9, 64, 3, 1, 1, 1, 1),     # go9 at batch 24 (Winograd F(3x3))
+    (16, 64, 9, 9, 64, 3, 1, 1, 1, 1),     # go9-b16: split under SMALL_PARALLEL_WORK's rule
     (1, 256, 19, 19, 256, 3, 1, 1, 1, 1),  # go19-256-b1: one image cut by output channel (F(4x4))
     (3, 128, 19, 19, 128, 3, 1, 1, 1, 1),  # go19 at batch 3: images cut into tile rows (F(4x4))
     (3, 64, 32, 32, 64, 3, 1, 1, 1, 1),    # cifar at batch 3 (F(4x4))
@@ -367,7 +368,8 @@ def test_bitwise_identical_with_1_and_2_threads(case):
     b = rng.standard_normal(K, dtype=np.float32)
     gy = rng.standard_normal(conv.conv2d_output_shape(x.shape, w.shape, s, p, d, G), dtype=np.float32)
 
-    assert conv._geometry(x.shape, w.shape, s, p, d, G).big  # several tasks: threads matter
+    geom = conv._geometry(x.shape, w.shape, s, p, d, G)
+    assert geom.work >= conv.SMALL_PARALLEL_WORK  # several tasks: threads matter
 
     def run():
         return (conv.conv2d_forward(x, w, b, s, p, d, G),
@@ -413,7 +415,6 @@ def test_bitwise_identical_with_1_and_2_threads(case):
     ref = conv.conv2d_forward_reference(x.astype(np.float64), w.astype(np.float64), b, s, p, d, G)
     mag = conv.conv2d_forward_reference(np.abs(x).astype(np.float64), np.abs(w).astype(np.float64),
                                         np.abs(b), s, p, d, G)
-    geom = conv._geometry(x.shape, w.shape, s, p, d, G)
     tile = conv._wino_tile(geom) if conv._winograd(geom) else None
     _close(one[0], ref, mag, np.float32, "image", tile)
     ref = conv.conv2d_backward_weight_reference(gy.astype(np.float64), x.astype(np.float64), w.shape,
