@@ -50,7 +50,7 @@ import numpy as np
 from freenet.kernels.im2col import (col2im_cols, col2im_rows, im2col_cols, im2col_rows, pack_rows,
                                     store_rows, weight_rows, weight_taps, weight_untaps)
 from freenet.kernels.layout import channels_last, from_nhwc_rows, nhwc_rows
-from freenet.kernels.norm import channel_sums, column_sums
+from freenet.kernels.norm import column_sums, sum_channels
 from freenet.kernels.parallel import block_ranges, run_blocks
 from freenet.kernels.winograd import WINOGRAD, wino_grad_unit, wino_pack, wino_pack_nhwc, wino_tiles, wino_unit
 
@@ -1044,5 +1044,5 @@ def conv2d_backward_bias(gy):
         return column_sums(nhwc_rows(gy, dt)).astype(dt)
     gy = np.ascontiguousarray(gy, dt)
     sums = np.empty(K)
-    channel_sums(gy.reshape(N, K, -1), sums)
+    sum_channels(gy.reshape(N, K, -1), sums)
     return sums.astype(dt)

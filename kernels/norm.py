@@ -464,8 +464,13 @@ bn_train_forward = njit(cache=True, parallel=True)(_bn_train_forward)
 bn_backward = njit(cache=True, parallel=True)(_bn_backward)
 affine_channels = njit(cache=True, parallel=True)(_affine_channels)
 channel_sums = njit(cache=True, parallel=True)(_channel_sums)
+# Serial twins of the sums, for small arrays: launching the parallel loop wakes Numba's sleeping
+# threads (~40 us here), more than summing 1M values costs on one thread (the bits are the same).
+channel_sums_serial = njit(cache=True)(_channel_sums)
+PARALLEL_SUM_SIZE = 1 << 20
 rows_stats = njit(cache=True, parallel=True)(_rows_stats)
 rows_sums = njit(cache=True, parallel=True)(_rows_sums)
+rows_sums_serial = njit(cache=True)(_rows_sums)
 rows_affine = njit(cache=True, parallel=True)(_rows_affine)
 rows_grad_sums = njit(cache=True, parallel=True)(_rows_grad_sums)
 rows_grad_apply = njit(cache=True, parallel=True)(_rows_grad_apply)
@@ -546,11 +551,16 @@ def _rows_train_forward(x, g, b, eps, residual, mode):
     return from_nhwc_rows(y2, shape), mean, invstd
 
 
+def sum_channels(g3, out):
+    """``channel_sums`` of g (rows, channels, size), on one thread when it is small."""
+    (channel_sums if g3.size >= PARALLEL_SUM_SIZE else channel_sums_serial)(g3, out)
+
+
 def column_sums(rows):
     """The float64 sums of the columns of the C-contiguous 2-D ``rows`` (per channel of channels-last
     rows): row blocks in parallel, each summed in order, the blocks added in order."""
     a1 = np.zeros((-(-rows.shape[0] // ROW_BLOCK), rows.shape[1]))
-    rows_sums(rows, a1)
+    (rows_sums if rows.size >= PARALLEL_SUM_SIZE else rows_sums_serial)(rows, a1)
     out = np.empty(rows.shape[1])
     block_total(a1, out)
     return out
