@@ -857,6 +857,7 @@ class Conv2dPrepared:
             self.path, self.prepared = "columns", _col_weights(self.w, self.bias, g)
         elif _winograd(g):
             self.path, self.prepared = "winograd", {}  # (tile size, k0, k1): U, made on first use
+            self.captured = {}  # (input shape, forced tile): the fixed arguments of a one-unit call
         else:
             self.path, self.prepared = "im2col", _weights(self.w, g.G, False, 0, g.Kg)
 
@@ -871,8 +872,49 @@ class Conv2dPrepared:
             U = self.prepared.setdefault((m, k0, k1), np.ascontiguousarray(self.prepared[(m, 0, K)][:, :C, k0:k1]))
         return U
 
+    def _capture(self, x_shape):
+        """The Winograd call for inputs of ``x_shape`` when its plan is a single unit (small batches,
+        as tree search evaluates): every argument that depends on the shape alone, worked out once,
+        so a call is a layout check, an output allocation and one kernel call. False otherwise."""
+        g = _geometry(x_shape, self.w.shape, *self.geometry)
+        if g.C == 0 or g.N * g.K * g.Ho * g.Wo == 0:
+            return False
+        m = _wino_tile(g)
+        plan = _plan(g, self.dtype.itemsize, wino=_wino_cap(g), tile=m)
+        if plan.channel_split or len(plan.tasks) != 1 or len(plan.tasks[0]) != 1:
+            return False
+        rows = plan.tasks[0][0][3]  # tile rows (the unit is the whole batch)
+        a, tw = m + 2, -(-g.Wo // m)
+        T, Wt, dt = g.N * rows * tw, m * tw + 2, self.dtype
+        bias = self.bias if self.bias is not None else np.zeros(g.K, dt)
+        shapes = [(g.N, m * rows + 2, Wt, g.C), (a * Wt * g.C,), (a * a, _plane_rows(T, g.C, dt.itemsize), g.C),
+                  (a * a, _plane_rows(T, g.K, dt.itemsize), g.K), (m * a * g.K,)]  # xs, wt, V, M, wo
+        scratch = tuple(zip(("xs", "wt", "V", "M", "wo"), [int(np.prod(s)) for s in shapes], shapes))
+        return g, m, tw, T, scratch, self._u(m, 0, g.K), bias
+
+    def _run_captured(self, cap, x, residual, relu):
+        g, m, tw, T, scratch, U, bias = cap
+        dt = self.dtype
+        xs, wt, V, M, wo = [_scratch(slot, n, dt).reshape(shape) for slot, n, shape in scratch]
+        x, nhwc = _layout(x, dt)
+        rows, y = _rows_output(g.N, g.K, g.Ho, g.Wo, dt)
+        if residual is not None and np.shape(residual) != y.shape:
+            raise ValueError(f"conv2d: residual shape {np.shape(residual)} does not match the output "
+                             f"shape {y.shape}")
+        res = rows if residual is None else nhwc_rows(residual, dt)
+        wino_unit(x, nhwc, 0, g.N, 0, g.ph, g.pw, m, tw, T, _BT[m][dt.type], U, _AT[m][dt.type], 0, g.Ho, g.Wo,
+                  bias, self.bias is not None, res, residual is not None, relu, xs, wt, V, M, wo, rows)
+        return y
+
     def __call__(self, x, residual=None, relu=False):
         """conv(x) [+ residual] [then ReLU] for x (N, C, H, W); residual has the output's shape."""
+        if self.path == "winograd":
+            key = (np.shape(x), WINO_TILE)
+            cap = self.captured.get(key)
+            if cap is None:
+                cap = self.captured[key] = self._capture(key[0])
+            if cap:
+                return self._run_captured(cap, x, residual, relu)
         g = _geometry(np.shape(x), self.w.shape, *self.geometry)
         if g.C == 0 or g.N * g.K * g.Ho * g.Wo == 0:
             y = np.empty(g.out_shape, self.dtype)
