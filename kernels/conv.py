@@ -14,8 +14,11 @@ Two designs, both on single-threaded BLAS calls over fixed blocks:
   input rows channels-last, im2col, ``cols @ W`` per group into the output rows, add the bias. A
   1x1, stride-1, unpadded convolution skips im2col (the channels-last pack is the column matrix).
 
-Both produce output rows (pixel, channel): the result is channels-last (NHWC memory under the NCHW
-shape, ``layout.py``), and a channels-last input needs no packing beyond padding. So in a conv net
+Both, and the column path for few taps (``_col_forward``), produce output rows (pixel, channel): the
+result is channels-last (NHWC memory under the NCHW shape, ``layout.py``; only the strided input
+gradient, by col2im, is NCHW), and a channels-last input needs no packing beyond padding. A Winograd
+unit runs start to finish in one Numba call (``winograd.wino_unit``, BLAS through SciPy), so two
+threads do not queue for the GIL between its steps. So in a conv net
 the activations stay channels-last from one convolution to the next (through batch norm, ReLU and
 2x2 max pooling, which keep the layout), forward and backward, and are never transposed.
 Measured on the 2-core Zen 4 machine, against the same code storing NCHW and packing it back: the
@@ -32,7 +35,8 @@ with its own thread-local scratch buffers.
   > 1: ``gy_rows @ W`` and col2im, per whole image.
 * weight gradient: each task sums ``gy_unit^T @ cols_unit`` (Winograd: the (m + 2)^2 products of the
   transformed gy and input tiles) over its units in order; task partials are added in task order.
-* bias gradient: plane sums per (n, k), then a sum over n in order.
+* bias gradient: float64 sums per channel in an order fixed by the shape (``norm.channel_sums`` for
+  NCHW, row-block column sums for channels-last), on one thread below a million values.
 
 Nothing depends on the thread count, so results are bit-identical with any number of threads.
 Winograd rounds differently from the direct sum (errors follow the largest magnitude in each tile
