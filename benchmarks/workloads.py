@@ -55,11 +55,12 @@ def _lib(fw):
     raise Unavailable(f"the suite has no {fw.lib} implementation of this workload")
 
 
-def _tensor(fw, array, requires_grad=False):
-    """A framework tensor holding ``array`` (on the framework's device, in its memory format)."""
+def _tensor(fw, array, requires_grad=False, weight=False):
+    """A framework tensor holding ``array`` (on the framework's device, in its memory format). freenet's
+    channels-last variant lays out activations (not a ``weight``: its kernels take OIHW filters)."""
     T = _lib(fw)[0]
     if fw.lib == "freenet":
-        if fw.channels_last and array.ndim == 4:  # NHWC memory under the NCHW shape
+        if fw.channels_last and array.ndim == 4 and not weight:  # NHWC memory under the NCHW shape
             array = np.ascontiguousarray(array.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
         return T.tensor(array, requires_grad=requires_grad)
     t = T.tensor(array, device=fw.device)
@@ -104,7 +105,7 @@ def conv_step(n, c, h, k, backward):
         rng = np.random.default_rng(0)
         x = _tensor(fw, rng.standard_normal((n, c, h, h), dtype=np.float32), backward)
         w = _tensor(fw, (rng.standard_normal((k, c, 3, 3), dtype=np.float32) / np.sqrt(9 * c)).astype(np.float32),
-                    backward)
+                    backward, weight=True)
         b = _tensor(fw, rng.standard_normal(k, dtype=np.float32), backward)
         gy = _tensor(fw, rng.standard_normal((n, k, h, h), dtype=np.float32))
         if fw.lib == "torch" and fw.channels_last:
