@@ -56,7 +56,7 @@ from freenet.kernels.im2col import (col2im_cols, col2im_rows, im2col_cols, im2co
 from freenet.kernels.layout import channels_last, from_nhwc_rows, nhwc_rows
 from freenet.kernels.norm import column_sums, sum_channels
 from freenet.kernels.parallel import block_ranges, run_blocks
-from freenet.kernels.winograd import WINOGRAD, wino_grad_unit, wino_pack, wino_pack_nhwc, wino_tiles, wino_unit
+from freenet.kernels.winograd import WINOGRAD, wino_grad_unit, wino_pack_any, wino_tiles, wino_unit
 
 UNIT_BYTES = 1 << 20  # column-matrix bytes per unit: the im2col output stays in L2 for the GEMM
 PARALLEL_WORK = 1 << 27  # flops + 64 x elements in and out; below this one task: waking the pool
@@ -521,7 +521,7 @@ def _wino_input(x, nhwc, n0, n1, a0, a1, tw, m, ph, pw, dt):
     C = x.shape[3 if nhwc else 1]
     Wt = m * tw + 2
     xs = _scratch("xs", nb * (m * (a1 - a0) + 2) * Wt * C, dt).reshape(nb, m * (a1 - a0) + 2, Wt, C)
-    (wino_pack_nhwc if nhwc else wino_pack)(x, n0, n1, m * a0, ph, pw, xs)
+    wino_pack_any(x, nhwc, n0, n1, m * a0, ph, pw, xs)
     V3, V = _planes("V", T, C, dt, a * a)
     wino_tiles(xs, m, tw, T, _BT[m][dt.type], V3, _scratch("wt", a * Wt * C, dt))
     return T, V3, V
@@ -536,7 +536,6 @@ def _wino_forward(x, nhwc, w, flip, bias, g, y, weights=None, m=None, res=None, 
     bias, then ReLU with ``relu``."""
     if m is None:
         m = _wino_tile(g)
-    a = m + 2
     plan = _plan(g, y.itemsize, wino=_wino_cap(g), tile=m)
     L = g.Ho * g.Wo
     tw = -(-g.Wo // m)
@@ -560,19 +559,30 @@ def _wino_forward(x, nhwc, w, flip, bias, g, y, weights=None, m=None, res=None, 
                 Uu = _wino_weights(w, flip, k0, k1, g.C, dt, "w", m)
             else:
                 Uu = U
-            T = nb * (a1 - a0) * tw
-            C, Wt = g.C, m * tw + 2
-            xs = _scratch("xs", nb * (m * (a1 - a0) + 2) * Wt * C, dt).reshape(nb, m * (a1 - a0) + 2, Wt, C)
-            V3, _ = _planes("V", T, C, dt, a * a)
-            M3, _ = _planes("M", T, kk, dt, a * a)
+            xs, wt, V3, M3, wo = _wino_buffers(_wino_scratch(nb, a1 - a0, tw, m, g.C, kk, dt.itemsize), dt)
             p0 = n0 * L + oh0 * g.Wo
-            wino_unit(x, nhwc, n0, n1, m * a0, g.ph, g.pw, m, tw, T, _BT[m][dt.type], Uu, _AT[m][dt.type],
-                      oh0, oh1, g.Wo, b[k0:k1], has_bias, res[p0:p0 + R, k0:k1], has_res, relu, xs,
-                      _scratch("wt", a * Wt * C, dt), V3, M3, _scratch("wo", m * a * kk, dt),
-                      y[p0:p0 + R, k0:k1])
+            wino_unit(x, nhwc, n0, n1, m * a0, g.ph, g.pw, m, tw, nb * (a1 - a0) * tw, _BT[m][dt.type], Uu,
+                      _AT[m][dt.type], oh0, oh1, g.Wo, b[k0:k1], has_bias, res[p0:p0 + R, k0:k1], has_res, relu,
+                      xs, wt, V3, M3, wo, y[p0:p0 + R, k0:k1])
 
     run_blocks(task, len(plan.tasks))
     return y
+
+
+@functools.lru_cache(maxsize=1024)
+def _wino_scratch(nb, tile_rows, tw, m, C, K, itemsize):
+    """The scratch of one Winograd forward unit (``nb`` images, ``tile_rows`` rows of ``tw`` tiles):
+    (slot, size, shape) of the packed rows xs, the transform's row buffer wt, the planes V and M
+    (``_planes`` strides) and the output transform's buffer wo, as ``wino_unit`` takes them."""
+    a, Wt, T = m + 2, m * tw + 2, nb * tile_rows * tw
+    shapes = [(nb, m * tile_rows + 2, Wt, C), (a * Wt * C,), (a * a, _plane_rows(T, C, itemsize), C),
+              (a * a, _plane_rows(T, K, itemsize), K), (m * a * K,)]
+    return tuple((slot, int(np.prod(shape)), shape) for slot, shape in zip(("xs", "wt", "V", "M", "wo"), shapes))
+
+
+def _wino_buffers(scratch, dtype):
+    """The thread-local buffers of a ``_wino_scratch`` layout."""
+    return [_scratch(slot, n, dtype).reshape(shape) for slot, n, shape in scratch]
 
 
 def _planes(slot, rows, cols, dtype, count=16):
@@ -655,7 +665,7 @@ def _wino_backward_weight(gy, gy_nhwc, x, x_nhwc, g, gw):
             T, _, V = _wino_input(x, x_nhwc, n0, n1, a0, a1, tw, m, g.ph, g.pw, dt)
             gs = _scratch("gs", nb * m * (a1 - a0) * m * tw * g.K, dt)
             gs = gs.reshape(nb, m * (a1 - a0), m * tw, g.K)
-            (wino_pack_nhwc if gy_nhwc else wino_pack)(gy, n0, n1, m * a0, 0, 0, gs)
+            wino_pack_any(gy, gy_nhwc, n0, n1, m * a0, 0, 0, gs)
             G3, Gy = _planes("M", T, g.K, dt, P)
             wino_tiles(gs, m, tw, T, _A[m][dt.type], G3, _scratch("wt", a * m * tw * g.K, dt))
             # channel split: the unit owns gw[k0:k1]: the result, in place
@@ -888,18 +898,15 @@ class Conv2dPrepared:
         if plan.channel_split or len(plan.tasks) != 1 or len(plan.tasks[0]) != 1:
             return False
         rows = plan.tasks[0][0][3]  # tile rows (the unit is the whole batch)
-        a, tw = m + 2, -(-g.Wo // m)
-        T, Wt, dt = g.N * rows * tw, m * tw + 2, self.dtype
-        bias = self.bias if self.bias is not None else np.zeros(g.K, dt)
-        shapes = [(g.N, m * rows + 2, Wt, g.C), (a * Wt * g.C,), (a * a, _plane_rows(T, g.C, dt.itemsize), g.C),
-                  (a * a, _plane_rows(T, g.K, dt.itemsize), g.K), (m * a * g.K,)]  # xs, wt, V, M, wo
-        scratch = tuple(zip(("xs", "wt", "V", "M", "wo"), [int(np.prod(s)) for s in shapes], shapes))
-        return g, m, tw, T, scratch, self._u(m, 0, g.K), bias
+        tw = -(-g.Wo // m)
+        bias = self.bias if self.bias is not None else np.zeros(g.K, self.dtype)
+        return (g, m, tw, g.N * rows * tw, _wino_scratch(g.N, rows, tw, m, g.C, g.K, self.dtype.itemsize),
+                self._u(m, 0, g.K), bias)
 
     def _run_captured(self, cap, x, residual, relu):
         g, m, tw, T, scratch, U, bias = cap
         dt = self.dtype
-        xs, wt, V, M, wo = [_scratch(slot, n, dt).reshape(shape) for slot, n, shape in scratch]
+        xs, wt, V, M, wo = _wino_buffers(scratch, dt)
         x, nhwc = _layout(x, dt)
         rows, y = _rows_output(g.N, g.K, g.Ho, g.Wo, dt)
         if residual is not None and np.shape(residual) != y.shape:

@@ -233,30 +233,12 @@ def _max_pool_2x2_nhwc(x, y, idx):
                 i2[q, ch] = where
 
 
-def _max_pool_backward_nhwc(gy, idx, gx, bad):
-    """``_max_pool_backward_planes`` on channels-last data: gy, idx (N, Ho * Wo, C) into gx (N, H * W, C),
-    zeroed by the caller; one image per prange iteration, its outputs in order (the same sums as per
-    plane)."""
-    images, outs, channels = gy.shape
-    size = gx.shape[1]
-    for n in prange(images):
-        out = gx[n]
-        for o in range(outs):
-            g = gy[n, o]
-            ir = idx[n, o]
-            for ch in range(channels):
-                where = ir[ch]
-                if 0 <= where < size:
-                    out[where, ch] += g[ch]
-                elif where != -1:
-                    bad[n] = 1
-
-
 def _max_pool_2x2_backward_nhwc(gy, idx, gx, bad):
-    """``_max_pool_backward_nhwc`` for 2x2 windows, stride 2, no padding (from ``_max_pool_2x2_nhwc``):
-    gy, idx (N, Ho, Wo, C), gx (N, H, W, C). The windows do not overlap, so each input gets its value
-    (the gradient at its window's argmax, else 0) in one pass with no zeroing first; the row and
-    column a window never covers (odd H or W) get 0. An argmax outside its window marks ``bad``.
+    """``_max_pool_backward_planes`` on channels-last data, for 2x2 windows, stride 2, no padding (from
+    ``_max_pool_2x2_nhwc``): gy, idx (N, Ho, Wo, C), gx (N, H, W, C). The windows do not overlap, so
+    each input gets its value (the gradient at its window's argmax, else 0) in one pass with no
+    zeroing first; the row and column a window never covers (odd H or W) get 0. An argmax outside
+    its window marks ``bad``.
     Rows of the 2-D views are indexed directly (no views per window: their reference counts cost
     more than the arithmetic here)."""
     images, height, width, channels = gx.shape
@@ -410,7 +392,6 @@ max_pool_2x2_plane = njit(cache=True)(_max_pool_2x2_plane)
 max_pool_2x2_planes = njit(cache=True, parallel=True)(_max_pool_2x2_planes)
 max_pool_backward_planes = njit(cache=True, parallel=True)(_max_pool_backward_planes)
 max_pool_2x2_nhwc = njit(cache=True, parallel=True)(_max_pool_2x2_nhwc)
-max_pool_backward_nhwc = njit(cache=True, parallel=True)(_max_pool_backward_nhwc)
 max_pool_2x2_backward_nhwc = njit(cache=True, parallel=True)(_max_pool_2x2_backward_nhwc)
 avg_pool_plane = njit(cache=True)(_avg_pool_plane)
 avg_pool_planes = njit(cache=True, parallel=True)(_avg_pool_planes)
@@ -463,6 +444,23 @@ def _max_pool_2x2_channels_last(x, fn):
     return y.transpose(0, 3, 1, 2), idx.transpose(0, 3, 1, 2)
 
 
+def _max_pool_2x2_backward_channels_last(fn, gy, argmax, x_shape, dtype):
+    """``max_pool2d_backward`` of a channels-last 2x2 argmax (from ``_max_pool_2x2_channels_last``), a
+    channels-last gradient; None when an index lies outside its 2x2 window (not from that forward)."""
+    gy = np.asarray(gy)
+    if gy.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{fn}: expected float32 or float64 gradient, got {gy.dtype}")
+    if gy.shape != argmax.shape:
+        raise ValueError(f"{fn}: gradient has shape {gy.shape}, expected {argmax.shape}")
+    N, C, Ho, Wo = argmax.shape
+    g4 = nhwc_rows(gy, gy.dtype).reshape(N, Ho, Wo, C)
+    i4 = nhwc_rows(argmax, dtype).reshape(g4.shape)
+    rows = np.empty((N * x_shape[2] * x_shape[3], C), gy.dtype)
+    bad = np.zeros(N, np.uint8)
+    max_pool_2x2_backward_nhwc(g4, i4, rows.reshape(N, x_shape[2], x_shape[3], C), bad)
+    return None if bad.any() else from_nhwc_rows(rows, x_shape)
+
+
 def max_pool2d_backward(gy, argmax, x_shape):
     """Gradient of ``max_pool2d_forward``: each output's gradient goes to its argmax input."""
     fn = "max_pool2d_backward"
@@ -474,29 +472,12 @@ def max_pool2d_backward(gy, argmax, x_shape):
         raise ValueError(f"{fn}: argmax shape {argmax.shape} does not fit input shape {x_shape}")
     size = x_shape[-2] * x_shape[-1]
     dtype = argmax.dtype if argmax.dtype in (np.int32, np.int64) else np.int64
-    if channels_last(argmax):  # from the channels-last forward: a channels-last gradient
-        gy = np.asarray(gy)
-        if gy.dtype not in _FLOAT_DTYPES:
-            raise TypeError(f"{fn}: expected float32 or float64 gradient, got {gy.dtype}")
-        if gy.shape != argmax.shape:
-            raise ValueError(f"{fn}: gradient has shape {gy.shape}, expected {argmax.shape}")
-        N, C = argmax.shape[:2]
-        bad = np.zeros(N, np.uint8)
-        H, W = x_shape[-2:]
-        if argmax.shape[-2:] == (H // 2, W // 2) and H >= 2 and W >= 2:  # from the 2x2 forward
-            g4 = nhwc_rows(gy, gy.dtype).reshape(N, H // 2, W // 2, C)
-            i4 = nhwc_rows(argmax, dtype).reshape(g4.shape)
-            gx = np.empty((N, size, C), gy.dtype)
-            max_pool_2x2_backward_nhwc(g4, i4, gx.reshape(N, H, W, C), bad)
-        if bad.any() or argmax.shape[-2:] != (H // 2, W // 2) or H < 2 or W < 2:  # any other pooling
-            bad[:] = 0
-            g3 = nhwc_rows(gy, gy.dtype).reshape(N, -1, C)
-            i3 = nhwc_rows(argmax, dtype).reshape(N, -1, C)
-            gx = np.zeros((N, size, C), gy.dtype)
-            max_pool_backward_nhwc(g3, i3, gx, bad)
-        if bad.any():
-            raise ValueError(f"{fn}: argmax holds indices outside [-1, {size}) for input {x_shape}")
-        return from_nhwc_rows(gx.reshape(-1, C), x_shape)
+    H, W = x_shape[-2:]
+    if channels_last(argmax) and argmax.shape[-2:] == (H // 2, W // 2) and H >= 2 and W >= 2:
+        gx = _max_pool_2x2_backward_channels_last(fn, gy, argmax, x_shape, dtype)
+        if gx is not None:
+            return gx
+    # any other argmax (one of another pooling, whose indices leave the 2x2 windows): per plane
     g = _grad_planes(fn, gy, argmax.shape)
     idx = np.ascontiguousarray(argmax, dtype=dtype).reshape(g.shape)
     gx = np.empty((g.shape[0], size), dtype=g.dtype)

@@ -145,6 +145,14 @@ def _wino_pack_nhwc(x, n0, n1, r0, ph, pw, out):
                 inner[e] = src[e]
 
 
+def _wino_pack_any(x, nhwc, n0, n1, r0, ph, pw, out):
+    """``wino_pack`` of an NCHW x, or (``nhwc``) ``wino_pack_nhwc`` of a channels-last one."""
+    if nhwc:
+        wino_pack_nhwc(x, n0, n1, r0, ph, pw, out)
+    else:
+        wino_pack(x, n0, n1, r0, ph, pw, out)
+
+
 # The transforms run in two passes (rows, then columns), each a few loops ``out += coef * in`` over
 # channels, which read one array and write another: a single loop writing many planes needs more
 # runtime alias checks than LLVM allows, and stays scalar. No views are made inside the loops (each
@@ -269,15 +277,12 @@ def _wino_unit(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, b
     """One unit of the Winograd forward, start to finish without the GIL: pack the input rows of images
     [n0, n1) from row r0 (x NCHW, or channels-last (N, H, W, C) with ``nhwc``) into ``xs``, transform
     them into the planes V, the (m + 2)^2 GEMMs M[xi] = V[xi] @ U[xi] (BLAS; U's planes may have more
-    rows than the C used), the output transform
-    into the pixel rows ``out`` (output rows [oh0, oh1) of each image), then the bias, then the rows
+    rows than the C used), the output transform into the pixel rows ``out`` (output rows [oh0, oh1)
+    of each image), then the bias, then the rows
     ``res`` (with ``has_res``), then ReLU (with ``relu``; NaN stays NaN, as np.maximum). One call per
     unit keeps two threads from queueing for the GIL between the steps (each hand-off costs a thread
     wake-up, tens of microseconds on a VM)."""
-    if nhwc:
-        wino_pack_nhwc(x, n0, n1, r0, ph, pw, xs)
-    else:
-        wino_pack(x, n0, n1, r0, ph, pw, xs)
+    wino_pack_any(x, nhwc, n0, n1, r0, ph, pw, xs)
     wino_tiles(xs, m, tw, T, BT, V, wt)
     for xi in range(V.shape[0]):
         np.dot(V[xi, :T], U[xi, :V.shape[2]], M[xi, :T])
@@ -302,15 +307,9 @@ def _wino_grad_unit(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A,
     """One unit of the Winograd weight gradient without the GIL: the input tiles V = B^T d B and the
     gradient tiles G = A gy A^T of images [n0, n1) from tile row r0 / m, then for each plane
     acc[xi] = G[xi]^T V[xi] (``first``) or acc[xi] += G[xi]^T V[xi] (through ``tmp``)."""
-    if x_nhwc:
-        wino_pack_nhwc(x, n0, n1, r0, ph, pw, xs)
-    else:
-        wino_pack(x, n0, n1, r0, ph, pw, xs)
+    wino_pack_any(x, x_nhwc, n0, n1, r0, ph, pw, xs)
     wino_tiles(xs, m, tw, T, BT, V, wt)
-    if gy_nhwc:
-        wino_pack_nhwc(gy, n0, n1, r0, 0, 0, gs)
-    else:
-        wino_pack(gy, n0, n1, r0, 0, 0, gs)
+    wino_pack_any(gy, gy_nhwc, n0, n1, r0, 0, 0, gs)
     wino_tiles(gs, m, tw, T, A, G, wg)
     for xi in range(V.shape[0]):
         if first:
@@ -328,6 +327,7 @@ def _wino_grad_unit(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A,
 
 wino_pack = njit(cache=True, nogil=True)(_wino_pack)
 wino_pack_nhwc = njit(cache=True, nogil=True)(_wino_pack_nhwc)
+wino_pack_any = njit(cache=True, nogil=True)(_wino_pack_any)
 wino_tiles = njit(cache=True, nogil=True)(_wino_tiles)
 wino_output = njit(cache=True, nogil=True)(_wino_output)
 wino_unit = njit(cache=True, nogil=True)(_wino_unit)
