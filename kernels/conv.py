@@ -75,7 +75,8 @@ WINO_TILES = 240  # Winograd: tiles per unit (each tile is (m + 2)^2 x C values 
                   # 1.4x faster. For C * K up to 4x more (128 channels), fewer tiles keep them under it
                   # (61 tiles, 128 x 128: 130 GF/s against 118 at 240); past that, 240 (see _wino_cap).
 WINO_SMALL_GEMM = 1_000_000
-WINO_TILE = None  # force this Winograd tile size m (2, 3 or 4) for every shape (tests); None: the rule
+WINO_TILE = None  # force this Winograd tile size m (2, 3 or 4) for every shape (tests); None: the rule;
+                  # 0: no Winograd, every convolution direct (benchmarks/winograd_curves.py compares the two)
 WINO_F4_COST = 1.1  # F(4x4)'s larger transforms: its multiplies count this much more in the rule
 WINO_MIN_CHANNELS = 8  # Winograd only with this many input channels (the GEMMs' inner size)
 COL_MAX_TAPS = 32  # C * kh * kw up to this (one group): NCHW column matrices, no channels-last copies
@@ -348,7 +349,7 @@ def _plan(g, itemsize, split_images=True, max_tasks=MAX_TASKS, wino=0, tile=2):
 
 def _winograd(g):
     """Whether the convolution of ``g`` runs as Winograd F(m x m, 3x3) (m: ``_wino_tile``)."""
-    return (g.kh == 3 and g.kw == 3 and g.sh == 1 and g.sw == 1 and g.dh == 1 and g.dw == 1
+    return (WINO_TILE != 0 and g.kh == 3 and g.kw == 3 and g.sh == 1 and g.sw == 1 and g.dh == 1 and g.dw == 1
             and g.G == 1 and g.C >= WINO_MIN_CHANNELS)
 
 
