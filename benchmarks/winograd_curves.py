@@ -124,7 +124,8 @@ def markdown(results):
         lines += [f"## {results[task]['title']}", "",
                   "| seed | " + x + " | " + " | ".join(f"{k} winograd | {k} direct" for k in keys) + " |",
                   "|---|---|" + "---|---|" * len(keys)]
-        for seed in results["seeds"]:
+        seeds = sorted({s for _, s in runs})
+        for seed in seeds:
             for i, point in enumerate(runs[("winograd", seed)]):
                 cells = [f"{runs[(p, seed)][i][k]:.4f}" for k in keys for p in PATHS]
                 lines.append(f"| {seed} | {point[x]} | " + " | ".join(cells) + " |")
@@ -133,6 +134,12 @@ def markdown(results):
         for k in keys:
             a, b = gaps(runs, k)
             lines.append(f"| {k} | {a:.4f} | {'-' if b is None else f'{b:.4f}'} |")
+        lines += ["", f"At the last {x}, over the {len(seeds)} seeds: mean (min - max).", "",
+                  "| quantity | winograd | direct |", "|---|---|---|"]
+        for k in keys:
+            finals = {p: [runs[(p, s)][-1][k] for s in seeds] for p in PATHS}
+            lines.append(f"| {k} | " + " | ".join(f"{statistics.mean(v):.4f} ({min(v):.4f} - {max(v):.4f})"
+                                                   for v in finals.values()) + " |")
         seconds = {p: statistics.median(r["seconds"] for r in results[task]["runs"] if r["path"] == p)
                    for p in PATHS}
         lines += ["", f"Median time per run: Winograd {seconds['winograd']:.0f} s, direct "
@@ -149,6 +156,8 @@ def main(argv=None):
     p.add_argument("--go-steps", type=int, default=50, help="Go: SGD steps between them (default: 50)")
     p.add_argument("--tasks", default="mnist,go", help="comma-separated: mnist, go (default: both)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--add", metavar="JSON", help="an earlier run's --json (same settings, other seeds): its "
+                   "runs join this one's in the tables")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--markdown", help="write the tables here")
     args = p.parse_args(argv)
@@ -187,6 +196,17 @@ def main(argv=None):
         results["go"] = {"title": f"9x9 Go, 6x64 net, supervised on docs/go-match ({len(split[0])} positions; "
                                   f"{len(split[1])} held out), batch 256", "runs": runs}
     use_path("winograd")
+    if args.add:
+        with open(args.add) as f:
+            earlier = json.load(f)
+        results["command"] = f"{earlier['command']}` at {earlier['commit']} and `{results['command']}"
+        results["seeds"] = sorted(set(earlier["seeds"]) | set(seeds))
+        for task in ("mnist", "go"):
+            if task in earlier:
+                results.setdefault(task, {"title": earlier[task]["title"], "runs": []})
+                if results[task]["title"] != earlier[task]["title"]:
+                    raise SystemExit(f"--add: {args.add} has other {task} settings: {earlier[task]['title']}")
+                results[task]["runs"] = earlier[task]["runs"] + results[task]["runs"]
     text = markdown(results)
     print(text)
     if args.json:
