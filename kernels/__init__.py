@@ -5,7 +5,7 @@ They know nothing of Tensor or autograd. Each kernel has a plain NumPy reference
 (see ``parallel.py``).
 """
 
-from freenet.kernels.parallel import get_num_threads, set_num_threads
+from freenet.kernels.parallel import block_ranges, get_num_threads, run_blocks, set_num_threads
 from freenet.kernels.gemm import matmul
 from freenet.kernels.gelu import gelu, gelu_backward, gelu_backward_reference, gelu_reference
 from freenet.kernels.conv import (conv2d_backward_bias, conv2d_backward_bias_reference, conv2d_backward_input,

@@ -102,7 +102,8 @@ def _trained_looking(net, seed):
     return net.eval()
 
 
-@pytest.mark.parametrize("size, blocks, filters, batch", [(5, 0, 4, 1), (7, 2, 8, 3), (9, 1, 64, 8), (19, 1, 16, 2)])
+@pytest.mark.parametrize("size, blocks, filters, batch", [(5, 0, 4, 1), (7, 2, 8, 3), (9, 1, 64, 8),
+                                                            (7, 1, 16, 11), (19, 1, 16, 2)])
 def test_inference_path_matches_the_module(size, blocks, filters, batch):
     net = _trained_looking(new_net(size, blocks, filters, seed=size), seed=blocks)
     x = (np.random.default_rng(batch).random((batch, 18, size, size)) < 0.4).astype(np.float32)
@@ -122,9 +123,10 @@ def test_inference_path_matches_the_module(size, blocks, filters, batch):
         plan(x[:, :17])
 
 
-def test_inference_path_is_bitwise_identical_with_1_and_2_threads():
+@pytest.mark.parametrize("batch", [8, 64])  # 8: halves of the batch on their own threads (SPLIT_PIXELS)
+def test_inference_path_is_bitwise_identical_with_1_and_2_threads(batch):
     plan = _trained_looking(new_net(9, 2, 64, seed=1), seed=2).inference()
-    x = (np.random.default_rng(0).random((64, 18, 9, 9)) < 0.4).astype(np.float32)
+    x = (np.random.default_rng(0).random((batch, 18, 9, 9)) < 0.4).astype(np.float32)
     fn.set_num_threads(1)
     one = plan(x)
     fn.set_num_threads(2)
