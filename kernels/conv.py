@@ -65,7 +65,10 @@ SMALL_PARALLEL_WORK = 1 << 26  # from here, a problem with pixels for two whole 
                                # SPLIT_MIN_TILES tiles (MIN_ROWS rows) splits too: go9 at batch 16
                                # (144 tiles) fwd+bwd 1.66 -> 1.49 ms at 2 threads; at batch 8 (72)
                                # splitting cost more (0.86 -> 0.94), and a 19x19 image cut in two
-                               # (25 tiles) too (a go19-6x128 batch-1 evaluation 6.3 -> 8.0 ms)
+                               # (25 tiles) too (a go19-6x128 batch-1 evaluation 6.3 -> 8.0 ms). So
+                               # does one with few pixels and SPLIT_CHANNELS output channels, by
+                               # channel: (1, 128, 19x19, 128) fwd+bwd 2.03 -> 1.43 ms, its
+                               # batch-1 evaluation 6.0 -> 4.6 ms (with the pool's polling threads)
 SPLIT_MIN_TILES = 48
 MIN_ROWS = 256  # fewer rows make the GEMM slower (e.g. 95 rows: -25% here)
 SPLIT_CHANNELS = 128  # few pixels but at least this many output channels: split the channels
@@ -312,10 +315,10 @@ class _Plan:
             min_rows = MIN_ROWS
             cap = max(MIN_ROWS, UNIT_BYTES // (g.kh * g.kw * g.Cg * itemsize))
         total = g.N * rows * width
-        big = g.big or (g.work >= SMALL_PARALLEL_WORK
-                        and total >= MIN_UNITS * (SPLIT_MIN_TILES if wino else MIN_ROWS))
-        self.channel_split = (g.big and split_images and g.G == 1 and g.K >= SPLIT_CHANNELS
+        small = g.work >= SMALL_PARALLEL_WORK
+        self.channel_split = (small and split_images and g.G == 1 and g.K >= SPLIT_CHANNELS
                               and total < MIN_UNITS * min_rows)
+        big = g.big or self.channel_split or (small and total >= MIN_UNITS * (SPLIT_MIN_TILES if wino else MIN_ROWS))
         if self.channel_split:
             per = -(-g.K // MIN_UNITS)
             units = [(0, g.N, 0, rows, k0, k1) for k0, k1 in block_ranges(g.K, per)]

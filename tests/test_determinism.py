@@ -85,6 +85,58 @@ def test_run_blocks_order_errors_and_nesting(restore_threads):
     assert run_blocks(lambda i: sum(run_blocks(lambda j: i * j, 4)), 6) == [6 * i for i in range(6)]
 
 
+def test_run_blocks_from_two_threads_at_once_and_after_thread_changes(restore_threads):
+    """Two callers at once both get their results (the second runs its blocks itself); the pool
+    stops and restarts when the thread count changes; helpers asleep after idling are woken."""
+    import threading
+    import time
+
+    from freenet.kernels.parallel import run_blocks
+    fn.set_num_threads(2)
+    out = {}
+
+    def caller(name, k):
+        out[name] = run_blocks(lambda i: (time.sleep(0.001), i * k)[1], 30)
+
+    callers = [threading.Thread(target=caller, args=(name, k)) for name, k in (("a", 2), ("b", 3))]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join()
+    assert out == {"a": [2 * i for i in range(30)], "b": [3 * i for i in range(30)]}
+    for threads in (1, 2, 1, 2):
+        fn.set_num_threads(threads)
+        assert run_blocks(lambda i: i + 1, 9) == list(range(1, 10))
+    time.sleep(0.05)  # past the polling: the helper sleeps, and must be woken
+    assert run_blocks(lambda i: i, 5) == list(range(5))
+
+
+def test_run_blocks_in_a_forked_child(restore_threads):
+    """A forked child (multiprocessing's default on Linux) has none of the parent's pool threads: it
+    makes its own instead of waiting on threads that do not exist."""
+    import multiprocessing
+
+    from freenet.kernels.parallel import run_blocks
+    fn.set_num_threads(2)
+    assert run_blocks(lambda i: i, 4) == [0, 1, 2, 3]  # the parent's pool exists
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply(_blocks_in_child) == [0, 2, 4, 6]
+
+
+def _blocks_in_child():
+    from freenet.kernels.parallel import run_blocks
+    return run_blocks(lambda i: 2 * i, 4)
+
+
+def test_spin_until_sees_a_change_and_gives_up():
+    from freenet.kernels.spin import spin_until
+    flags = np.zeros(3, np.int64)
+    assert not spin_until(flags, 1, 7, 1000)
+    flags[1] = 7
+    assert spin_until(flags, 1, 7, 1000)
+    assert not spin_until(flags, 2, 7, 0)
+
+
 def test_every_blas_library_runs_on_one_thread():
     """freenet splits work itself; BLAS must not (its results differ with its thread count). Both
     NumPy's OpenBLAS and SciPy's (which Numba-compiled kernels call) are limited, after they ran."""
