@@ -129,9 +129,10 @@ class _Pool:
                         self.waiting = False
 
     def stop(self):
-        with self.cond:
-            self.stopped = True
-            self.cond.notify_all()
+        with self.running:  # a job under way (another thread's) finishes first
+            with self.cond:
+                self.stopped = True
+                self.cond.notify_all()
         for t in self.threads:
             t.join()
 
@@ -143,6 +144,8 @@ def set_num_threads(n):
     if n < 1:
         raise ValueError(f"set_num_threads: need at least 1 thread, got {n}")
     n = min(n, numba.config.NUMBA_NUM_THREADS)
+    if getattr(_local, "busy", False):
+        raise RuntimeError("set_num_threads: not from inside a block of run_blocks")
     with _pool_lock:
         if _pool is not None and n != _num_threads:
             _pool.stop()

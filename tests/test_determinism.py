@@ -109,6 +109,16 @@ def test_run_blocks_from_two_threads_at_once_and_after_thread_changes(restore_th
         assert run_blocks(lambda i: i + 1, 9) == list(range(1, 10))
     time.sleep(0.05)  # past the polling: the helper sleeps, and must be woken
     assert run_blocks(lambda i: i, 5) == list(range(5))
+    # changing the thread count while another thread's job runs waits for that job
+    slow = threading.Thread(target=caller, args=("c", 5))
+    slow.start()
+    time.sleep(0.005)
+    fn.set_num_threads(1)
+    slow.join()
+    assert out["c"] == [5 * i for i in range(30)]
+    fn.set_num_threads(2)
+    with pytest.raises(RuntimeError, match="inside a block"):
+        run_blocks(lambda i: fn.set_num_threads(1), 2)
 
 
 def test_run_blocks_in_a_forked_child(restore_threads):
