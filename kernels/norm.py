@@ -14,6 +14,8 @@ element (one pass over the data, without the cancellation of a plain sum of squa
 The core kernels also serve the fused BN + ReLU and BN + add + ReLU passes in ``fused.py``.
 """
 
+import types
+
 import numpy as np
 from numba import njit, prange
 
@@ -359,14 +361,16 @@ def _rows_stats(x2, shift, a1, a2):
 
 
 def _rows_sums(x2, a1):
-    """Per row block b: a1[b] += the sum of its rows, per channel, in float64 (a1 zeroed)."""
+    """Per row block b: a1[b] = the sum of its rows, per channel, in float64. (Summed in a local
+    array: LLVM then vectorises the loop over channels, 2.5x faster than adding into a1 in place.)"""
     rows, channels = x2.shape
     for blk in prange(a1.shape[0]):
-        s1 = a1[blk]
+        acc = np.zeros(channels)
         for r in range(blk * ROW_BLOCK, min(rows, (blk + 1) * ROW_BLOCK)):
             xr = x2[r]
             for c in range(channels):
-                s1[c] += np.float64(xr[c])
+                acc[c] += np.float64(xr[c])
+        a1[blk, :] = acc
 
 
 def _rows_affine(x2, mu, scale, b, r2, mode, y2):
@@ -466,13 +470,25 @@ bn_train_forward = njit(cache=True, parallel=True)(_bn_train_forward)
 bn_backward = njit(cache=True, parallel=True)(_bn_backward)
 affine_channels = njit(cache=True, parallel=True)(_affine_channels)
 channel_sums = njit(cache=True, parallel=True)(_channel_sums)
+
+
+def _serial_twin(f):
+    """A copy of the Python function ``f`` under another name. Numba's on-disk cache keys a function
+    by its module, name and bytecode, not by ``parallel``: a serial and a parallel njit of the same
+    function would load each other's machine code."""
+    twin = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__, f.__closure__)
+    twin.__qualname__ = f.__qualname__ + "_serial"
+    twin.__doc__ = f.__doc__
+    return twin
+
+
 # Serial twins of the sums, for small arrays: launching the parallel loop wakes Numba's sleeping
 # threads (~40 us here), more than summing 1M values costs on one thread (the bits are the same).
-channel_sums_serial = njit(cache=True)(_channel_sums)
+channel_sums_serial = njit(cache=True)(_serial_twin(_channel_sums))
 PARALLEL_SUM_SIZE = 1 << 20
 rows_stats = njit(cache=True, parallel=True)(_rows_stats)
 rows_sums = njit(cache=True, parallel=True)(_rows_sums)
-rows_sums_serial = njit(cache=True)(_rows_sums)
+rows_sums_serial = njit(cache=True)(_serial_twin(_rows_sums))
 rows_affine = njit(cache=True, parallel=True)(_rows_affine)
 rows_grad_sums = njit(cache=True, parallel=True)(_rows_grad_sums)
 rows_grad_apply = njit(cache=True, parallel=True)(_rows_grad_apply)
@@ -561,7 +577,7 @@ def sum_channels(g3, out):
 def column_sums(rows):
     """The float64 sums of the columns of the C-contiguous 2-D ``rows`` (per channel of channels-last
     rows): row blocks in parallel, each summed in order, the blocks added in order."""
-    a1 = np.zeros((-(-rows.shape[0] // ROW_BLOCK), rows.shape[1]))
+    a1 = np.empty((-(-rows.shape[0] // ROW_BLOCK), rows.shape[1]))
     (rows_sums if rows.size >= PARALLEL_SUM_SIZE else rows_sums_serial)(rows, a1)
     out = np.empty(rows.shape[1])
     block_total(a1, out)
