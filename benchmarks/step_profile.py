@@ -1,12 +1,12 @@
 """Where a training step's time goes: wall time per ``freenet.kernels`` entry point, per step.
 
-    python benchmarks/step_profile.py mnist|go9 [--threads 2] [--steps 10] [--with-torch]
+    python benchmarks/step_profile.py mnist|go9 [--threads 2] [--steps 10] [--with-torch] [--by-shape]
 
 Builds the suite's MNIST CNN (batch 128) or freenet's 9x9 6x64 GoNet (batch 256), runs a few warm-up
 steps, then times ``--steps`` SGD steps with every public kernel wrapped in a timer (outermost calls
 only). ``--with-torch`` imports PyTorch first, as the benchmark suite does, to see what sharing its
 OpenMP runtime costs (see ``benchmarks/__init__.py``). Also times the thread pool's cost of handing
-out two empty tasks.
+out two empty tasks. ``--by-shape`` splits each entry point's time by the shape of its first argument.
 """
 
 import argparse
@@ -24,6 +24,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--with-torch", action="store_true", help="import PyTorch first, as the suite does")
+    p.add_argument("--by-shape", action="store_true", help="time each entry point per shape of its first argument")
     args = p.parse_args(argv)
     if args.with_torch:
         import torch  # noqa: F401
@@ -43,7 +44,8 @@ def main(argv=None):
             try:
                 return f(*a, **k)
             finally:
-                spent[name] += time.perf_counter() - t
+                key = f"{name} {tuple(getattr(a[0], 'shape', ()))}" if args.by_shape and a else name
+                spent[key] += time.perf_counter() - t
                 depth[0] -= 1
         return call
 
@@ -103,8 +105,8 @@ def _profile(args, kernels, spent):
     per_step = (time.perf_counter() - t) / args.steps * 1e3
     print(f"{args.net}, {args.threads} thread(s){', PyTorch imported first' if args.with_torch else ''}: "
           f"{per_step:.1f} ms per step, {sum(spent.values()) / args.steps * 1e3:.1f} ms in kernels")
-    for name, s in spent.most_common(12):
-        print(f"  {name:36s} {s / args.steps * 1e3:8.2f} ms")
+    for name, s in spent.most_common(30 if args.by_shape else 12):
+        print(f"  {name:56s} {s / args.steps * 1e3:8.2f} ms")
     hand_off = []
     for _ in range(41):
         t = time.perf_counter()
