@@ -346,18 +346,20 @@ ROW_BLOCK = 128
 
 
 def _rows_stats(x2, shift, a1, a2):
-    """Per row block b: a1[b] += sum of (x - shift), a2[b] += sum of (x - shift)^2, per channel
-    (a1, a2 (blocks, C) zeroed by the caller)."""
+    """Per row block b: a1[b] = sum of (x - shift), a2[b] = sum of (x - shift)^2, per channel
+    (a1, a2 (blocks, C)). Blocks sum in local arrays, as in ``rows_sums``."""
     rows, channels = x2.shape
     for blk in prange(a1.shape[0]):
-        s1 = a1[blk]
-        s2 = a2[blk]
+        s1 = np.zeros(channels)
+        s2 = np.zeros(channels)
         for r in range(blk * ROW_BLOCK, min(rows, (blk + 1) * ROW_BLOCK)):
             xr = x2[r]
             for c in range(channels):
                 d = np.float64(xr[c]) - shift[c]
                 s1[c] += d
                 s2[c] += d * d
+        a1[blk, :] = s1
+        a2[blk, :] = s2
 
 
 def _rows_sums(x2, a1):
@@ -397,13 +399,13 @@ def _rows_affine(x2, mu, scale, b, r2, mode, y2):
 
 
 def _rows_grad_sums(gy2, x2, y2, use_mask, mu, gres2, write_gres, a1, a2):
-    """Per row block: a1 += sum of g, a2 += sum of g * (x - mu), per channel (a1, a2 zeroed by the
-    caller); g = gy, zero where y <= 0 with ``use_mask`` (that g also stored in gres with
-    ``write_gres``)."""
+    """Per row block: a1 = sum of g, a2 = sum of g * (x - mu), per channel; g = gy, zero where
+    y <= 0 with ``use_mask`` (that g also stored in gres with ``write_gres``). Blocks sum in local
+    arrays, as in ``rows_sums``."""
     rows, channels = x2.shape
     for blk in prange(a1.shape[0]):
-        s1 = a1[blk]
-        s2 = a2[blk]
+        s1 = np.zeros(channels)
+        s2 = np.zeros(channels)
         for r in range(blk * ROW_BLOCK, min(rows, (blk + 1) * ROW_BLOCK)):
             gr = gy2[r]
             xr = x2[r]
@@ -426,6 +428,8 @@ def _rows_grad_sums(gy2, x2, y2, use_mask, mu, gres2, write_gres, a1, a2):
                     v = np.float64(gr[c])
                     s1[c] += v
                     s2[c] += v * (np.float64(xr[c]) - mu[c])
+        a1[blk, :] = s1
+        a2[blk, :] = s2
 
 
 def _rows_grad_apply(gy2, x2, y2, use_mask, mu, k_, mean_g, coef, gx2):
@@ -554,7 +558,7 @@ def _rows_train_forward(x, g, b, eps, residual, mode):
     r2 = x2 if residual is None else nhwc_rows(residual, x.dtype)
     blocks = -(-x2.shape[0] // ROW_BLOCK)
     shift = x2[0].astype(np.float64)
-    a1, a2 = np.zeros((blocks, channels)), np.zeros((blocks, channels))
+    a1, a2 = np.empty((blocks, channels)), np.empty((blocks, channels))
     rows_stats(x2, shift, a1, a2)
     s1, s2 = np.empty(channels), np.empty(channels)
     block_total(a1, s1)
@@ -621,7 +625,7 @@ def _rows_backward(gy, y, x, gm, mu, inv, write_gres):
     channels = shape[1]
     blocks = -(-x2.shape[0] // ROW_BLOCK)
     gres2 = np.empty_like(g2) if write_gres else g2
-    a1, a2 = np.zeros((blocks, channels)), np.zeros((blocks, channels))
+    a1, a2 = np.empty((blocks, channels)), np.empty((blocks, channels))
     rows_grad_sums(g2, x2, y2, use_mask, mu, gres2, write_gres, a1, a2)
     sum_g, sum_gx = np.empty(channels), np.empty(channels)
     block_total(a1, sum_g)

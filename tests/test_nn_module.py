@@ -390,6 +390,7 @@ def test_linear_forward_and_backward_match_numpy():
     g = np.random.default_rng(0).standard_normal((4, 2)).astype(np.float32)
     out.backward(g)
     np.testing.assert_allclose(layer.weight.grad.data, g.T @ x.data, rtol=1e-5)
+    assert layer.weight.grad.data.flags.c_contiguous  # in the weight's memory order, for the optimizer
     np.testing.assert_allclose(layer.bias.grad.data, g.sum(0), rtol=1e-5)
     np.testing.assert_allclose(x.grad.data, g @ W, rtol=1e-5)
     x3 = fn.randn(2, 5, 3)
