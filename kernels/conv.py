@@ -328,9 +328,20 @@ class _Plan:
                 count = max(count, MIN_UNITS)
                 count += count % 2  # an even count balances two threads
             if count <= g.N or not split_images:
-                # whole images, never more than ``cap`` rows (GEMM sizes past a BLAS threshold are slower)
-                per = min(-(-g.N // min(count, g.N)), max(1, cap // (rows * width)))
-                units = [(n0, n1, 0, rows, 0, g.Kg) for n0, n1 in block_ranges(g.N, per)]
+                # whole images, never more than ``cap`` rows (GEMM sizes past a BLAS threshold are
+                # slower); tasks of as many images (+-1), each in as many units, so that threads
+                # taking tasks in turn get the same work (ragged tasks, as go9-b256's weight gradient
+                # in 4 tasks of 52 images and one of 48, kept a thread idle for a fifth of the call)
+                max_per = max(1, cap // (rows * width))
+                units_at_least = min(g.N, max(count, -(-g.N // max_per)))
+                n_tasks = min(units_at_least, max_tasks) if big else 1
+                if n_tasks % 2 and n_tasks > 1:
+                    n_tasks += 1 if n_tasks < min(max_tasks, g.N) else -1
+                per_task = -(-g.N // n_tasks)
+                pieces = max(-(-per_task // max_per), -(-units_at_least // n_tasks))
+                self.tasks = [[(a + n0, a + n1, 0, rows, 0, g.Kg) for n0, n1 in _even_ranges(b - a, pieces)]
+                              for a, b in _even_ranges(g.N, n_tasks)]
+                return
             else:
                 pieces = min(rows, -(-count // g.N))
                 per = -(-rows // pieces)
@@ -339,6 +350,17 @@ class _Plan:
         count = min(len(units), max_tasks) if big else 1
         per = -(-len(units) // count)
         self.tasks = [units[a:b] for a, b in block_ranges(len(units), per)]
+
+
+def _even_ranges(n, parts):
+    """``range(n)`` in ``min(parts, n)`` consecutive ranges whose sizes differ by at most one (the
+    larger first); fixed by n and parts alone."""
+    parts = max(1, min(parts, n))
+    base, extra = divmod(n, parts)
+    bounds = [0]
+    for i in range(parts):
+        bounds.append(bounds[-1] + base + (i < extra))
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def _plan(g, itemsize, split_images=True, max_tasks=MAX_TASKS, wino=0, tile=2):

@@ -485,3 +485,28 @@ def test_empty_batch():
     assert gw.shape == w.shape and not gw.any()
     gb = conv.conv2d_backward_bias(gy)
     assert gb.shape == (4,) and not gb.any()
+
+
+@pytest.mark.parametrize("x_shape, w_shape", [
+    ((256, 64, 9, 9), (64, 64, 3, 3)), ((128, 64, 32, 32), (64, 64, 3, 3)), ((128, 32, 14, 14), (64, 32, 3, 3)),
+    ((256, 128, 9, 9), (128, 128, 3, 3)), ((64, 128, 19, 19), (128, 128, 3, 3)), ((16, 64, 9, 9), (64, 64, 3, 3)),
+    ((128, 1, 28, 28), (32, 1, 3, 3)), ((100, 3, 20, 20), (16, 3, 5, 5)), ((7, 16, 30, 30), (8, 16, 3, 3))])
+@pytest.mark.parametrize("max_tasks", [conv.MAX_TASKS, conv.MAX_SUM_TASKS])
+def test_plans_of_whole_images_give_every_task_the_same_work(x_shape, w_shape, max_tasks):
+    """Threads take tasks in turn: tasks of whole images hold as many images (+-1), every unit no more
+    than the cap, and together every image once, in order."""
+    g = conv._geometry(x_shape, w_shape, 1, 1, 1, 1)
+    wino = conv._wino_cap(g) if conv._winograd(g) else 0
+    tile = conv._wino_tile(g) if wino else 2
+    plan = conv._plan(g, 4, max_tasks=max_tasks, wino=wino, tile=tile)
+    units = [u for task in plan.tasks for u in task]
+    assert len(plan.tasks) <= max_tasks
+    if plan.channel_split or any(u[2:4] != units[0][2:4] for u in units):
+        return  # (rows of images, or channel blocks: other rules)
+    assert [u[0] for u in units] == [0] + [u[1] for u in units[:-1]] and units[-1][1] == x_shape[0]
+    images = [sum(u[1] - u[0] for u in task) for task in plan.tasks]
+    assert max(images) - min(images) <= 1, images
+    assert len(plan.tasks) in (1, x_shape[0]) or len(plan.tasks) % 2 == 0
+    rows, width = (-(-g.Ho // tile), -(-g.Wo // tile)) if wino else (g.Ho, g.Wo)
+    cap = wino or max(conv.MIN_ROWS, conv.UNIT_BYTES // (g.kh * g.kw * g.Cg * 4))
+    assert all((u[1] - u[0]) * rows * width <= cap or u[1] - u[0] == 1 for u in units)
