@@ -662,9 +662,10 @@ def _wino_weights(w, flip, k0, k1, cin, dtype, slot, m=2):
     return U
 
 
-def _wino_backward_weight(gy, gy_nhwc, x, x_nhwc, g, gw):
+def _wino_backward_weight(gy, gy_nhwc, x, x_nhwc, g, gw, bias):
     """Weight gradient by Winograd: S[xi] = sum over tiles of Gy[xi]^T V[xi], then gw = G^T S G.
-    ``gy`` and ``x`` are each NCHW or (``*_nhwc``) channels-last (N, H, W, C)."""
+    ``gy`` and ``x`` are each NCHW or (``*_nhwc``) channels-last (N, H, W, C). Returns (gw, the
+    bias gradient with ``bias`` when the units hold whole channels, else None)."""
     m = _wino_tile(g, grad=True)
     a = m + 2
     P = a * a
@@ -672,9 +673,12 @@ def _wino_backward_weight(gy, gy_nhwc, x, x_nhwc, g, gw):
     dt = gw.dtype
     tw = -(-g.Wo // m)
     KG = _KG[m][dt.type]
+    sums = bias and not plan.channel_split
+    no_sums = np.empty(0)
 
     def task(t):
         acc = None if plan.channel_split else np.empty((P, g.K, g.C), dt)
+        bias_acc = np.zeros(g.K) if sums else no_sums
         for u, (n0, n1, a0, a1, k0, k1) in enumerate(plan.tasks[t]):
             nb, kk = n1 - n0, k1 - k0
             if not plan.channel_split:  # the whole unit in one call
@@ -686,7 +690,7 @@ def _wino_backward_weight(gy, gy_nhwc, x, x_nhwc, g, gw):
                                _scratch("wt", a * Wt * g.C, dt), _planes("V", T, g.C, dt, P)[0],
                                gs.reshape(nb, m * (a1 - a0), m * tw, g.K), _scratch("wg", a * m * tw * g.K, dt),
                                _planes("M", T, g.K, dt, P)[0],
-                               _scratch("tmp", P * g.K * g.C, dt).reshape(P, g.K, g.C), acc)
+                               _scratch("tmp", P * g.K * g.C, dt).reshape(P, g.K, g.C), acc, bias_acc)
                 continue
             T, _, V = _wino_input(x, x_nhwc, n0, n1, a0, a1, tw, m, g.ph, g.pw, dt)
             gs = _scratch("gs", nb * m * (a1 - a0) * m * tw * g.K, dt)
@@ -698,15 +702,17 @@ def _wino_backward_weight(gy, gy_nhwc, x, x_nhwc, g, gw):
             S = _scratch("acc", P * kk * g.C, dt).reshape(P, kk, g.C)
             np.matmul(Gy[:, :, k0:k1].transpose(0, 2, 1), V, out=S)
             np.matmul(S.reshape(P, kk * g.C).T, KG, out=gw[k0:k1].reshape(kk * g.C, 9))
-        return acc
+        return acc, bias_acc
 
     partials = run_blocks(task, len(plan.tasks))
-    if not plan.channel_split:
-        total = partials[0]
-        for p in partials[1:]:
-            total += p
-        np.matmul(total.reshape(P, g.K * g.C).T, KG, out=gw.reshape(g.K * g.C, 9))
-    return gw
+    if plan.channel_split:
+        return gw, None
+    total, bias_total = partials[0]
+    for p, b in partials[1:]:
+        total += p
+        bias_total += b
+    np.matmul(total.reshape(P, g.K * g.C).T, KG, out=gw.reshape(g.K * g.C, 9))
+    return gw, (bias_total.astype(dt) if sums else None)
 
 
 def _columns_path(g):
@@ -778,10 +784,12 @@ def _col_backward_input(gy, w, g, gx):
     return gx
 
 
-def _col_backward_weight(gy, gy_nhwc, x, g, gw):
+def _col_backward_weight(gy, gy_nhwc, x, g, gw, bias):
     """Column path weight gradient: the sum over images, in order, of gy[n] @ cols(n)^T (gy NCHW, or
-    channels-last rows with ``gy_nhwc``)."""
+    channels-last rows with ``gy_nhwc``). With ``bias`` the columns end in a row of ones, whose
+    products are the bias gradient. Returns (gw, that bias gradient or None)."""
     Q, L = g.C * g.kh * g.kw, g.Ho * g.Wo
+    rows = Q + 1 if bias else Q
     gy3 = gy.reshape(g.N, L, g.K).transpose(0, 2, 1) if gy_nhwc else gy.reshape(g.N, g.K, L)
     tasks = _image_tasks(g, gw.itemsize)
 
@@ -789,9 +797,10 @@ def _col_backward_weight(gy, gy_nhwc, x, g, gw):
         acc = None
         for n0, n1 in tasks[t]:
             nb = n1 - n0
-            cols = _scratch("cols", nb * Q * L, gw.dtype).reshape(nb, Q, L)
+            cols = _scratch("cols", nb * rows * L, gw.dtype).reshape(nb, rows, L)
+            cols[:, Q:] = 1
             im2col_cols(x, n0, *_cols_args(g), _image_scratch(g, gw.dtype), cols)
-            per_image = _scratch("tmp", nb * g.K * Q, gw.dtype).reshape(nb, g.K, Q)
+            per_image = _scratch("tmp", nb * g.K * rows, gw.dtype).reshape(nb, g.K, rows)
             np.matmul(gy3[n0:n1], cols.transpose(0, 2, 1), out=per_image)
             block = np.add.reduce(per_image, axis=0)  # image after image, in order
             if acc is None:
@@ -804,8 +813,8 @@ def _col_backward_weight(gy, gy_nhwc, x, g, gw):
     total = partials[0]
     for p in partials[1:]:
         total += p
-    gw.reshape(g.K, Q)[...] = total
-    return gw
+    gw.reshape(g.K, Q)[...] = total[:, :Q]
+    return gw, (total[:, Q].copy() if bias else None)
 
 
 def _layout(a, dt):
@@ -1045,27 +1054,37 @@ def _backward_input_col2im(gy, w, g, gx):
     return gx
 
 
-def conv2d_backward_weight(gy, x, w_shape, stride=1, padding=0, dilation=1, groups=1):
+def conv2d_backward_weight(gy, x, w_shape, stride=1, padding=0, dilation=1, groups=1, bias=False):
     """The gradient with respect to the weight of ``conv2d_forward``: sum over pixels of gy x cols.
 
     gy (N, K, Ho, Wo), x (N, C, H, W); returns ``w_shape`` = (K, C/groups, kh, kw). Each task sums
-    its units in order; the task partials are added in task order.
+    its units in order; the task partials are added in task order. With ``bias``, returns (weight
+    gradient, bias gradient): the column and Winograd paths sum gy while they read it anyway (a row
+    of ones in the columns; plane (1, 1) of the transformed gy tiles), saving ``conv2d_backward_bias``'s
+    pass over gy (0.3-0.4 ms per MNIST layer); the sums run in an order of their own.
     """
     g = _geometry(np.shape(x), w_shape, stride, padding, dilation, groups)
     _check_gy(gy, g, "conv2d_backward_weight")
-    dt = _dtype(gy, x)
+    gw, gb = _backward_weight(gy, x, g, _dtype(gy, x), bias)
+    if not bias:
+        return gw
+    return gw, (conv2d_backward_bias(gy) if gb is None else gb)
+
+
+def _backward_weight(gy, x, g, dt, bias):
+    """(the weight gradient, the bias gradient when the path makes it with ``bias``, else None)."""
     T, Q = g.kh * g.kw, g.kh * g.kw * g.Cg
     gw = np.empty((g.K, g.Cg, g.kh, g.kw), dt)
     if gy.size == 0 or x.size == 0:
         gw[...] = 0
-        return gw
+        return gw, None
     if _columns_path(g):
         gy, gy_nhwc = _layout(gy, dt)
-        return _col_backward_weight(gy, gy_nhwc, np.ascontiguousarray(x, dt), g, gw)
+        return _col_backward_weight(gy, gy_nhwc, np.ascontiguousarray(x, dt), g, gw, bias)
     x, x_nhwc = _layout(x, dt)
     if _winograd(g):
         gy, gy_nhwc = _layout(gy, dt)
-        return _wino_backward_weight(gy, gy_nhwc, x, x_nhwc, g, gw)
+        return _wino_backward_weight(gy, gy_nhwc, x, x_nhwc, g, gw, bias)
     gy = np.ascontiguousarray(gy, dt)
     plan = _plan(g, np.dtype(dt).itemsize, max_tasks=MAX_SUM_TASKS)
     L = g.Ho * g.Wo
@@ -1106,7 +1125,7 @@ def conv2d_backward_weight(gy, x, w_shape, stride=1, padding=0, dilation=1, grou
         for p in partials[1:]:
             total += p
         weight_untaps(total, gw3)
-    return gw
+    return gw, None
 
 
 def conv2d_backward_bias(gy):

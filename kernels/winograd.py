@@ -79,6 +79,7 @@ _AT4 = _F([[1, 1, 1, 1, 1, 0],
            [0, 1, -1, 8, -8, 1]], np.float64)
 
 WINOGRAD = {2: (_BT2, _G2, _AT2), 3: (_BT3, _G3, _AT3), 4: (_BT4, _G4, _AT4)}  # m: (B^T, G, A^T)
+assert all((AT[:, 1] == 1).all() for _, _, AT in WINOGRAD.values())  # point 1 second (bias gradient)
 
 
 def _wino_pack(x, n0, n1, r0, ph, pw, out):
@@ -303,14 +304,23 @@ def _wino_unit(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, b
 
 
 def _wino_grad_unit(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, first,
-                    xs, wt, V, gs, wg, G, tmp, acc):
+                    xs, wt, V, gs, wg, G, tmp, acc, bias_acc):
     """One unit of the Winograd weight gradient without the GIL: the input tiles V = B^T d B and the
     gradient tiles G = A gy A^T of images [n0, n1) from tile row r0 / m, then for each plane
-    acc[xi] = G[xi]^T V[xi] (``first``) or acc[xi] += G[xi]^T V[xi] (through ``tmp``)."""
+    acc[xi] = G[xi]^T V[xi] (``first``) or acc[xi] += G[xi]^T V[xi] (through ``tmp``).
+
+    With a non-empty ``bias_acc`` (K,), float64, it also adds gy's sum over the unit's pixels (the
+    bias gradient): row 1 of A is all ones (the point 1), so plane (1, 1) of each G tile is the sum
+    of its m x m outputs (tiles past the edge hold zeros), tile after tile in order."""
     wino_pack_any(x, x_nhwc, n0, n1, r0, ph, pw, xs)
     wino_tiles(xs, m, tw, T, BT, V, wt)
     wino_pack_any(gy, gy_nhwc, n0, n1, r0, 0, 0, gs)
     wino_tiles(gs, m, tw, T, A, G, wg)
+    if bias_acc.shape[0]:
+        plane = G[A.shape[0] + 1]
+        for t in range(T):
+            for k in range(bias_acc.shape[0]):
+                bias_acc[k] += np.float64(plane[t, k])
     for xi in range(V.shape[0]):
         if first:
             np.dot(G[xi, :T].T, V[xi, :T], acc[xi])

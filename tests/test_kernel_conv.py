@@ -270,10 +270,16 @@ def test_backward_weight_matches_reference(cases, data):
     x, w, _, gy, args = _make(case)
     with _forced_tile(case):
         gw = conv.conv2d_backward_weight(gy, x, w.shape, *args)
+        gw2, gb = conv.conv2d_backward_weight(gy, x, w.shape, *args, bias=True)
     g64, x64 = np.asarray(gy, np.float64), np.asarray(x, np.float64)
     ref = conv.conv2d_backward_weight_reference(g64, x64, w.shape, *args)
     mag = conv.conv2d_backward_weight_reference(np.abs(g64), np.abs(x64), w.shape, *args)
-    _close(gw, ref, mag, case["dtype"], "filter", _tile(case, gy.shape, x.shape[1]))
+    for got in (gw, gw2):
+        _close(got, ref, mag, case["dtype"], "filter", _tile(case, gy.shape, x.shape[1]))
+    # the bias gradient made beside it (summed in the weight gradient's pass, on the fast paths)
+    assert gb.shape == (w.shape[0],) and gb.dtype == gw.dtype
+    _close(gb, conv.conv2d_backward_bias_reference(g64), conv.conv2d_backward_bias_reference(np.abs(g64)),
+           case["dtype"])
 
 
 @CASES
@@ -302,9 +308,12 @@ def test_backward_kernels_are_adjoints_of_forward(cases, data):
     scale = np.vdot(np.abs(y), np.abs(gy)) + 1e-300
     assert abs(lhs - np.vdot(x, gx)) <= 1e-12 * scale
     assert abs(lhs - np.vdot(w, gw)) <= 1e-12 * scale
-    # and the bias: <bias broadcast over pixels, gy> = <bias, bias gradient>
-    assert abs(np.vdot(yb, gy) - np.vdot(b, conv.conv2d_backward_bias(gy))) <= 1e-12 * (
-        np.vdot(np.abs(yb), np.abs(gy)) + 1e-300)
+    # and the bias: <bias broadcast over pixels, gy> = <bias, bias gradient>, either way it is made
+    with _forced_tile(case):
+        gw2, gb2 = conv.conv2d_backward_weight(gy, x, w.shape, *args, bias=True)
+    assert abs(lhs - np.vdot(w, gw2)) <= 1e-12 * scale
+    for gb in (conv.conv2d_backward_bias(gy), gb2):
+        assert abs(np.vdot(yb, gy) - np.vdot(b, gb)) <= 1e-12 * (np.vdot(np.abs(yb), np.abs(gy)) + 1e-300)
 
 
 def test_reference_matches_direct_sum():
@@ -375,7 +384,8 @@ def test_bitwise_identical_with_1_and_2_threads(case):
         return (conv.conv2d_forward(x, w, b, s, p, d, G),
                 conv.conv2d_backward_input(gy, w, x.shape, s, p, d, G),
                 conv.conv2d_backward_weight(gy, x, w.shape, s, p, d, G),
-                conv.conv2d_backward_bias(gy))
+                conv.conv2d_backward_bias(gy),
+                *conv.conv2d_backward_weight(gy, x, w.shape, s, p, d, G, bias=True))
 
     before = get_num_threads()
     try:
@@ -401,13 +411,14 @@ def test_bitwise_identical_with_1_and_2_threads(case):
             cls.append((conv.conv2d_forward(x_cl, w, b, s, p, d, G),
                         conv.conv2d_backward_input(gy_cl, w, x.shape, s, p, d, G),
                         conv.conv2d_backward_weight(gy_cl, x_cl, w.shape, s, p, d, G),
-                        conv.conv2d_backward_bias(gy_cl)))
+                        conv.conv2d_backward_bias(gy_cl),
+                        *conv.conv2d_backward_weight(gy_cl, x_cl, w.shape, s, p, d, G, bias=True)))
     finally:
         set_num_threads(before)
     for a, c1, c2 in zip(one, *cls):
         assert c1.tobytes() == c2.tobytes()
     for i, (a, c) in enumerate(zip(one, cls[0])):
-        if i == 3 or (i == 2 and columns):
+        if i in (3, 5) or (i in (2, 4) and columns):
             np.testing.assert_allclose(c, a, rtol=1e-4, atol=1e-3)
         else:
             assert a.tobytes() == c.tobytes()
