@@ -17,7 +17,7 @@ Two designs, both on single-threaded BLAS calls over fixed blocks:
 Both, and the column path for few taps (``_col_forward``), produce output rows (pixel, channel): the
 result is channels-last (NHWC memory under the NCHW shape, ``layout.py``; only the strided input
 gradient, by col2im, is NCHW), and a channels-last input needs no packing beyond padding. A Winograd
-unit runs start to finish in one Numba call (``winograd.wino_unit``, BLAS through SciPy), so two
+unit runs start to finish in one Numba call (``winograd.WINO_UNIT[m]``, BLAS through SciPy), so two
 threads do not queue for the GIL between its steps. So in a conv net
 the activations stay channels-last from one convolution to the next (through batch norm, ReLU and
 2x2 max pooling, which keep the layout), forward and backward, and are never transposed.
@@ -56,7 +56,8 @@ from freenet.kernels.im2col import (col2im_cols, col2im_rows, im2col_cols, im2co
 from freenet.kernels.layout import channels_last, from_nhwc_rows, nhwc_rows
 from freenet.kernels.norm import column_sums, sum_channels
 from freenet.kernels.parallel import block_ranges, run_blocks
-from freenet.kernels.winograd import WINOGRAD, wino_grad_unit, wino_pack_any, wino_tiles, wino_unit
+from freenet.kernels.winograd import WINOGRAD, wino_pack_any
+from freenet.kernels.winograd_transforms import TILES_GY, TILES_IN, WINO_GRAD_UNIT, WINO_UNIT
 
 UNIT_BYTES = 1 << 20  # column-matrix bytes per unit: the im2col output stays in L2 for the GEMM
 PARALLEL_WORK = 1 << 27  # flops + 64 x elements in and out; below this one task: waking the pool
@@ -549,7 +550,7 @@ def _wino_input(x, nhwc, n0, n1, a0, a1, tw, m, ph, pw, dt):
     xs = _scratch("xs", nb * (m * (a1 - a0) + 2) * Wt * C, dt).reshape(nb, m * (a1 - a0) + 2, Wt, C)
     wino_pack_any(x, nhwc, n0, n1, m * a0, ph, pw, xs)
     V3, V = _planes("V", T, C, dt, a * a)
-    wino_tiles(xs, m, tw, T, _BT[m][dt.type], V3, _scratch("wt", a * Wt * C, dt))
+    TILES_IN[m](xs, m, tw, T, _BT[m][dt.type], V3, _scratch("wt", a * Wt * C, dt))
     return T, V3, V
 
 
@@ -587,7 +588,7 @@ def _wino_forward(x, nhwc, w, flip, bias, g, y, weights=None, m=None, res=None, 
                 Uu = U
             xs, wt, V3, M3, wo = _wino_buffers(_wino_scratch(nb, a1 - a0, tw, m, g.C, kk, dt.itemsize), dt)
             p0 = n0 * L + oh0 * g.Wo
-            wino_unit(x, nhwc, n0, n1, m * a0, g.ph, g.pw, m, tw, nb * (a1 - a0) * tw, _BT[m][dt.type], Uu,
+            WINO_UNIT[m](x, nhwc, n0, n1, m * a0, g.ph, g.pw, m, tw, nb * (a1 - a0) * tw, _BT[m][dt.type], Uu,
                       _AT[m][dt.type], oh0, oh1, g.Wo, b[k0:k1], has_bias, res[p0:p0 + R, k0:k1], has_res, relu,
                       xs, wt, V3, M3, wo, y[p0:p0 + R, k0:k1])
 
@@ -599,7 +600,7 @@ def _wino_forward(x, nhwc, w, flip, bias, g, y, weights=None, m=None, res=None, 
 def _wino_scratch(nb, tile_rows, tw, m, C, K, itemsize):
     """The scratch of one Winograd forward unit (``nb`` images, ``tile_rows`` rows of ``tw`` tiles):
     (slot, size, shape) of the packed rows xs, the transform's row buffer wt, the planes V and M
-    (``_planes`` strides) and the output transform's buffer wo, as ``wino_unit`` takes them."""
+    (``_planes`` strides) and the output transform's buffer wo, as ``WINO_UNIT[m]`` takes them."""
     a, Wt, T = m + 2, m * tw + 2, nb * tile_rows * tw
     shapes = [(nb, m * tile_rows + 2, Wt, C), (a * Wt * C,), (a * a, _plane_rows(T, C, itemsize), C),
               (a * a, _plane_rows(T, K, itemsize), K), (m * a * K,)]
@@ -685,7 +686,7 @@ def _wino_backward_weight(gy, gy_nhwc, x, x_nhwc, g, gw, bias):
                 T, Wt = nb * (a1 - a0) * tw, m * tw + 2
                 xs = _scratch("xs", nb * (m * (a1 - a0) + 2) * Wt * g.C, dt)
                 gs = _scratch("gs", nb * m * (a1 - a0) * m * tw * g.K, dt)
-                wino_grad_unit(x, x_nhwc, gy, gy_nhwc, n0, n1, m * a0, g.ph, g.pw, m, tw, T, _BT[m][dt.type],
+                WINO_GRAD_UNIT[m](x, x_nhwc, gy, gy_nhwc, n0, n1, m * a0, g.ph, g.pw, m, tw, T, _BT[m][dt.type],
                                _A[m][dt.type], u == 0, xs.reshape(nb, m * (a1 - a0) + 2, Wt, g.C),
                                _scratch("wt", a * Wt * g.C, dt), _planes("V", T, g.C, dt, P)[0],
                                gs.reshape(nb, m * (a1 - a0), m * tw, g.K), _scratch("wg", a * m * tw * g.K, dt),
@@ -697,7 +698,7 @@ def _wino_backward_weight(gy, gy_nhwc, x, x_nhwc, g, gw, bias):
             gs = gs.reshape(nb, m * (a1 - a0), m * tw, g.K)
             wino_pack_any(gy, gy_nhwc, n0, n1, m * a0, 0, 0, gs)
             G3, Gy = _planes("M", T, g.K, dt, P)
-            wino_tiles(gs, m, tw, T, _A[m][dt.type], G3, _scratch("wt", a * m * tw * g.K, dt))
+            TILES_GY[m](gs, m, tw, T, _A[m][dt.type], G3, _scratch("wt", a * m * tw * g.K, dt))
             # channel split: the unit owns gw[k0:k1]: the result, in place
             S = _scratch("acc", P * kk * g.C, dt).reshape(P, kk, g.C)
             np.matmul(Gy[:, :, k0:k1].transpose(0, 2, 1), V, out=S)
@@ -948,7 +949,7 @@ class Conv2dPrepared:
             raise ValueError(f"conv2d: residual shape {np.shape(residual)} does not match the output "
                              f"shape {y.shape}")
         res = rows if residual is None else nhwc_rows(residual, dt)
-        wino_unit(x, nhwc, 0, g.N, 0, g.ph, g.pw, m, tw, T, _BT[m][dt.type], U, _AT[m][dt.type], 0, g.Ho, g.Wo,
+        WINO_UNIT[m](x, nhwc, 0, g.N, 0, g.ph, g.pw, m, tw, T, _BT[m][dt.type], U, _AT[m][dt.type], 0, g.Ho, g.Wo,
                   bias, self.bias is not None, res, residual is not None, relu, xs, wt, V, M, wo, rows)
         return y
 

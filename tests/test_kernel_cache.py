@@ -15,8 +15,10 @@ def _cached_dispatchers():
     for info in pkgutil.iter_modules(freenet.kernels.__path__):
         module = importlib.import_module(f"freenet.kernels.{info.name}")
         for name, value in vars(module).items():
-            if isinstance(value, CPUDispatcher) and value._cache.__class__.__name__ != "NullCache":
-                yield f"{info.name}.{name}", value
+            found = value.items() if isinstance(value, dict) else [(None, value)]  # (WINO_UNIT[m], ...)
+            for key, item in found:
+                if isinstance(item, CPUDispatcher) and item._cache.__class__.__name__ != "NullCache":
+                    yield f"{info.name}.{name}" + ("" if key is None else f"[{key!r}]"), item
 
 
 def test_every_cached_kernel_has_its_own_cache_entry():

@@ -171,6 +171,41 @@ def test_winograd_tile_rule():
     assert conv._wino_cap(conv._geometry((4, 128, 9, 9), (128, 128, 3, 3), 1, 1, 1, 1)) == 61
 
 
+def test_unrolled_winograd_transforms_are_the_generated_file_and_give_the_generic_bits():
+    """kernels/winograd_transforms.py is what winograd_gen.py writes, and its unrolled transforms give
+    bit for bit what the generic loops over the matrices give (every tile size, both tile kinds,
+    the output transform with tiles cut at the edges, both float dtypes)."""
+    from numba import njit
+
+    from freenet.kernels import winograd, winograd_gen, winograd_transforms as unrolled_kernels
+
+    with open(winograd_gen.PATH) as f:
+        assert f.read() == winograd_gen.source(), "run: python kernels/winograd_gen.py"
+    tiles, output = njit(winograd._wino_tiles), njit(winograd._wino_output)
+    rng = np.random.default_rng(0)
+    for dt in (np.float32, np.float64):
+        for m, (BT, _, AT) in winograd.WINOGRAD.items():
+            a = m + 2
+            for unrolled, Bm in ((unrolled_kernels.TILES_IN[m], BT), (unrolled_kernels.TILES_GY[m], AT.T)):
+                Bm = np.ascontiguousarray(Bm, dt)
+                nb, tile_rows, tw, C = 3, 2, 3, 5
+                r = Bm.shape[1]
+                xs = rng.standard_normal((nb, m * tile_rows + r - m, m * tw + r - m, C)).astype(dt)
+                T = nb * tile_rows * tw
+                want, got = np.zeros((a * a, T + 1, C), dt), np.zeros((a * a, T + 1, C), dt)
+                tmp = np.empty(a * xs.shape[2] * C, dt)
+                tiles(xs, m, tw, T, Bm, want, tmp)
+                unrolled(xs, m, tw, T, Bm, got, tmp)
+                assert want.tobytes() == got.tobytes(), (dt, m, r)
+            K, Ho, Wo = 7, 2 * m - 1, 3 * m - 1  # the last tile row and column cut short
+            M = rng.standard_normal((a * a, 2 * 2 * 3, K)).astype(dt)
+            want, got = np.zeros((2 * Ho * Wo, K), dt), np.ones((2 * Ho * Wo, K), dt)
+            ATd, tmp = np.ascontiguousarray(AT, dt), np.empty(m * a * K, dt)
+            output(M, m, 3, ATd, 0, Ho, Wo, want, tmp)
+            getattr(unrolled_kernels, f"output_{m}")(M, m, 3, ATd, 0, Ho, Wo, got, tmp)
+            assert want.tobytes() == got.tobytes(), (dt, m)
+
+
 def _array(rng, shape, dtype, layout):
     """A random array of ``shape`` as a C-contiguous, transposed (NHWC-backed) or strided view."""
     if layout == "channels_last" and len(shape) == 4:

@@ -28,12 +28,13 @@ def matmul(a, b):
         if B.ndim == 1:  # (..., m, k) @ (k): treat b as a (k, 1) matrix
             B, g = B[:, None], np.expand_dims(g, -1)
         ga = gb = None
+        plain = A.ndim == B.ndim == g.ndim == 2  # (no batch dims)
         if a._requires_grad:
-            ga = _matmul(B, g.T).T if _transposed(A) else _matmul(g, np.swapaxes(B, -1, -2))
+            ga = _matmul(B, g.T).T if plain and _transposed(A) else _matmul(g, np.swapaxes(B, -1, -2))
             if a.data.ndim == 1:
                 ga = ga[..., 0, :]
         if b._requires_grad:
-            gb = _matmul(g.T, A).T if _transposed(B) else _matmul(np.swapaxes(A, -1, -2), g)
+            gb = _matmul(g.T, A).T if plain and _transposed(B) else _matmul(np.swapaxes(A, -1, -2), g)
             if b.data.ndim == 1:
                 gb = gb[..., 0]
         return ga, gb
