@@ -10,7 +10,8 @@ xi = a u + v:
 and each output tile is ``A^T M A``. The weight gradient uses the same identity the other way round:
 ``gw = G^T [sum over tiles of (A gy A^T) . (B^T d B)] G``, i.e. a^2 products summed over the tiles.
 
-Three tile sizes (``WINOGRAD[m] = (B^T, G, A^T)``), from the Toom-Cook construction with the points
+Three tile sizes (``WINOGRAD[m] = (B^T, G, A^T)``, in ``winograd_matrices.py``), from the Toom-Cook
+construction with the points
 0, +-1 (+2, +-2) and infinity, scaled so that B^T and A^T are small integers (exact in any float
 dtype) and the fractions sit in G (applied once per filter, in float64 then rounded):
 
@@ -21,11 +22,13 @@ dtype) and the fractions sit in G (applied once per filter, in float64 then roun
 Larger tiles round worse (the transforms have larger entries); the float32 errors measured here
 are in the tests (``WINO_TOL``) and in ``conv.py``.
 
-The kernels are generic in the tile size, driven by the constant matrices: each transform is two
+The definitions here are generic in the tile size, driven by the matrices: each transform is two
 passes (rows, then columns) of loops ``out += coef * in`` over the channels, innermost, skipping
-zero coefficients. Every kernel loops over channels innermost (channels-last data), so the loops
-vectorize; each runs on one thread, in a fixed order. The filter transform and the weight
-gradient's inverse transform are small GEMMs with the a^2 x 9 matrix kron(G, G) (see ``conv.py``).
+zero coefficients. The kernels that run are these unrolled per tile size (``winograd_transforms.py``,
+see below): the same arithmetic in the same order, so the same bits. Every kernel loops over
+channels innermost (channels-last data), so the loops vectorize; each runs on one thread, in a fixed
+order. The filter transform and the weight gradient's inverse transform are small GEMMs with the
+a^2 x 9 matrix kron(G, G) (see ``conv.py``).
 """
 
 import numpy as np
@@ -291,8 +294,8 @@ def _wino_grad_unit(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A,
 # ``winograd_gen.py`` from the matrices and from ``_wino_unit`` and ``_wino_grad_unit`` above (one
 # copy per tile size, calling that size's transforms; compiling all sizes into one kernel took 38 s
 # instead of 4). The unrolled transforms give the bits of ``_wino_tiles`` and ``_wino_output``, which
-# stay as their readable definition and the tests' reference, 2x faster (go9-b256 forward unit
-# 689 -> 577 us). The names the unit kernels call, generic here:
+# stay as their readable definition and the tests' reference, in about half the time (go9-b256
+# forward unit 689 -> 577 us in all). The names the unit kernels call, generic here:
 wino_tiles_in = wino_tiles_gy = _wino_tiles
 wino_output = _wino_output
 wino_pack = njit(cache=True, nogil=True)(_wino_pack)
