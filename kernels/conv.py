@@ -14,9 +14,11 @@ Two designs, both on single-threaded BLAS calls over fixed blocks:
   input rows channels-last, im2col, ``cols @ W`` per group into the output rows, add the bias. A
   1x1, stride-1, unpadded convolution skips im2col (the channels-last pack is the column matrix).
 
-Both, and the column path for few taps (``_col_forward``), produce output rows (pixel, channel): the
-result is channels-last (NHWC memory under the NCHW shape, ``layout.py``; only the strided input
-gradient, by col2im, is NCHW), and a channels-last input needs no packing beyond padding. A Winograd
+Both produce output rows (pixel, channel): the result is channels-last (NHWC memory under the NCHW
+shape, ``layout.py``; the strided input gradient, by col2im, is NCHW), and a channels-last input
+needs no packing beyond padding. The column path for few taps (C * kh * kw <= COL_MAX_TAPS: a
+network's first layer) works in NCHW: column matrices per image, whose taps the forward sums
+itself (``im2col.cols_forward``; no GEMM) and the gradients' GEMMs read as they are. A Winograd
 unit runs start to finish in one Numba call (``winograd.WINO_UNIT[m]``, BLAS through SciPy), so two
 threads do not queue for the GIL between its steps. So in a conv net
 the activations stay channels-last from one convolution to the next (through batch norm, ReLU and
@@ -51,7 +53,7 @@ import threading
 
 import numpy as np
 
-from freenet.kernels.im2col import (col2im_cols, col2im_rows, im2col_cols, im2col_rows, pack_rows,
+from freenet.kernels.im2col import (col2im_cols, col2im_rows, cols_forward, im2col_cols, im2col_rows, pack_rows,
                                     store_rows, weight_rows, weight_taps, weight_untaps)
 from freenet.kernels.layout import channels_last, from_nhwc_rows, nhwc_rows
 from freenet.kernels.norm import column_sums, sum_channels
@@ -719,9 +721,9 @@ def _wino_backward_weight(gy, gy_nhwc, x, x_nhwc, g, gw, bias):
 def _columns_path(g):
     """Few taps per output (C * kh * kw small, one group): per-image NCHW column matrices.
 
-    The GEMM's inner size is tiny, so the work is moving data; this path moves the least: the filter
-    is used as it is, the forward GEMM writes NCHW output directly and the input gradient adds
-    straight into NCHW.
+    Inner sizes this small leave BLAS far below its speed and make the work moving data; this path
+    moves the least: the filter is used as it is, the forward sums the taps itself (``cols_forward``)
+    straight into an NCHW output, and the input gradient adds straight into NCHW.
     """
     return g.G == 1 and g.C * g.kh * g.kw <= COL_MAX_TAPS
 
@@ -740,29 +742,17 @@ def _image_scratch(g, dtype):
         g.C, g.H + 2 * g.ph, g.W + 2 * g.pw)
 
 
-def _col_weights(w, bias, g):
-    """[w | bias]: the bias as one more column of weights, against a row of ones."""
-    wm = w.reshape(g.K, g.C * g.kh * g.kw)
-    return wm if bias is None else np.concatenate([wm, bias.reshape(g.K, 1)], axis=1)
-
-
-def _col_forward(x, w, bias, g, y, wm=None):
-    """Column path forward: y[n] = [cols(n); 1]^T @ [w | bias]^T: per block of images, one kernel call
-    and one batched GEMM (NumPy runs the per-image BLAS calls without the GIL), straight into the
-    channels-last rows ``y`` (N * Ho * Wo, K)."""
-    Q, L = g.C * g.kh * g.kw, g.Ho * g.Wo
-    if wm is None:
-        wm = _col_weights(w, bias, g)
-    rows = wm.shape[1]
-    y3 = y.reshape(g.N, L, g.K)
+def _col_forward(x, w2, bias, g, y):
+    """Column path forward over whole images per task, into the NCHW output ``y``; ``w2`` is the
+    filter as (K, C kh kw)."""
+    b = bias if bias is not None else np.zeros(g.K, y.dtype)
     tasks = _image_tasks(g, y.itemsize)
+    Q, L = g.C * g.kh * g.kw, g.Ho * g.Wo
 
     def task(t):
+        cols = _scratch("cols", Q * L, y.dtype).reshape(1, Q, L)
         for n0, n1 in tasks[t]:
-            cols = _scratch("cols", (n1 - n0) * rows * L, y.dtype).reshape(n1 - n0, rows, L)
-            cols[:, Q:] = 1
-            im2col_cols(x, n0, *_cols_args(g), _image_scratch(g, y.dtype), cols)
-            np.matmul(cols.transpose(0, 2, 1), wm.T, out=y3[n0:n1])
+            cols_forward(x, w2, b, n0, n1, *_cols_args(g), _image_scratch(g, y.dtype), cols, y)
 
     run_blocks(task, len(tasks))
     return y
@@ -865,10 +855,9 @@ def conv2d_forward(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
         y[...] = 0 if bias is None else bias.reshape(-1, 1, 1)
         return y
     w = np.ascontiguousarray(w, dt)
-    rows, y = _rows_output(g.N, g.K, g.Ho, g.Wo, dt)
     if _columns_path(g):
-        _col_forward(np.ascontiguousarray(x, dt), w, bias, g, rows)
-        return y
+        return _col_forward(np.ascontiguousarray(x, dt), w.reshape(g.K, -1), bias, g, y)
+    rows, y = _rows_output(g.N, g.K, g.Ho, g.Wo, dt)
     x, nhwc = _layout(x, dt)
     if _winograd(g):
         _wino_forward(x, nhwc, w, False, bias, g, rows)
@@ -879,7 +868,7 @@ def conv2d_forward(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 class Conv2dPrepared:
     """``conv2d_forward`` with fixed weights, for inference: the weights are transformed for the chosen
-    algorithm (Winograd's U, the tap-major GEMM weights, or the column matrix) once, not per call, and
+    algorithm (Winograd's U, the tap-major GEMM weights) once, not per call, and
     an optional residual add and ReLU follow the convolution. Computes in the weights' dtype.
 
     >>> import numpy as np
@@ -904,7 +893,7 @@ class Conv2dPrepared:
         if bias is not None:
             self.bias = self.bias.copy()
         if _columns_path(g):
-            self.path, self.prepared = "columns", _col_weights(self.w, self.bias, g)
+            self.path, self.prepared = "columns", self.w.reshape(g.K, -1)
         elif _winograd(g):
             self.path, self.prepared = "winograd", {}  # (tile size, k0, k1): U, made on first use
             self.captured = {}  # (input shape, forced tile): the fixed arguments of a one-unit call
@@ -967,8 +956,8 @@ class Conv2dPrepared:
             y = np.empty(g.out_shape, self.dtype)
             y[...] = 0 if self.bias is None else self.bias.reshape(-1, 1, 1)
         elif self.path == "columns":
-            rows, y = _rows_output(g.N, g.K, g.Ho, g.Wo, self.dtype)
-            _col_forward(np.ascontiguousarray(x, self.dtype), self.w, self.bias, g, rows, self.prepared)
+            y = _col_forward(np.ascontiguousarray(x, self.dtype), self.prepared, self.bias, g,
+                             np.empty(g.out_shape, self.dtype))
         else:
             x, nhwc = _layout(x, self.dtype)
             rows, y = _rows_output(g.N, g.K, g.Ho, g.Wo, self.dtype)

@@ -107,8 +107,25 @@ def im2col_cases(draw):
                 seed=draw(st.integers(0, 2**31 - 1)))
 
 
-CASES = pytest.mark.parametrize("cases", [conv_cases, winograd_cases, im2col_cases],
-                                ids=["general", "winograd", "im2col"])
+@st.composite
+def column_cases(draw):
+    """Few taps, one group (C * kh * kw <= COL_MAX_TAPS): the column path, whose forward sums the
+    taps in passes of nine, three and one."""
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    C = draw(st.integers(1, max(1, conv.COL_MAX_TAPS // (kh * kw))))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    H = draw(st.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), 12))
+    W = draw(st.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 12))
+    return dict(N=draw(st.integers(1, 3)), C=C, H=H, W=W, K=draw(st.integers(1, 5)), kh=kh, kw=kw,
+                stride=(draw(st.integers(1, 2)), draw(st.integers(1, 2))), padding=(ph, pw), dilation=(dh, dw),
+                groups=1, layout=draw(st.sampled_from(["contiguous", "channels_last", "strided"])),
+                dtype=draw(st.sampled_from([np.float32, np.float64])),
+                seed=draw(st.integers(0, 2**31 - 1)))
+
+
+CASES = pytest.mark.parametrize("cases", [conv_cases, winograd_cases, im2col_cases, column_cases],
+                                ids=["general", "winograd", "im2col", "columns"])
 
 
 @contextlib.contextmanager
@@ -143,12 +160,14 @@ def test_strategies_take_their_paths():
 
 def test_output_layouts():
     """Every path returns channels-last outputs (the next convolution reads them without a
-    transposition), and the input gradient of stride 1 too. Values do not depend on it."""
+    transposition), and the input gradient of stride 1 too, except the column path of few taps
+    (NCHW). Values do not depend on it."""
     rng = np.random.default_rng(0)
     cases = [((2, 16, 9, 9), (8, 16, 3, 3), 1, 1, True),    # Winograd
              ((2, 40, 9, 9), (8, 40, 1, 1), 1, 0, True),    # pointwise
              ((2, 16, 9, 9), (8, 16, 3, 3), 2, 1, True),    # im2col, strided
-             ((2, 1, 9, 9), (8, 1, 3, 3), 1, 1, True)]      # columns
+             ((2, 1, 9, 9), (8, 1, 3, 3), 2, 1, False),     # columns, strided
+             ((2, 1, 9, 9), (8, 1, 3, 3), 1, 1, False)]     # columns
     for x_shape, w_shape, stride, pad, rows in cases:  # rows: channels-last output
         x = rng.standard_normal(x_shape).astype(np.float32)
         w = rng.standard_normal(w_shape).astype(np.float32)
@@ -387,7 +406,8 @@ DETERMINISM_CASES = [
     (24, 32, 14, 14, 64, 3, 1, 1, 1, 1),   # mnist-c2 at batch 24 (F(3x3))
     (16, 128, 9, 9, 128, 3, 1, 1, 1, 1),   # go9-128 at batch 16: F(3x3), 61-tile units
     (512, 64, 2, 2, 64, 3, 1, 1, 1, 1),    # 2x2 outputs: F(2x2)
-    (64, 1, 28, 28, 32, 3, 1, 1, 1, 1),    # mnist-c1 at batch 64: im2col forward, weight gradient
+    (64, 1, 28, 28, 32, 3, 1, 1, 1, 1),    # mnist-c1 at batch 64: the column path
+    (64, 1, 24, 24, 16, 5, 1, 2, 1, 1),    # 25 taps: the column forward's passes of nine, three and one
     (8, 64, 24, 24, 96, 3, 2, 1, 1, 1),    # strided: col2im input gradient
     (10, 96, 16, 16, 96, 3, 1, 2, 2, 3),   # dilated, grouped
     (16, 128, 16, 16, 128, 1, 1, 0, 1, 1),  # 1x1: no im2col
