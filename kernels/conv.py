@@ -749,10 +749,12 @@ def _col_forward(x, w2, bias, g, y):
     tasks = _image_tasks(g, y.itemsize)
     Q, L = g.C * g.kh * g.kw, g.Ho * g.Wo
 
+    size = max(Q * L, g.C * g.kw * (g.H + 2 * g.ph) * g.Wo)  # (column rows, or shifted copies at stride 1)
+
     def task(t):
-        cols = _scratch("cols", Q * L, y.dtype).reshape(1, Q, L)
+        buf = _scratch("cols", size, y.dtype)
         for n0, n1 in tasks[t]:
-            cols_forward(x, w2, b, n0, n1, *_cols_args(g), _image_scratch(g, y.dtype), cols, y)
+            cols_forward(x, w2, b, n0, n1, *_cols_args(g), _image_scratch(g, y.dtype), buf, y)
 
     run_blocks(task, len(tasks))
     return y

@@ -213,42 +213,77 @@ def _col2im_cols(cols, n0, ph, pw, kh, kw, sh, sw, dh, dw, gxp, gx):
                     dst[t] = src[t]
 
 
-def _cols_forward(x, w2, bias, n0, n1, ph, pw, kh, kw, sh, sw, dh, dw, xp, cols, out):
+def _shifted_copies(x, n, ph, pw, kw, dw, Wo, xs):
+    """Stride 1: xs[c kw + j, r Wo + ow] = x[n, c, r - ph, ow + j dw - pw], 0 outside the image, for
+    the (H + 2 ph) rows r of each copy. Tap (c, i, j) of output pixel q = oh Wo + ow is then
+    xs[c kw + j, q + i dh Wo]: kw copies per channel stand for all kh kw column rows."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    rows = xs.shape[1] // Wo
+    for c in range(C):
+        for j in range(kw):
+            dst = xs[c * kw + j]
+            shift = j * dw - pw
+            lo = min(max(0, -shift), Wo)  # output columns [lo, hi) lie over the image
+            hi = max(min(Wo, W - shift), lo)
+            for r in range(rows):
+                ih = r - ph
+                base = r * Wo
+                if ih < 0 or ih >= H:
+                    for t in range(Wo):
+                        dst[base + t] = 0
+                    continue
+                src = x[n, c, ih]
+                for t in range(lo):
+                    dst[base + t] = 0
+                for t in range(lo, hi):
+                    dst[base + t] = src[t + shift]
+                for t in range(hi, Wo):
+                    dst[base + t] = 0
+
+
+def _cols_forward(x, w2, bias, n0, n1, ph, pw, kh, kw, sh, sw, dh, dw, xp, buf, out):
     """The forward of images [n0, n1) from their column matrices, without a GEMM:
     out[n, k] = bias[k] + sum over taps t of w2[k, t] * cols(n)[t], into ``out`` (N, K, Ho, Wo),
     C-contiguous NCHW.
 
     ``w2`` is the filter as (K, T), T = C kh kw taps in (c, i, j) order, ``bias`` (K,) (zeros for
-    none); ``xp`` and ``cols`` (1, >= T, Ho Wo) are scratch for ``im2col_cols``. With so few taps a
-    GEMM's inner size is tiny and BLAS runs far below its speed (MNIST's first layer, 10 with the
-    bias: 0.92-1.13 ms at 2 threads here, this 0.66). Each pass over an output plane adds nine taps,
+    none); ``xp`` is scratch for ``im2col_cols`` and ``buf`` (1-D) for the columns: T Ho Wo entries,
+    or at stride 1 the C kw (H + 2 ph) Wo of ``shifted_copies``, cheaper to make than columns (0.61
+    against 0.78 ms for MNIST's first layer at 2 threads). With so few taps a GEMM's inner size is
+    tiny and BLAS runs far below its speed (that layer, 10 with the bias: 0.92-1.13 ms). Each pass over an output plane adds nine taps,
     or three, or one (as many as are left; another pass reading and writing the plane costs about
     as much as three taps), the first pass to the bias: the taps are added in their order whatever
     the passes. Indices are unsigned: with signed ones Numba's negative-index wrap keeps the loops
     scalar."""
     K, T = w2.shape
-    L = np.uint64(out.shape[2] * out.shape[3])
-    cf = cols.reshape(-1)
+    Ho, Wo = out.shape[2], out.shape[3]
+    L = np.uint64(Ho * Wo)
+    shifted = sh == 1 and sw == 1
+    C = x.shape[1]
+    plane = (x.shape[2] + 2 * ph) * Wo
+    cf = buf[:C * kw * plane] if shifted else buf[:T * Ho * Wo]
+    starts = np.empty(T, np.uint64)  # where tap t = (c, i, j) reads, in cf
+    for t in range(T):
+        if shifted:
+            starts[t] = np.uint64(((t // (kh * kw)) * kw + t % kw) * plane + ((t // kw) % kh) * dh * Wo)
+        else:
+            starts[t] = np.uint64(t * Ho * Wo)
     of = out.reshape(-1)
     z = np.uint64(0)
-    row = np.uint64(cols.shape[2])
     for n in range(n0, n1):
-        im2col_cols(x, n, ph, pw, kh, kw, sh, sw, dh, dw, xp, cols)
+        if shifted:
+            shifted_copies(x, n, ph, pw, kw, dw, Wo, cf.reshape(C * kw, plane))
+        else:
+            im2col_cols(x, n, ph, pw, kh, kw, sh, sw, dh, dw, xp, cf.reshape(1, T, Ho * Wo))
         for k in range(K):
             ob = np.uint64(n * K + k) * L
             t = 0
             while t < T:
-                s0 = np.uint64(t) * row
+                s0 = starts[t]
                 f0 = w2[k, t]
                 if T - t >= 9:
-                    s1 = s0 + row  # (sums of unsigned ints: an int times a uint64 is a float in Numba)
-                    s2 = s1 + row
-                    s3 = s2 + row
-                    s4 = s3 + row
-                    s5 = s4 + row
-                    s6 = s5 + row
-                    s7 = s6 + row
-                    s8 = s7 + row
+                    s1, s2, s3, s4 = starts[t + 1], starts[t + 2], starts[t + 3], starts[t + 4]
+                    s5, s6, s7, s8 = starts[t + 5], starts[t + 6], starts[t + 7], starts[t + 8]
                     f1, f2, f3, f4 = w2[k, t + 1], w2[k, t + 2], w2[k, t + 3], w2[k, t + 4]
                     f5, f6, f7, f8 = w2[k, t + 5], w2[k, t + 6], w2[k, t + 7], w2[k, t + 8]
                     if t == 0:
@@ -264,8 +299,7 @@ def _cols_forward(x, w2, bias, n0, n1, ph, pw, kh, kw, sh, sw, dh, dw, xp, cols,
                                           + f6 * cf[s6 + q] + f7 * cf[s7 + q] + f8 * cf[s8 + q])
                     t += 9
                 elif T - t >= 3:
-                    s1 = s0 + row
-                    s2 = s1 + row
+                    s1, s2 = starts[t + 1], starts[t + 2]
                     f1, f2 = w2[k, t + 1], w2[k, t + 2]
                     if t == 0:
                         b = bias[k]
@@ -358,6 +392,7 @@ pad_image = njit(cache=True, nogil=True)(_pad_image)
 out_size = njit(cache=True, nogil=True)(_out_size)  # helper of the two below
 im2col_cols = njit(cache=True, nogil=True)(_im2col_cols)
 col2im_cols = njit(cache=True, nogil=True)(_col2im_cols)
+shifted_copies = njit(cache=True, nogil=True)(_shifted_copies)
 cols_forward = njit(cache=True, nogil=True)(_cols_forward)
 weight_taps = njit(cache=True, nogil=True)(_weight_taps)
 weight_untaps = njit(cache=True, nogil=True)(_weight_untaps)
