@@ -17,8 +17,9 @@ Two designs, both on single-threaded BLAS calls over fixed blocks:
 Both produce output rows (pixel, channel): the result is channels-last (NHWC memory under the NCHW
 shape, ``layout.py``; the strided input gradient, by col2im, is NCHW), and a channels-last input
 needs no packing beyond padding. The column path for few taps (C * kh * kw <= COL_MAX_TAPS: a
-network's first layer) works in NCHW: column matrices per image, whose taps the forward sums
-itself (``im2col.cols_forward``; no GEMM) and the gradients' GEMMs read as they are. A Winograd
+network's first layer) works in NCHW: the forward sums the taps itself (``im2col.cols_forward``, no
+GEMM; from shifted copies of each channel at stride 1, else column matrices), and the gradients'
+GEMMs read per-image column matrices as they are. A Winograd
 unit runs start to finish in one Numba call (``winograd.WINO_UNIT[m]``, BLAS through SciPy), so two
 threads do not queue for the GIL between its steps. So in a conv net
 the activations stay channels-last from one convolution to the next (through batch norm, ReLU and
@@ -53,8 +54,8 @@ import threading
 
 import numpy as np
 
-from freenet.kernels.im2col import (col2im_cols, col2im_rows, cols_forward, im2col_cols, im2col_rows, pack_rows,
-                                    store_rows, weight_rows, weight_taps, weight_untaps)
+from freenet.kernels.im2col import (col2im_cols, col2im_rows, cols_forward, im2col_cols, im2col_rows,
+                                    pack_rows, store_rows, weight_rows, weight_taps, weight_untaps)
 from freenet.kernels.layout import channels_last, from_nhwc_rows, nhwc_rows
 from freenet.kernels.norm import column_sums, sum_channels
 from freenet.kernels.parallel import block_ranges, run_blocks
@@ -719,7 +720,7 @@ def _wino_backward_weight(gy, gy_nhwc, x, x_nhwc, g, gw, bias):
 
 
 def _columns_path(g):
-    """Few taps per output (C * kh * kw small, one group): per-image NCHW column matrices.
+    """Few taps per output (C * kh * kw small, one group): NCHW, no channels-last copies.
 
     Inner sizes this small leave BLAS far below its speed and make the work moving data; this path
     moves the least: the filter is used as it is, the forward sums the taps itself (``cols_forward``)
@@ -870,8 +871,8 @@ def conv2d_forward(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 class Conv2dPrepared:
     """``conv2d_forward`` with fixed weights, for inference: the weights are transformed for the chosen
-    algorithm (Winograd's U, the tap-major GEMM weights) once, not per call, and
-    an optional residual add and ReLU follow the convolution. Computes in the weights' dtype.
+    algorithm (Winograd's U, the tap-major GEMM weights) once, not per call, and an optional
+    residual add and ReLU follow the convolution. Computes in the weights' dtype.
 
     >>> import numpy as np
     >>> w = np.ones((4, 8, 3, 3), np.float32)
