@@ -877,7 +877,7 @@ class Conv2dPrepared:
     >>> import numpy as np
     >>> w = np.ones((4, 8, 3, 3), np.float32)
     >>> conv = Conv2dPrepared(w, np.zeros(4, np.float32), padding=1)
-    >>> conv(np.ones((1, 8, 5, 5), np.float32), relu=True)[0, 0, 2, 2]
+    >>> float(conv(np.ones((1, 8, 5, 5), np.float32), relu=True)[0, 0, 2, 2])
     72.0
 
     Gives the same bits as ``conv2d_forward(x, w, bias, ...)`` (plus ``residual``, then ReLU).
