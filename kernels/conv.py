@@ -748,9 +748,10 @@ def _col_forward(x, w2, bias, g, y):
     filter as (K, C kh kw)."""
     b = bias if bias is not None else np.zeros(g.K, y.dtype)
     tasks = _image_tasks(g, y.itemsize)
-    Q, L = g.C * g.kh * g.kw, g.Ho * g.Wo
-
-    size = max(Q * L, g.C * g.kw * (g.H + 2 * g.ph) * g.Wo)  # (column rows, or shifted copies at stride 1)
+    if g.sh == 1 and g.sw == 1:  # the kernel's shifted copies, else its column rows
+        size = g.C * g.kw * (g.H + 2 * g.ph) * g.Wo
+    else:
+        size = g.C * g.kh * g.kw * g.Ho * g.Wo
 
     def task(t):
         buf = _scratch("cols", size, y.dtype)

@@ -250,10 +250,10 @@ def _cols_forward(x, w2, bias, n0, n1, ph, pw, kh, kw, sh, sw, dh, dw, xp, buf, 
     none); ``xp`` is scratch for ``im2col_cols`` and ``buf`` (1-D) for the columns: T Ho Wo entries,
     or at stride 1 the C kw (H + 2 ph) Wo of ``shifted_copies``, cheaper to make than columns (0.61
     against 0.78 ms for MNIST's first layer at 2 threads). With so few taps a GEMM's inner size is
-    tiny and BLAS runs far below its speed (that layer, 10 with the bias: 0.92-1.13 ms). Each pass over an output plane adds nine taps,
-    or three, or one (as many as are left; another pass reading and writing the plane costs about
-    as much as three taps), the first pass to the bias: the taps are added in their order whatever
-    the passes. Indices are unsigned: with signed ones Numba's negative-index wrap keeps the loops
+    tiny and BLAS runs far below its speed (that layer, 10 with the bias: 0.92-1.13 ms). Each pass
+    over an output plane adds nine taps, or three, or one (as many as are left; another pass reading
+    and writing the plane costs about as much as three taps), the first pass to the bias: the taps
+    are added in their order whatever the passes. Indices are unsigned: with signed ones Numba's negative-index wrap keeps the loops
     scalar."""
     K, T = w2.shape
     Ho, Wo = out.shape[2], out.shape[3]
