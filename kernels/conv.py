@@ -58,9 +58,10 @@ from freenet.kernels.im2col import (col2im_cols, col2im_rows, cols_forward, im2c
                                     pack_rows, store_rows, weight_rows, weight_taps, weight_untaps)
 from freenet.kernels.layout import channels_last, from_nhwc_rows, nhwc_rows
 from freenet.kernels.norm import column_sums, sum_channels
-from freenet.kernels.parallel import block_ranges, run_blocks
-from freenet.kernels.winograd import WINOGRAD, wino_pack_any
-from freenet.kernels.winograd_transforms import TILES_GY, TILES_IN, WINO_GRAD_UNIT, WINO_UNIT
+from freenet.kernels.parallel import block_ranges, run_blocks, run_kernels
+from freenet.kernels.winograd import WINOGRAD, wino_filter, wino_pack_any
+from freenet.kernels.winograd_transforms import (TILES_GY, TILES_IN, WINO_GRAD_SPLIT_UNIT, WINO_GRAD_UNIT,
+                                                 WINO_SPLIT_UNIT, WINO_UNIT)
 
 UNIT_BYTES = 1 << 20  # column-matrix bytes per unit: the im2col output stays in L2 for the GEMM
 PARALLEL_WORK = 1 << 27  # flops + 64 x elements in and out; below this one task: waking the pool
@@ -87,6 +88,10 @@ WINO_TILE = None  # force this Winograd tile size m (2, 3 or 4) for every shape 
 WINO_F4_COST = 1.1  # F(4x4)'s larger transforms: its multiplies count this much more in the rule
 WINO_MIN_CHANNELS = 8  # Winograd only with this many input channels (the GEMMs' inner size)
 COL_MAX_TAPS = 32  # C * kh * kw up to this (one group): NCHW column matrices, no channels-last copies
+KERNEL_SPLIT_WORK = 1 << 22  # a Winograd problem of one unit from here (go9 at batch 1: 6.6M) runs as
+KERNEL_SPLIT_MIN = 16        # two kernel calls of half the output channels each (at least this many),
+                             # one per thread (``run_kernels``): go9-b1 forward 84 -> xx us
+FILTER_ROW = 512  # wino_filter: channel pairs per pass (go9's 64 x 64: 256-1024 all within 10%)
 MAX_TASKS = 16  # tasks per call: enough to balance two or more threads on a noisy machine
 MAX_SUM_TASKS = 8  # weight gradient: each task returns a (K, C*kh*kw) partial to be added up
 
@@ -197,9 +202,13 @@ def conv2d_output_shape(x_shape, w_shape, stride=1, padding=0, dilation=1, group
     return _Geometry(x_shape, w_shape, stride, padding, dilation, groups).out_shape
 
 
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _dtype(*arrays):
-    dt = np.result_type(*[a.dtype if isinstance(a, np.ndarray) else np.asarray(a).dtype for a in arrays])
-    if dt not in (np.float32, np.float64):
+    dts = [a.dtype if isinstance(a, np.ndarray) else np.asarray(a).dtype for a in arrays]
+    dt = dts[0] if dts.count(dts[0]) == len(dts) else np.result_type(*dts)
+    if dt not in _FLOATS:
         raise TypeError(f"conv2d: float32 or float64 arrays expected, got {dt}")
     return dt
 
@@ -292,6 +301,11 @@ def _hashable(v):
 
 
 def _geometry(x_shape, w_shape, stride, padding, dilation, groups, internal=False):
+    if type(x_shape) is tuple and type(w_shape) is tuple:  # as given (hashed as is: a call costs 2 us less)
+        try:
+            return _geometry_cached(x_shape, w_shape, stride, padding, dilation, groups, internal)
+        except TypeError:  # unhashable: a list, say
+            pass
     try:
         key = (tuple(int(a) for a in x_shape), tuple(int(a) for a in w_shape), _hashable(stride),
                _hashable(padding), _hashable(dilation), int(groups))
@@ -373,6 +387,12 @@ def _plan(g, itemsize, split_images=True, max_tasks=MAX_TASKS, wino=0, tile=2):
     plan = g.plans.get(key)
     if plan is None:
         plan = g.plans[key] = _Plan(g, itemsize, split_images, max_tasks, wino, tile)
+        # a Winograd problem of one unit, worth splitting by output channel into kernel calls
+        # (``_wino_split``, ``_wino_grad_split``)
+        plan.split_args = {}  # _split_args
+        plan.kernel_split = (wino and not plan.channel_split and len(plan.tasks) == 1
+                             and len(plan.tasks[0]) == 1 and g.G == 1 and g.work >= KERNEL_SPLIT_WORK
+                             and len(_split_channels(g.K)) > 1)
     return plan
 
 
@@ -531,13 +551,12 @@ def _wino_cap(g):
 
 
 # kron(G, G) per tile size and dtype: row xi = a u + v, column tap = 3 i + j holds G[u, i] * G[v, j].
-# Both G g G^T (the filter transform) and G^T S G (the weight gradient's inverse transform) are this
-# a^2 x 9 matrix applied to flattened taps; for F(2x2) its entries (0, +-1, +-1/2, +-1/4) are exact
-# in any float dtype, for the larger tiles they are rounded once from float64.
+# G^T S G (the weight gradient's inverse transform) is this a^2 x 9 matrix applied to flattened taps;
+# for F(2x2) its entries (0, +-1, +-1/2, +-1/4) are exact in any float dtype, for the larger tiles they
+# are rounded once from float64. The filter transform G g G^T applies G twice (``wino_filter``).
 _DTYPES = (np.float32, np.float64)
 _KG = {m: {dt: np.kron(G, G).astype(dt) for dt in _DTYPES} for m, (_, G, _) in WINOGRAD.items()}
-_KG_FLIP = {m: {dt: np.ascontiguousarray(kg[:, ::-1]) for dt, kg in d.items()}  # taps reversed
-            for m, d in _KG.items()}
+_G = {m: {dt: G.astype(dt) for dt in _DTYPES} for m, (_, G, _) in WINOGRAD.items()}
 _BT = {m: {dt: BT.astype(dt) for dt in _DTYPES} for m, (BT, _, _) in WINOGRAD.items()}
 _AT = {m: {dt: AT.astype(dt) for dt in _DTYPES} for m, (_, _, AT) in WINOGRAD.items()}
 _A = {m: {dt: np.ascontiguousarray(AT.T, dt) for dt in _DTYPES} for m, (_, _, AT) in WINOGRAD.items()}
@@ -567,6 +586,9 @@ def _wino_forward(x, nhwc, w, flip, bias, g, y, weights=None, m=None, res=None, 
     if m is None:
         m = _wino_tile(g)
     plan = _plan(g, y.itemsize, wino=_wino_cap(g), tile=m)
+    if plan.kernel_split:
+        _wino_split(x, nhwc, w, flip, bias, g, y, weights, m, res, relu, plan)
+        return y
     L = g.Ho * g.Wo
     tw = -(-g.Wo // m)
     dt = y.dtype
@@ -592,11 +614,61 @@ def _wino_forward(x, nhwc, w, flip, bias, g, y, weights=None, m=None, res=None, 
             xs, wt, V3, M3, wo = _wino_buffers(_wino_scratch(nb, a1 - a0, tw, m, g.C, kk, dt.itemsize), dt)
             p0 = n0 * L + oh0 * g.Wo
             WINO_UNIT[m](x, nhwc, n0, n1, m * a0, g.ph, g.pw, m, tw, nb * (a1 - a0) * tw, _BT[m][dt.type], Uu,
-                      _AT[m][dt.type], oh0, oh1, g.Wo, b[k0:k1], has_bias, res[p0:p0 + R, k0:k1], has_res, relu,
-                      xs, wt, V3, M3, wo, y[p0:p0 + R, k0:k1])
+                      _AT[m][dt.type], oh0, oh1, g.Wo, b[k0:k1], has_bias, res[p0:p0 + R], has_res, relu,
+                      xs, wt, V3, M3, wo, y[p0:p0 + R], k0)
 
     run_blocks(task, len(plan.tasks))
     return y
+
+
+def _wino_split(x, nhwc, w, flip, bias, g, y, weights, m, res, relu, plan):
+    """``_wino_forward`` of a one-unit problem as blocks of output channels (``_split_channels``), each
+    one GIL-free kernel call that transforms its part of the filter (unless ``weights`` gives U) and
+    runs the unit on it (``WINO_SPLIT_UNIT``, ``run_kernels``): two threads share a small convolution
+    without handing the GIL to each other. Each block transforms the whole input. The Python here
+    is kept short: it is a tenth of a batch-1 call."""
+    has_bias, has_res = bias is not None, res is not None
+    calls = []
+    for (k0, k1), (head, U, tail, zeros) in zip(_split_channels(g.K),
+                                                _split_args(plan, g, m, y.dtype, weights is None)):
+        if weights is not None:
+            U = weights(k0, k1)
+        calls.append((w, flip) + head + (x, nhwc) + tail[0] + (U,) + tail[1]
+                     + (bias[k0:k1] if has_bias else zeros, has_bias, res if has_res else y, has_res, relu)
+                     + tail[2] + (y, k0))
+    run_kernels(WINO_SPLIT_UNIT[m], calls)
+
+
+def _split_args(plan, g, m, dt, transform):
+    """The arguments of ``_wino_split``'s kernel calls that depend on the shape alone (buffers of this
+    thread), worked out once per plan and thread: per block (head, U, (three runs of the rest),
+    a zero bias)."""
+    key = (threading.get_ident(), dt.char, transform)
+    args = plan.split_args.get(key)
+    if args is None:
+        rows, tw = -(-g.Ho // m), -(-g.Wo // m)
+        P = (m + 2) ** 2
+        G, BT, AT = _G[m][dt.type], _BT[m][dt.type], _AT[m][dt.type]
+        args = []
+        for i, (k0, k1) in enumerate(_split_channels(g.K)):
+            bufs = tuple(_wino_buffers(_wino_scratch(g.N, rows, tw, m, g.C, k1 - k0, dt.itemsize), dt, str(i)))
+            if transform:
+                U = _planes(f"U{i}", g.C, k1 - k0, dt, P)[0]
+                gt, ht = _filter_scratch(k1 - k0, dt, f"U{i}")
+            else:
+                U, gt, ht = None, BT, BT  # (U given per call; gt, ht not used)
+            args.append(((k0, k1, G, gt, ht, transform), U,
+                         ((0, g.N, 0, g.ph, g.pw, m, tw, g.N * rows * tw, BT), (AT, 0, g.Ho, g.Wo), bufs),
+                         np.zeros(k1 - k0, dt)))
+        args = plan.split_args[key] = args
+    return args
+
+
+def _split_channels(K):
+    """The output channel blocks of ``_wino_split``: two halves, the first a multiple of 16 (whole
+    vectors), each at least KERNEL_SPLIT_MIN channels; else one block. Fixed by K alone."""
+    half = -(-K // 32) * 16
+    return ((0, half), (half, K)) if min(half, K - half) >= KERNEL_SPLIT_MIN else ((0, K),)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -610,9 +682,9 @@ def _wino_scratch(nb, tile_rows, tw, m, C, K, itemsize):
     return tuple((slot, int(np.prod(shape)), shape) for slot, shape in zip(("xs", "wt", "V", "M", "wo"), shapes))
 
 
-def _wino_buffers(scratch, dtype):
-    """The thread-local buffers of a ``_wino_scratch`` layout."""
-    return [_scratch(slot, n, dtype).reshape(shape) for slot, n, shape in scratch]
+def _wino_buffers(scratch, dtype, suffix=""):
+    """The thread-local buffers of a ``_wino_scratch`` layout (slot names + ``suffix``)."""
+    return [_scratch(slot + suffix, n, dtype).reshape(shape) for slot, n, shape in scratch]
 
 
 def _planes(slot, rows, cols, dtype, count=16):
@@ -642,28 +714,53 @@ def _plane_rows(rows, cols, itemsize):
 
 
 def _wino_weights(w, flip, k0, k1, cin, dtype, slot, m=2):
-    """U = G g G^T for output channels [k0, k1), as one small GEMM, in ``slot``: a C-contiguous
+    """U = G g G^T for output channels [k0, k1) (``wino_filter``), in ``slot``: a C-contiguous
     (a^2, rows2, k1 - k0) buffer whose planes hold U (cin, k1 - k0) in their first cin rows (``_planes``:
-    planes 4 KB apart would make the GEMM writing them all at once miss L1 on every store).
-
-    Forward: U[xi, c, k] from g = w[k, c], through a tap-major copy of w (weight_taps). Input
-    gradient (flip): U[xi, k, c] from g = w[k, c] rotated by 180 degrees, straight from w's layout.
-    """
+    planes 4 KB apart would make the transform writing them all at once miss L1 on every store).
+    Forward: U[xi, c, k] from g = w[k, c]; input gradient (flip): U[xi, k, c] from g = w[k, c]
+    rotated by 180 degrees. ``w`` is C-contiguous."""
     dtype = np.dtype(dtype)
-    K, C = w.shape[0], w.shape[1]
-    P = (m + 2) ** 2
-    n = cin * (k1 - k0)
-    U, _ = _planes(slot, cin, k1 - k0, dtype, P)
-    U2 = U.reshape(P, -1)[:, :n]
-    if flip:  # U[xi, k, c - k0] = sum over taps of KG_FLIP[xi, tap] * w[k, c, tap]
-        w3 = w.reshape(K, C, 9)
-        src = w3 if k1 - k0 == C else np.ascontiguousarray(w3[:, k0:k1])
-        np.matmul(_KG_FLIP[m][dtype.type], src.reshape(n, 9).T, out=U2)
-    else:  # U[xi, c, k - k0] = sum over taps of KG[xi, tap] * w[k, c, tap]
-        w9 = _scratch(slot + "9", 9 * n, dtype)
-        weight_taps(w, 1, False, k0, k1, w9.reshape(1, 9 * cin, k1 - k0))
-        np.matmul(_KG[m][dtype.type], w9.reshape(9, n), out=U2)
+    U, _ = _planes(slot, cin, k1 - k0, dtype, (m + 2) ** 2)
+    wino_filter(w, flip, k0, k1, _G[m][dtype.type], U, *_filter_scratch(k1 - k0, dtype, slot))
     return U
+
+
+def _filter_scratch(outputs, dtype, slot, rows2=3):
+    """``wino_filter``'s two buffers for ``outputs`` output channels (9 and ``rows2`` rows; the weight
+    gradient's ``wino_filter_grad`` takes 9 and 3a): rows of about FILTER_ROW values (whole input
+    channels), a cache line longer than that, so that the rows do not share L1 sets."""
+    n = max(1, FILTER_ROW // outputs) * outputs + 64 // np.dtype(dtype).itemsize
+    buf = _scratch(slot + "g", (9 + rows2) * n, dtype).reshape(9 + rows2, n)
+    return buf[:9], buf[9:]
+
+
+def _wino_grad_split(gy, gy_nhwc, x, x_nhwc, g, gw, bias, m, plan):
+    """``_wino_backward_weight`` of a one-unit problem as blocks of output channels, each one GIL-free
+    kernel call (``WINO_GRAD_SPLIT_UNIT``, ``run_kernels``) that writes its rows of gw (and of the
+    bias gradient, with ``bias``). Each block transforms the whole input and output gradient."""
+    dt = gw.dtype
+    key = (threading.get_ident(), dt.char, "grad")
+    args = plan.split_args.get(key)
+    if args is None:
+        a, rows, tw = m + 2, -(-g.Ho // m), -(-g.Wo // m)
+        P, T, Wt = a * a, g.N * rows * tw, m * tw + 2
+        args = []
+        for i, (k0, k1) in enumerate(_split_channels(g.K)):
+            sfx = f"g{i}"
+            bufs = (_scratch("xs" + sfx, g.N * (m * rows + 2) * Wt * g.C, dt).reshape(g.N, m * rows + 2, Wt, g.C),
+                    _scratch("wt" + sfx, a * Wt * g.C, dt), _planes("V" + sfx, T, g.C, dt, P)[0],
+                    _scratch("gs" + sfx, g.N * m * rows * m * tw * g.K, dt).reshape(g.N, m * rows, m * tw, g.K),
+                    _scratch("wg" + sfx, a * m * tw * g.K, dt), _planes("M" + sfx, T, g.K, dt, P)[0],
+                    _planes("Gk" + sfx, T, k1 - k0, dt, P)[0], _planes("S" + sfx, k1 - k0, g.C, dt, P)[0],
+                    *_filter_scratch(g.C, dt, "S" + sfx, 3 * a))
+            args.append(((0, g.N, 0, g.ph, g.pw, m, tw, T, _BT[m][dt.type], _A[m][dt.type], _G[m][dt.type], k0, k1),
+                         bufs))
+        args = plan.split_args[key] = args
+    sums = np.zeros(g.K) if bias else np.empty(0)
+    calls = [(x, x_nhwc, gy, gy_nhwc) + head + bufs + (gw, sums[k0:k1] if bias else sums)
+             for (k0, k1), (head, bufs) in zip(_split_channels(g.K), args)]
+    run_kernels(WINO_GRAD_SPLIT_UNIT[m], calls)
+    return gw, (sums.astype(dt) if bias else None)
 
 
 def _wino_backward_weight(gy, gy_nhwc, x, x_nhwc, g, gw, bias):
@@ -675,6 +772,8 @@ def _wino_backward_weight(gy, gy_nhwc, x, x_nhwc, g, gw, bias):
     P = a * a
     plan = _plan(g, gw.itemsize, max_tasks=MAX_SUM_TASKS, wino=_wino_cap(g), tile=m)
     dt = gw.dtype
+    if plan.kernel_split:
+        return _wino_grad_split(gy, gy_nhwc, x, x_nhwc, g, gw, bias, m, plan)
     tw = -(-g.Wo // m)
     KG = _KG[m][dt.type]
     sums = bias and not plan.channel_split
@@ -852,15 +951,13 @@ def conv2d_forward(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
     g = _geometry(np.shape(x), np.shape(w), stride, padding, dilation, groups)
     dt = _dtype(x, w)
     bias = _check_bias(bias, g, dt)
-    y = np.empty(g.out_shape, dt)
-    if y.size == 0:
-        return y
-    if g.C == 0:
+    if g.N * g.K * g.Ho * g.Wo == 0 or g.C == 0:
+        y = np.empty(g.out_shape, dt)
         y[...] = 0 if bias is None else bias.reshape(-1, 1, 1)
         return y
     w = np.ascontiguousarray(w, dt)
     if _columns_path(g):
-        return _col_forward(np.ascontiguousarray(x, dt), w.reshape(g.K, -1), bias, g, y)
+        return _col_forward(np.ascontiguousarray(x, dt), w.reshape(g.K, -1), bias, g, np.empty(g.out_shape, dt))
     rows, y = _rows_output(g.N, g.K, g.Ho, g.Wo, dt)
     x, nhwc = _layout(x, dt)
     if _winograd(g):
@@ -924,8 +1021,8 @@ class Conv2dPrepared:
             return False
         m = _wino_tile(g)
         plan = _plan(g, self.dtype.itemsize, wino=_wino_cap(g), tile=m)
-        if plan.channel_split or len(plan.tasks) != 1 or len(plan.tasks[0]) != 1:
-            return False
+        if plan.channel_split or plan.kernel_split or len(plan.tasks) != 1 or len(plan.tasks[0]) != 1:
+            return False  # (a kernel split, as conv2d_forward's, gives its bits)
         rows = plan.tasks[0][0][3]  # tile rows (the unit is the whole batch)
         tw = -(-g.Wo // m)
         bias = self.bias if self.bias is not None else np.zeros(g.K, self.dtype)
@@ -943,7 +1040,7 @@ class Conv2dPrepared:
                              f"shape {y.shape}")
         res = rows if residual is None else nhwc_rows(residual, dt)
         WINO_UNIT[m](x, nhwc, 0, g.N, 0, g.ph, g.pw, m, tw, T, _BT[m][dt.type], U, _AT[m][dt.type], 0, g.Ho, g.Wo,
-                  bias, self.bias is not None, res, residual is not None, relu, xs, wt, V, M, wo, rows)
+                  bias, self.bias is not None, res, residual is not None, relu, xs, wt, V, M, wo, rows, 0)
         return y
 
     def __call__(self, x, residual=None, relu=False):

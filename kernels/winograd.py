@@ -34,6 +34,7 @@ a^2 x 9 matrix kron(G, G) (see ``conv.py``).
 import numpy as np
 from numba import njit
 
+from freenet.kernels.spin import post as post_job
 from freenet.kernels.winograd_matrices import WINOGRAD  # noqa: F401 (m: (B^T, G, A^T))
 
 
@@ -109,6 +110,98 @@ def _wino_pack_any(x, nhwc, n0, n1, r0, ph, pw, out):
         wino_pack(x, n0, n1, r0, ph, pw, out)
 
 
+def _wino_filter(w, flip, o0, o1, G, U, gt, ht):
+    """The filter transform U = G g G^T of output channels [o0, o1): U[a u + v, i, o - o0] =
+    (G g G^T)[u, v] for each input channel i, with g = w[o, i] (K, C, 3, 3), or (``flip``, for the
+    input gradient, whose outputs are w's inputs) g = w[i, o] rotated by 180 degrees.
+
+    U's planes may have more rows than the inputs used. Separable, as two passes over the taps of
+    ``gt.shape[1] // (o1 - o0)`` input channels at a time, copied tap-major into ``gt`` (9, ib * (o1
+    - o0)): first ``ht[s] = sum_r G[u, r] g[r, s]`` for one u at a time (``ht`` (3, same)), then
+    ``U[a u + v] = sum_s G[v, s] ht[s]``, loops long enough to vectorize over (input, output)
+    channel pairs (per input channel, loops of 32 outputs took twice as long)."""
+    a = G.shape[0]
+    n_in = w.shape[0] if flip else w.shape[1]
+    no = o1 - o0
+    w2 = w.reshape(w.shape[0], w.shape[1] * 9)
+    U2 = U.reshape(U.shape[0], U.shape[1] * U.shape[2])
+    ib = max(1, gt.shape[1] // max(no, 1))
+    for i0 in range(0, n_in, ib):
+        i1 = min(i0 + ib, n_in)
+        n = (i1 - i0) * no
+        if flip:
+            for i in range(i0, i1):
+                src = w2[i]
+                d = (i - i0) * no
+                for o in range(no):
+                    for tap in range(9):
+                        gt[8 - tap, d + o] = src[9 * (o0 + o) + tap]
+        else:
+            for o in range(no):
+                src = w2[o0 + o]
+                for i in range(i0, i1):
+                    d = (i - i0) * no + o
+                    for tap in range(9):
+                        gt[tap, d] = src[9 * i + tap]
+        for u in range(a):
+            f0, f1, f2 = G[u, 0], G[u, 1], G[u, 2]
+            for s in range(3):
+                hs, g0, g1, g2 = ht[s], gt[s], gt[3 + s], gt[6 + s]
+                for e in range(n):
+                    hs[e] = f0 * g0[e] + f1 * g1[e] + f2 * g2[e]
+            h0, h1, h2 = ht[0], ht[1], ht[2]
+            for v in range(a):
+                f0, f1, f2 = G[v, 0], G[v, 1], G[v, 2]
+                row = U2[a * u + v, i0 * no:i0 * no + n]
+                for e in range(n):
+                    row[e] = f0 * h0[e] + f1 * h1[e] + f2 * h2[e]
+
+
+def _wino_filter_grad(S, G, k0, k1, gw, gt, ht):
+    """The weight gradient's inverse transform: gw[k0 + k, c] = G^T S[:, k, c] G (3 x 3 from the
+    a x a values S[a u + v, k, c]) for k in [0, k1 - k0): S holds a^2 planes of (>= k1 - k0, C) sums
+    of tile products, gw (K, C, 3, 3) is C-contiguous. The transpose of ``wino_filter``: two passes
+    over (k, c) pairs ``gt.shape[1]`` at a time, ``ht[3 u + s] = sum_v G[v, s] S[a u + v]`` (``ht``
+    (3a, same)), then ``gt[3 r + s] = sum_u G[u, r] ht[3 u + s]``, copied out tap-minor."""
+    a = G.shape[0]
+    C = gw.shape[1]
+    total = (k1 - k0) * C
+    S2 = S.reshape(S.shape[0], S.shape[1] * S.shape[2])
+    out = gw.reshape(gw.shape[0] * C * 9)
+    base = k0 * C * 9
+    chunk = gt.shape[1]
+    for e0 in range(0, total, chunk):
+        n = min(chunk, total - e0)
+        for u in range(a):
+            for s in range(3):
+                hs = ht[3 * u + s]
+                f = G[0, s]
+                src = S2[a * u, e0:e0 + n]
+                for e in range(n):
+                    hs[e] = f * src[e]
+                for v in range(1, a):
+                    f = G[v, s]
+                    src = S2[a * u + v, e0:e0 + n]
+                    for e in range(n):
+                        hs[e] += f * src[e]
+        for r in range(3):
+            for s in range(3):
+                row = gt[3 * r + s]
+                f = G[0, r]
+                h = ht[s]
+                for e in range(n):
+                    row[e] = f * h[e]
+                for u in range(1, a):
+                    f = G[u, r]
+                    h = ht[3 * u + s]
+                    for e in range(n):
+                        row[e] += f * h[e]
+        for e in range(n):
+            d = base + (e0 + e) * 9
+            for tap in range(9):
+                out[d + tap] = gt[tap, e]
+
+
 # The transforms run in two passes (rows, then columns), each a few loops ``out += coef * in`` over
 # channels, which read one array and write another: a single loop writing many planes needs more
 # runtime alias checks than LLVM allows, and stays scalar. No views are made inside the loops (each
@@ -173,15 +266,17 @@ def _wino_tiles(xs, m, tw, T, Bm, V, tmp):
             t0 += tw
 
 
-def _wino_output(M, m, tw, AT, oh0, oh1, Wo, out, tmp):
-    """out[pixel, k] = (A^T M A) of the tiles t = (b, i, j), for output rows [oh0, oh1) of each image.
+def _wino_output(M, m, tw, AT, oh0, oh1, Wo, out, c0, tmp):
+    """out[pixel, c0 + k] = (A^T M A) of the tiles t = (b, i, j), for output rows [oh0, oh1) of each
+    image.
 
     ``M`` is (a^2, >= T, K). The tiles start at output row ``oh0`` (a multiple of m); ``out`` rows
-    are the pixels (b, oh, ow), oh in [oh0, oh1). Parts of tiles beyond oh1 or Wo are dropped.
-    ``tmp`` is scratch of at least m * a * K entries.
+    are the pixels (b, oh, ow), oh in [oh0, oh1); its columns [c0, c0 + K) are written (a whole
+    C-contiguous array and an offset: a view of some columns would compile to scalar loops). Parts
+    of tiles beyond oh1 or Wo are dropped. ``tmp`` is scratch of at least m * a * K entries.
     """
     a = AT.shape[1]
-    K = out.shape[1]
+    K = M.shape[2]
     nrow = oh1 - oh0
     na = (nrow + m - 1) // m
     nb = out.shape[0] // (nrow * Wo)
@@ -220,42 +315,57 @@ def _wino_output(M, m, tw, AT, oh0, oh1, Wo, out, tmp):
                                 continue
                             if first:
                                 for k in range(K):
-                                    out[q, k] = f * h[a * y + v, k]
+                                    out[q, c0 + k] = f * h[a * y + v, k]
                                 first = False
                             else:
                                 for k in range(K):
-                                    out[q, k] += f * h[a * y + v, k]
+                                    out[q, c0 + k] += f * h[a * y + v, k]
                 t += 1
 
 
 def _wino_unit(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias, has_bias, res, has_res,
-               relu, xs, wt, V, M, wo, out):
+               relu, xs, wt, V, M, wo, out, c0):
     """One unit of the Winograd forward, start to finish without the GIL: pack the input rows of images
     [n0, n1) from row r0 (x NCHW, or channels-last (N, H, W, C) with ``nhwc``) into ``xs``, transform
     them into the planes V, the (m + 2)^2 GEMMs M[xi] = V[xi] @ U[xi] (BLAS; U's planes may have more
-    rows than the C used), the output transform into the pixel rows ``out`` (output rows [oh0, oh1)
-    of each image), then the bias, then the rows
-    ``res`` (with ``has_res``), then ReLU (with ``relu``; NaN stays NaN, as np.maximum). One call per
+    rows than the C used), the output transform into columns [c0, c0 + K) of the pixel rows ``out``
+    (output rows [oh0, oh1) of each image; K = U's width), then the bias, then the same columns of
+    the rows ``res`` (with ``has_res``), then ReLU (with ``relu``; NaN stays NaN, as np.maximum). One call per
     unit keeps two threads from queueing for the GIL between the steps (each hand-off costs a thread
     wake-up, tens of microseconds on a VM)."""
     wino_pack_any(x, nhwc, n0, n1, r0, ph, pw, xs)
     wino_tiles_in(xs, m, tw, T, BT, V, wt)
     for xi in range(V.shape[0]):
         np.dot(V[xi, :T], U[xi, :V.shape[2]], M[xi, :T])
-    wino_output(M, m, tw, AT, oh0, oh1, Wo, out, wo)
+    wino_output(M, m, tw, AT, oh0, oh1, Wo, out, c0, wo)
     if has_bias or has_res or relu:
+        K = M.shape[2]
         for r in range(out.shape[0]):
-            row = out[r]
+            row = out[r, c0:c0 + K]
             if has_bias:
-                for k in range(row.shape[0]):
+                for k in range(K):
                     row[k] += bias[k]
             if has_res:
-                rr = res[r]
-                for k in range(row.shape[0]):
+                rr = res[r, c0:c0 + K]
+                for k in range(K):
                     row[k] += rr[k]
             if relu:
-                for k in range(row.shape[0]):
+                for k in range(K):
                     row[k] = 0 if row[k] < 0 else row[k]
+
+
+def _wino_split_unit(w, flip, o0, o1, G, gt, ht, transform, x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT,
+                     oh0, oh1, Wo, bias, has_bias, res, has_res, relu, xs, wt, V, M, wo, out, c0, flags, post, job):
+    """One block of a Winograd forward split by output channel, as ``parallel.run_kernels`` calls it:
+    posts the job (``spin.post``: the other threads start while this one holds no GIL), transforms
+    the filter of output channels [o0, o1) into U (``wino_filter``; unless ``transform`` is False: U
+    is given), then ``_wino_unit`` with those channels' bias, residual and output columns (c0 = o0)."""
+    post_job(flags, post, job)
+    if transform:
+        wino_filter(w, flip, o0, o1, G, U, gt, ht)
+    args = (x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias, has_bias, res, has_res, relu,
+            xs, wt, V, M, wo, out, c0)
+    wino_unit(*args)
 
 
 def _wino_grad_unit(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, first,
@@ -290,6 +400,35 @@ def _wino_grad_unit(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A,
                     ar[c] += tr[c]
 
 
+def _wino_grad_split_unit(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, G, k0, k1, xs, wt, V, gs,
+                          wg, Gy, Gk, S, gt, ht, gw, bias_acc, flags, post, job):
+    """One block of a Winograd weight gradient split by output channel (``parallel.run_kernels``):
+    posts the job, transforms the unit's input tiles V and gradient tiles Gy (all channels), then
+    S[xi] = Gy[xi][:, k0:k1]^T V[xi] (through the contiguous copy ``Gk``) and gw[k0:k1] = G^T S G
+    (``wino_filter_grad``). With a non-empty ``bias_acc`` (float64, k1 - k0), also the bias gradient
+    of those channels, as ``_wino_grad_unit`` sums it."""
+    post_job(flags, post, job)
+    wino_pack_any(x, x_nhwc, n0, n1, r0, ph, pw, xs)
+    wino_tiles_in(xs, m, tw, T, BT, V, wt)
+    wino_pack_any(gy, gy_nhwc, n0, n1, r0, 0, 0, gs)
+    wino_tiles_gy(gs, m, tw, T, A, Gy, wg)
+    kk = k1 - k0
+    for xi in range(V.shape[0]):
+        for t in range(T):
+            src = Gy[xi, t, k0:k1]
+            dst = Gk[xi, t]
+            for k in range(kk):
+                dst[k] = src[k]
+    if bias_acc.shape[0]:
+        plane = Gk[A.shape[0] + 1]
+        for t in range(T):
+            for k in range(kk):
+                bias_acc[k] += np.float64(plane[t, k])
+    for xi in range(V.shape[0]):
+        np.dot(Gk[xi, :T].T, V[xi, :T], S[xi, :kk])
+    wino_filter_grad(S, G, k0, k1, gw, gt, ht)
+
+
 # The kernels run the transforms unrolled per tile size: ``winograd_transforms.py``, written by
 # ``winograd_gen.py`` from the matrices and from ``_wino_unit`` and ``_wino_grad_unit`` above (one
 # copy per tile size, calling that size's transforms; compiling all sizes into one kernel took 38 s
@@ -298,6 +437,10 @@ def _wino_grad_unit(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A,
 # forward unit 689 -> 577 us in all). The names the unit kernels call, generic here:
 wino_tiles_in = wino_tiles_gy = _wino_tiles
 wino_output = _wino_output
+wino_unit = _wino_unit
+wino_grad_split_unit = _wino_grad_split_unit
 wino_pack = njit(cache=True, nogil=True)(_wino_pack)
 wino_pack_nhwc = njit(cache=True, nogil=True)(_wino_pack_nhwc)
 wino_pack_any = njit(cache=True, nogil=True)(_wino_pack_any)
+wino_filter = njit(cache=True, nogil=True)(_wino_filter)
+wino_filter_grad = njit(cache=True, nogil=True)(_wino_filter_grad)

@@ -2,15 +2,18 @@
 
 ``tiles_{m}_in``: ``winograd._wino_tiles`` with B^T of F(m x m, 3x3) (the input transform);
 ``tiles_{m}_gy``: with A (the weight gradient's transform of gy); ``output_{m}``:
-``winograd._wino_output`` with A^T; ``unit_{m}`` and ``grad_unit_{m}``: ``winograd._wino_unit`` and
-``_wino_grad_unit`` calling them. Same arguments as the generic kernels (m is the function's own),
-same bits. The kernels by tile size: TILES_IN, TILES_GY, WINO_UNIT, WINO_GRAD_UNIT.
+``winograd._wino_output`` with A^T; ``unit_{m}``, ``split_unit_{m}``, ``grad_unit_{m}`` and
+``grad_split_unit_{m}``: ``winograd._wino_unit``, ``_wino_split_unit``, ``_wino_grad_unit`` and
+``_wino_grad_split_unit`` calling them. Same arguments as the generic kernels (m is the function's
+own), same bits. The kernels by tile size: TILES_IN, TILES_GY, WINO_UNIT, WINO_SPLIT_UNIT,
+WINO_GRAD_UNIT, WINO_GRAD_SPLIT_UNIT.
 """
 
 import numpy as np
 from numba import njit
 
-from freenet.kernels.winograd import wino_pack_any
+from freenet.kernels.spin import post as post_job
+from freenet.kernels.winograd import wino_filter, wino_filter_grad, wino_pack_any
 
 
 def tiles_2_in(xs, m, tw, T, Bm, V, tmp):
@@ -85,9 +88,9 @@ def tiles_2_gy(xs, m, tw, T, Bm, V, tmp):
             t0 += tw
 
 
-def output_2(M, m, tw, AT, oh0, oh1, Wo, out, tmp):
+def output_2(M, m, tw, AT, oh0, oh1, Wo, out, c0, tmp):
     """``_wino_output`` with m = 2."""
-    K = out.shape[1]
+    K = M.shape[2]
     nrow = oh1 - oh0
     na = (nrow + 1) // 2
     nb = out.shape[0] // (nrow * Wo)
@@ -111,41 +114,56 @@ def output_2(M, m, tw, AT, oh0, oh1, Wo, out, tmp):
                     q = p + y * Wo
                     if 0 < mj:
                         for k in range(K):
-                            out[q + 0, k] = h[g + 0, k] + h[g + 1, k] + h[g + 2, k]
+                            out[q + 0, c0 + k] = h[g + 0, k] + h[g + 1, k] + h[g + 2, k]
                     if 1 < mj:
                         for k in range(K):
-                            out[q + 1, k] = h[g + 1, k] - h[g + 2, k] - h[g + 3, k]
+                            out[q + 1, c0 + k] = h[g + 1, k] - h[g + 2, k] - h[g + 3, k]
                 t += 1
 
 
 def unit_2(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias, has_bias, res, has_res,
-           relu, xs, wt, V, M, wo, out):
+           relu, xs, wt, V, M, wo, out, c0):
     """One unit of the Winograd forward, start to finish without the GIL: pack the input rows of images
     [n0, n1) from row r0 (x NCHW, or channels-last (N, H, W, C) with ``nhwc``) into ``xs``, transform
     them into the planes V, the (m + 2)^2 GEMMs M[xi] = V[xi] @ U[xi] (BLAS; U's planes may have more
-    rows than the C used), the output transform into the pixel rows ``out`` (output rows [oh0, oh1)
-    of each image), then the bias, then the rows
-    ``res`` (with ``has_res``), then ReLU (with ``relu``; NaN stays NaN, as np.maximum). One call per
+    rows than the C used), the output transform into columns [c0, c0 + K) of the pixel rows ``out``
+    (output rows [oh0, oh1) of each image; K = U's width), then the bias, then the same columns of
+    the rows ``res`` (with ``has_res``), then ReLU (with ``relu``; NaN stays NaN, as np.maximum). One call per
     unit keeps two threads from queueing for the GIL between the steps (each hand-off costs a thread
     wake-up, tens of microseconds on a VM)."""
     wino_pack_any(x, nhwc, n0, n1, r0, ph, pw, xs)
     tiles_2_in(xs, m, tw, T, BT, V, wt)
     for xi in range(V.shape[0]):
         np.dot(V[xi, :T], U[xi, :V.shape[2]], M[xi, :T])
-    output_2(M, m, tw, AT, oh0, oh1, Wo, out, wo)
+    output_2(M, m, tw, AT, oh0, oh1, Wo, out, c0, wo)
     if has_bias or has_res or relu:
+        K = M.shape[2]
         for r in range(out.shape[0]):
-            row = out[r]
+            row = out[r, c0:c0 + K]
             if has_bias:
-                for k in range(row.shape[0]):
+                for k in range(K):
                     row[k] += bias[k]
             if has_res:
-                rr = res[r]
-                for k in range(row.shape[0]):
+                rr = res[r, c0:c0 + K]
+                for k in range(K):
                     row[k] += rr[k]
             if relu:
-                for k in range(row.shape[0]):
+                for k in range(K):
                     row[k] = 0 if row[k] < 0 else row[k]
+
+
+def split_unit_2(w, flip, o0, o1, G, gt, ht, transform, x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT,
+                 oh0, oh1, Wo, bias, has_bias, res, has_res, relu, xs, wt, V, M, wo, out, c0, flags, post, job):
+    """One block of a Winograd forward split by output channel, as ``parallel.run_kernels`` calls it:
+    posts the job (``spin.post``: the other threads start while this one holds no GIL), transforms
+    the filter of output channels [o0, o1) into U (``wino_filter``; unless ``transform`` is False: U
+    is given), then ``_wino_unit`` with those channels' bias, residual and output columns (c0 = o0)."""
+    post_job(flags, post, job)
+    if transform:
+        wino_filter(w, flip, o0, o1, G, U, gt, ht)
+    args = (x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias, has_bias, res, has_res, relu,
+            xs, wt, V, M, wo, out, c0)
+    unit_2(*args)
 
 
 def grad_unit_2(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, first,
@@ -178,6 +196,35 @@ def grad_unit_2(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, fir
                 tr = t2[k]
                 for c in range(ar.shape[0]):
                     ar[c] += tr[c]
+
+
+def grad_split_unit_2(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, G, k0, k1, xs, wt, V, gs,
+                      wg, Gy, Gk, S, gt, ht, gw, bias_acc, flags, post, job):
+    """One block of a Winograd weight gradient split by output channel (``parallel.run_kernels``):
+    posts the job, transforms the unit's input tiles V and gradient tiles Gy (all channels), then
+    S[xi] = Gy[xi][:, k0:k1]^T V[xi] (through the contiguous copy ``Gk``) and gw[k0:k1] = G^T S G
+    (``wino_filter_grad``). With a non-empty ``bias_acc`` (float64, k1 - k0), also the bias gradient
+    of those channels, as ``_wino_grad_unit`` sums it."""
+    post_job(flags, post, job)
+    wino_pack_any(x, x_nhwc, n0, n1, r0, ph, pw, xs)
+    tiles_2_in(xs, m, tw, T, BT, V, wt)
+    wino_pack_any(gy, gy_nhwc, n0, n1, r0, 0, 0, gs)
+    tiles_2_gy(gs, m, tw, T, A, Gy, wg)
+    kk = k1 - k0
+    for xi in range(V.shape[0]):
+        for t in range(T):
+            src = Gy[xi, t, k0:k1]
+            dst = Gk[xi, t]
+            for k in range(kk):
+                dst[k] = src[k]
+    if bias_acc.shape[0]:
+        plane = Gk[A.shape[0] + 1]
+        for t in range(T):
+            for k in range(kk):
+                bias_acc[k] += np.float64(plane[t, k])
+    for xi in range(V.shape[0]):
+        np.dot(Gk[xi, :T].T, V[xi, :T], S[xi, :kk])
+    wino_filter_grad(S, G, k0, k1, gw, gt, ht)
 
 
 def tiles_3_in(xs, m, tw, T, Bm, V, tmp):
@@ -269,9 +316,9 @@ def tiles_3_gy(xs, m, tw, T, Bm, V, tmp):
             t0 += tw
 
 
-def output_3(M, m, tw, AT, oh0, oh1, Wo, out, tmp):
+def output_3(M, m, tw, AT, oh0, oh1, Wo, out, c0, tmp):
     """``_wino_output`` with m = 3."""
-    K = out.shape[1]
+    K = M.shape[2]
     nrow = oh1 - oh0
     na = (nrow + 2) // 3
     nb = out.shape[0] // (nrow * Wo)
@@ -300,44 +347,59 @@ def output_3(M, m, tw, AT, oh0, oh1, Wo, out, tmp):
                     q = p + y * Wo
                     if 0 < mj:
                         for k in range(K):
-                            out[q + 0, k] = h[g + 0, k] + h[g + 1, k] + h[g + 2, k] + h[g + 3, k]
+                            out[q + 0, c0 + k] = h[g + 0, k] + h[g + 1, k] + h[g + 2, k] + h[g + 3, k]
                     if 1 < mj:
                         for k in range(K):
-                            out[q + 1, k] = h[g + 1, k] - h[g + 2, k] + AT1_3 * h[g + 3, k]
+                            out[q + 1, c0 + k] = h[g + 1, k] - h[g + 2, k] + AT1_3 * h[g + 3, k]
                     if 2 < mj:
                         for k in range(K):
-                            out[q + 2, k] = h[g + 1, k] + h[g + 2, k] + AT2_3 * h[g + 3, k] + h[g + 4, k]
+                            out[q + 2, c0 + k] = h[g + 1, k] + h[g + 2, k] + AT2_3 * h[g + 3, k] + h[g + 4, k]
                 t += 1
 
 
 def unit_3(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias, has_bias, res, has_res,
-           relu, xs, wt, V, M, wo, out):
+           relu, xs, wt, V, M, wo, out, c0):
     """One unit of the Winograd forward, start to finish without the GIL: pack the input rows of images
     [n0, n1) from row r0 (x NCHW, or channels-last (N, H, W, C) with ``nhwc``) into ``xs``, transform
     them into the planes V, the (m + 2)^2 GEMMs M[xi] = V[xi] @ U[xi] (BLAS; U's planes may have more
-    rows than the C used), the output transform into the pixel rows ``out`` (output rows [oh0, oh1)
-    of each image), then the bias, then the rows
-    ``res`` (with ``has_res``), then ReLU (with ``relu``; NaN stays NaN, as np.maximum). One call per
+    rows than the C used), the output transform into columns [c0, c0 + K) of the pixel rows ``out``
+    (output rows [oh0, oh1) of each image; K = U's width), then the bias, then the same columns of
+    the rows ``res`` (with ``has_res``), then ReLU (with ``relu``; NaN stays NaN, as np.maximum). One call per
     unit keeps two threads from queueing for the GIL between the steps (each hand-off costs a thread
     wake-up, tens of microseconds on a VM)."""
     wino_pack_any(x, nhwc, n0, n1, r0, ph, pw, xs)
     tiles_3_in(xs, m, tw, T, BT, V, wt)
     for xi in range(V.shape[0]):
         np.dot(V[xi, :T], U[xi, :V.shape[2]], M[xi, :T])
-    output_3(M, m, tw, AT, oh0, oh1, Wo, out, wo)
+    output_3(M, m, tw, AT, oh0, oh1, Wo, out, c0, wo)
     if has_bias or has_res or relu:
+        K = M.shape[2]
         for r in range(out.shape[0]):
-            row = out[r]
+            row = out[r, c0:c0 + K]
             if has_bias:
-                for k in range(row.shape[0]):
+                for k in range(K):
                     row[k] += bias[k]
             if has_res:
-                rr = res[r]
-                for k in range(row.shape[0]):
+                rr = res[r, c0:c0 + K]
+                for k in range(K):
                     row[k] += rr[k]
             if relu:
-                for k in range(row.shape[0]):
+                for k in range(K):
                     row[k] = 0 if row[k] < 0 else row[k]
+
+
+def split_unit_3(w, flip, o0, o1, G, gt, ht, transform, x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT,
+                 oh0, oh1, Wo, bias, has_bias, res, has_res, relu, xs, wt, V, M, wo, out, c0, flags, post, job):
+    """One block of a Winograd forward split by output channel, as ``parallel.run_kernels`` calls it:
+    posts the job (``spin.post``: the other threads start while this one holds no GIL), transforms
+    the filter of output channels [o0, o1) into U (``wino_filter``; unless ``transform`` is False: U
+    is given), then ``_wino_unit`` with those channels' bias, residual and output columns (c0 = o0)."""
+    post_job(flags, post, job)
+    if transform:
+        wino_filter(w, flip, o0, o1, G, U, gt, ht)
+    args = (x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias, has_bias, res, has_res, relu,
+            xs, wt, V, M, wo, out, c0)
+    unit_3(*args)
 
 
 def grad_unit_3(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, first,
@@ -370,6 +432,35 @@ def grad_unit_3(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, fir
                 tr = t2[k]
                 for c in range(ar.shape[0]):
                     ar[c] += tr[c]
+
+
+def grad_split_unit_3(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, G, k0, k1, xs, wt, V, gs,
+                      wg, Gy, Gk, S, gt, ht, gw, bias_acc, flags, post, job):
+    """One block of a Winograd weight gradient split by output channel (``parallel.run_kernels``):
+    posts the job, transforms the unit's input tiles V and gradient tiles Gy (all channels), then
+    S[xi] = Gy[xi][:, k0:k1]^T V[xi] (through the contiguous copy ``Gk``) and gw[k0:k1] = G^T S G
+    (``wino_filter_grad``). With a non-empty ``bias_acc`` (float64, k1 - k0), also the bias gradient
+    of those channels, as ``_wino_grad_unit`` sums it."""
+    post_job(flags, post, job)
+    wino_pack_any(x, x_nhwc, n0, n1, r0, ph, pw, xs)
+    tiles_3_in(xs, m, tw, T, BT, V, wt)
+    wino_pack_any(gy, gy_nhwc, n0, n1, r0, 0, 0, gs)
+    tiles_3_gy(gs, m, tw, T, A, Gy, wg)
+    kk = k1 - k0
+    for xi in range(V.shape[0]):
+        for t in range(T):
+            src = Gy[xi, t, k0:k1]
+            dst = Gk[xi, t]
+            for k in range(kk):
+                dst[k] = src[k]
+    if bias_acc.shape[0]:
+        plane = Gk[A.shape[0] + 1]
+        for t in range(T):
+            for k in range(kk):
+                bias_acc[k] += np.float64(plane[t, k])
+    for xi in range(V.shape[0]):
+        np.dot(Gk[xi, :T].T, V[xi, :T], S[xi, :kk])
+    wino_filter_grad(S, G, k0, k1, gw, gt, ht)
 
 
 def tiles_4_in(xs, m, tw, T, Bm, V, tmp):
@@ -478,9 +569,9 @@ def tiles_4_gy(xs, m, tw, T, Bm, V, tmp):
             t0 += tw
 
 
-def output_4(M, m, tw, AT, oh0, oh1, Wo, out, tmp):
+def output_4(M, m, tw, AT, oh0, oh1, Wo, out, c0, tmp):
     """``_wino_output`` with m = 4."""
-    K = out.shape[1]
+    K = M.shape[2]
     nrow = oh1 - oh0
     na = (nrow + 3) // 4
     nb = out.shape[0] // (nrow * Wo)
@@ -516,47 +607,62 @@ def output_4(M, m, tw, AT, oh0, oh1, Wo, out, tmp):
                     q = p + y * Wo
                     if 0 < mj:
                         for k in range(K):
-                            out[q + 0, k] = h[g + 0, k] + h[g + 1, k] + h[g + 2, k] + h[g + 3, k] + h[g + 4, k]
+                            out[q + 0, c0 + k] = h[g + 0, k] + h[g + 1, k] + h[g + 2, k] + h[g + 3, k] + h[g + 4, k]
                     if 1 < mj:
                         for k in range(K):
-                            out[q + 1, k] = h[g + 1, k] - h[g + 2, k] + AT1_3 * h[g + 3, k] + AT1_4 * h[g + 4, k]
+                            out[q + 1, c0 + k] = h[g + 1, k] - h[g + 2, k] + AT1_3 * h[g + 3, k] + AT1_4 * h[g + 4, k]
                     if 2 < mj:
                         for k in range(K):
-                            out[q + 2, k] = h[g + 1, k] + h[g + 2, k] + AT2_3 * h[g + 3, k] + AT2_4 * h[g + 4, k]
+                            out[q + 2, c0 + k] = h[g + 1, k] + h[g + 2, k] + AT2_3 * h[g + 3, k] + AT2_4 * h[g + 4, k]
                     if 3 < mj:
                         for k in range(K):
-                            out[q + 3, k] = h[g + 1, k] - h[g + 2, k] + AT3_3 * h[g + 3, k] + AT3_4 * h[g + 4, k] + h[g + 5, k]
+                            out[q + 3, c0 + k] = h[g + 1, k] - h[g + 2, k] + AT3_3 * h[g + 3, k] + AT3_4 * h[g + 4, k] + h[g + 5, k]
                 t += 1
 
 
 def unit_4(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias, has_bias, res, has_res,
-           relu, xs, wt, V, M, wo, out):
+           relu, xs, wt, V, M, wo, out, c0):
     """One unit of the Winograd forward, start to finish without the GIL: pack the input rows of images
     [n0, n1) from row r0 (x NCHW, or channels-last (N, H, W, C) with ``nhwc``) into ``xs``, transform
     them into the planes V, the (m + 2)^2 GEMMs M[xi] = V[xi] @ U[xi] (BLAS; U's planes may have more
-    rows than the C used), the output transform into the pixel rows ``out`` (output rows [oh0, oh1)
-    of each image), then the bias, then the rows
-    ``res`` (with ``has_res``), then ReLU (with ``relu``; NaN stays NaN, as np.maximum). One call per
+    rows than the C used), the output transform into columns [c0, c0 + K) of the pixel rows ``out``
+    (output rows [oh0, oh1) of each image; K = U's width), then the bias, then the same columns of
+    the rows ``res`` (with ``has_res``), then ReLU (with ``relu``; NaN stays NaN, as np.maximum). One call per
     unit keeps two threads from queueing for the GIL between the steps (each hand-off costs a thread
     wake-up, tens of microseconds on a VM)."""
     wino_pack_any(x, nhwc, n0, n1, r0, ph, pw, xs)
     tiles_4_in(xs, m, tw, T, BT, V, wt)
     for xi in range(V.shape[0]):
         np.dot(V[xi, :T], U[xi, :V.shape[2]], M[xi, :T])
-    output_4(M, m, tw, AT, oh0, oh1, Wo, out, wo)
+    output_4(M, m, tw, AT, oh0, oh1, Wo, out, c0, wo)
     if has_bias or has_res or relu:
+        K = M.shape[2]
         for r in range(out.shape[0]):
-            row = out[r]
+            row = out[r, c0:c0 + K]
             if has_bias:
-                for k in range(row.shape[0]):
+                for k in range(K):
                     row[k] += bias[k]
             if has_res:
-                rr = res[r]
-                for k in range(row.shape[0]):
+                rr = res[r, c0:c0 + K]
+                for k in range(K):
                     row[k] += rr[k]
             if relu:
-                for k in range(row.shape[0]):
+                for k in range(K):
                     row[k] = 0 if row[k] < 0 else row[k]
+
+
+def split_unit_4(w, flip, o0, o1, G, gt, ht, transform, x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT,
+                 oh0, oh1, Wo, bias, has_bias, res, has_res, relu, xs, wt, V, M, wo, out, c0, flags, post, job):
+    """One block of a Winograd forward split by output channel, as ``parallel.run_kernels`` calls it:
+    posts the job (``spin.post``: the other threads start while this one holds no GIL), transforms
+    the filter of output channels [o0, o1) into U (``wino_filter``; unless ``transform`` is False: U
+    is given), then ``_wino_unit`` with those channels' bias, residual and output columns (c0 = o0)."""
+    post_job(flags, post, job)
+    if transform:
+        wino_filter(w, flip, o0, o1, G, U, gt, ht)
+    args = (x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias, has_bias, res, has_res, relu,
+            xs, wt, V, M, wo, out, c0)
+    unit_4(*args)
 
 
 def grad_unit_4(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, first,
@@ -591,22 +697,59 @@ def grad_unit_4(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, fir
                     ar[c] += tr[c]
 
 
+def grad_split_unit_4(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, G, k0, k1, xs, wt, V, gs,
+                      wg, Gy, Gk, S, gt, ht, gw, bias_acc, flags, post, job):
+    """One block of a Winograd weight gradient split by output channel (``parallel.run_kernels``):
+    posts the job, transforms the unit's input tiles V and gradient tiles Gy (all channels), then
+    S[xi] = Gy[xi][:, k0:k1]^T V[xi] (through the contiguous copy ``Gk``) and gw[k0:k1] = G^T S G
+    (``wino_filter_grad``). With a non-empty ``bias_acc`` (float64, k1 - k0), also the bias gradient
+    of those channels, as ``_wino_grad_unit`` sums it."""
+    post_job(flags, post, job)
+    wino_pack_any(x, x_nhwc, n0, n1, r0, ph, pw, xs)
+    tiles_4_in(xs, m, tw, T, BT, V, wt)
+    wino_pack_any(gy, gy_nhwc, n0, n1, r0, 0, 0, gs)
+    tiles_4_gy(gs, m, tw, T, A, Gy, wg)
+    kk = k1 - k0
+    for xi in range(V.shape[0]):
+        for t in range(T):
+            src = Gy[xi, t, k0:k1]
+            dst = Gk[xi, t]
+            for k in range(kk):
+                dst[k] = src[k]
+    if bias_acc.shape[0]:
+        plane = Gk[A.shape[0] + 1]
+        for t in range(T):
+            for k in range(kk):
+                bias_acc[k] += np.float64(plane[t, k])
+    for xi in range(V.shape[0]):
+        np.dot(Gk[xi, :T].T, V[xi, :T], S[xi, :kk])
+    wino_filter_grad(S, G, k0, k1, gw, gt, ht)
+
+
 tiles_2_in = njit(cache=True, nogil=True)(tiles_2_in)
 tiles_2_gy = njit(cache=True, nogil=True)(tiles_2_gy)
 output_2 = njit(cache=True, nogil=True)(output_2)
 unit_2 = njit(cache=True, nogil=True)(unit_2)
+split_unit_2 = njit(cache=True, nogil=True)(split_unit_2)
 grad_unit_2 = njit(cache=True, nogil=True)(grad_unit_2)
+grad_split_unit_2 = njit(cache=True, nogil=True)(grad_split_unit_2)
 tiles_3_in = njit(cache=True, nogil=True)(tiles_3_in)
 tiles_3_gy = njit(cache=True, nogil=True)(tiles_3_gy)
 output_3 = njit(cache=True, nogil=True)(output_3)
 unit_3 = njit(cache=True, nogil=True)(unit_3)
+split_unit_3 = njit(cache=True, nogil=True)(split_unit_3)
 grad_unit_3 = njit(cache=True, nogil=True)(grad_unit_3)
+grad_split_unit_3 = njit(cache=True, nogil=True)(grad_split_unit_3)
 tiles_4_in = njit(cache=True, nogil=True)(tiles_4_in)
 tiles_4_gy = njit(cache=True, nogil=True)(tiles_4_gy)
 output_4 = njit(cache=True, nogil=True)(output_4)
 unit_4 = njit(cache=True, nogil=True)(unit_4)
+split_unit_4 = njit(cache=True, nogil=True)(split_unit_4)
 grad_unit_4 = njit(cache=True, nogil=True)(grad_unit_4)
+grad_split_unit_4 = njit(cache=True, nogil=True)(grad_split_unit_4)
 TILES_IN = {2: tiles_2_in, 3: tiles_3_in, 4: tiles_4_in}
 TILES_GY = {2: tiles_2_gy, 3: tiles_3_gy, 4: tiles_4_gy}
 WINO_UNIT = {2: unit_2, 3: unit_3, 4: unit_4}
+WINO_SPLIT_UNIT = {2: split_unit_2, 3: split_unit_3, 4: split_unit_4}
 WINO_GRAD_UNIT = {2: grad_unit_2, 3: grad_unit_3, 4: grad_unit_4}
+WINO_GRAD_SPLIT_UNIT = {2: grad_split_unit_2, 3: grad_split_unit_3, 4: grad_split_unit_4}

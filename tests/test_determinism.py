@@ -85,6 +85,76 @@ def test_run_blocks_order_errors_and_nesting(restore_threads):
     assert run_blocks(lambda i: sum(run_blocks(lambda j: i * j, 4)), 6) == [6 * i for i in range(6)]
 
 
+def _square_kernel():
+    """A GIL-free block kernel as run_kernels takes them: out[i] = i * i, recording the thread."""
+    from numba import njit
+
+    from freenet.kernels.spin import post as post_job
+
+    def square(out, who, i, thread, flags, post, job):
+        post_job(flags, post, job)
+        if i < 0:
+            raise ValueError("negative block")
+        out[i] = i * i
+        who[i] = thread
+    return njit(nogil=True)(square)
+
+
+def test_run_kernels_assigns_blocks_by_number_and_re_raises(restore_threads):
+    """run_kernels runs every block once: the caller blocks 0, 2, 4, ..., the pool's thread 1, 3, ...
+    with 2 threads, all on the caller with 1 thread (or from inside a block); a kernel's error, on
+    either thread, is raised in the caller after both have finished; a job posted from compiled code
+    wakes a helper that had gone to sleep."""
+    import threading
+    import time
+
+    from freenet.kernels.parallel import run_blocks, run_kernels
+    kernel = _square_kernel()
+    caller = threading.get_ident()
+
+    def run(n):
+        out, who = np.full(n, -1), np.zeros(n, np.int64)
+        calls = [(out, who, i, 0) for i in range(n)]
+        ids = {}
+
+        def tagged(out, who, i, thread, flags, post, job):  # (Python: records the thread's id)
+            ids[i] = threading.get_ident()
+            kernel(out, who, i, thread, flags, post, job)
+        run_kernels(tagged, calls)
+        assert out.tolist() == [i * i for i in range(n)]
+        return [ids[i] == caller for i in range(n)]
+
+    fn.set_num_threads(2)
+    for n in (2, 5):
+        assert run(n) == [i % 2 == 0 for i in range(n)]
+    time.sleep(0.05)  # past the polling: the helper sleeps
+    assert run(4) == [True, False, True, False]
+    fn.set_num_threads(1)
+    assert run(3) == [True, True, True]
+    fn.set_num_threads(2)
+    assert run_blocks(lambda b: run(2), 2) == [[True, True]] * 2  # inside a block: inline
+    for bad in (0, 1):  # the caller's block fails, or the helper's
+        out, who = np.zeros(2, np.int64), np.zeros(2, np.int64)
+        calls = [(out, who, i, 0) for i in range(2)]
+        calls[bad] = (out, who, -1, 0)
+        with pytest.raises(ValueError, match="negative block"):
+            run_kernels(kernel, calls)
+    # a call that fails before its kernel runs (a typing error) does not leave the helper waiting
+    with pytest.raises(Exception):
+        run_kernels(kernel, [("not an array", None, 0, 0), (np.zeros(2), np.zeros(2, np.int64), 1, 0)])
+    assert run(2) == [True, False]
+
+
+def test_post_then_spin_posts_before_it_polls():
+    from freenet.kernels.spin import post, post_then_spin
+    flags = np.zeros(3, np.int64)
+    post(flags, 2, 9)
+    post(flags, -1, 5)  # a negative index posts nothing
+    assert flags.tolist() == [0, 0, 9]
+    assert not post_then_spin(flags, 1, 4, 0, 7, 100) and flags.tolist() == [0, 4, 9]
+    assert post_then_spin(flags, 0, 7, 0, 7, 100)
+
+
 def test_run_blocks_from_two_threads_at_once_and_after_thread_changes(restore_threads):
     """Two callers at once both get their results (the second runs its blocks itself); the pool
     stops and restarts when the thread count changes; helpers asleep after idling are woken."""

@@ -124,19 +124,35 @@ def column_cases(draw):
                 seed=draw(st.integers(0, 2**31 - 1)))
 
 
-CASES = pytest.mark.parametrize("cases", [conv_cases, winograd_cases, im2col_cases, column_cases],
-                                ids=["general", "winograd", "im2col", "columns"])
+@st.composite
+def split_cases(draw):
+    """Winograd cases of one unit run as two kernel calls of output channels each (``_wino_split``,
+    ``_wino_grad_split``; forced at any size by ``_forced_tile``): more than 16 output channels and
+    inputs, so that the forward, input gradient and weight gradient each split in two."""
+    case = draw(winograd_cases())
+    case.update(C=draw(st.integers(17, 40)), K=draw(st.integers(17, 40)), N=draw(st.integers(1, 2)), split=True)
+    return case
+
+
+CASES = pytest.mark.parametrize("cases", [conv_cases, winograd_cases, split_cases, im2col_cases, column_cases],
+                                ids=["general", "winograd", "split", "im2col", "columns"])
 
 
 @contextlib.contextmanager
 def _forced_tile(case):
-    """Run with the case's Winograd tile size forced (when it has one)."""
-    before = conv.WINO_TILE
+    """Run with the case's Winograd tile size forced (when it has one), and with ``split`` the
+    kernel split whatever the work (plans are cached per shape: the cache is cleared around it)."""
+    before = conv.WINO_TILE, conv.KERNEL_SPLIT_WORK, conv.KERNEL_SPLIT_MIN
     conv.WINO_TILE = case.get("tile")
+    if case.get("split"):
+        conv.KERNEL_SPLIT_WORK, conv.KERNEL_SPLIT_MIN = 0, 1
+        conv._geometry_cached.cache_clear()
     try:
         yield
     finally:
-        conv.WINO_TILE = before
+        conv.WINO_TILE, conv.KERNEL_SPLIT_WORK, conv.KERNEL_SPLIT_MIN = before
+        if case.get("split"):
+            conv._geometry_cached.cache_clear()
 
 
 def _tile(case, out_shape, C_in):
@@ -151,6 +167,16 @@ def _tile(case, out_shape, C_in):
 def test_strategies_take_their_paths():
     g = conv._geometry((2, conv.WINO_MIN_CHANNELS, 5, 5), (3, conv.WINO_MIN_CHANNELS, 3, 3), 1, 1, 1, 1)
     assert conv._winograd(g) and not conv._columns_path(g)
+    for C, K, tile in ((17, 17, 2), (40, 33, 4), (20, 30, None)):  # split_cases' extremes: both ways split
+        with _forced_tile(dict(split=True, tile=tile)):
+            for x_shape, w_shape in (((2, C, 7, 7), (K, C, 3, 3)), ((2, K, 7, 7), (C, K, 3, 3))):
+                g = conv._geometry(x_shape, w_shape, 1, 1, 1, 1)
+                m = conv._wino_tile(g)
+                assert conv._plan(g, 4, wino=conv._wino_cap(g), tile=m).kernel_split
+                assert conv._plan(g, 4, max_tasks=conv.MAX_SUM_TASKS, wino=conv._wino_cap(g), tile=m).kernel_split
+    g = conv._geometry((1, 64, 9, 9), (64, 64, 3, 3), 1, 1, 1, 1)  # go9-b1, by the rule
+    assert conv._plan(g, 4, wino=conv._wino_cap(g), tile=3).kernel_split
+    assert conv._split_channels(64) == ((0, 32), (32, 64))
     c = conv.COL_MAX_TAPS // 4 + 1
     g = conv._geometry((2, c, 6, 6), (3, c, 2, 2), 1, 1, 1, 1)
     assert not conv._winograd(g) and not conv._columns_path(g)
@@ -218,11 +244,12 @@ def test_unrolled_winograd_transforms_are_the_generated_file_and_give_the_generi
                 assert want.tobytes() == got.tobytes(), (dt, m, r)
             K, Ho, Wo = 7, 2 * m - 1, 3 * m - 1  # the last tile row and column cut short
             M = rng.standard_normal((a * a, 2 * 2 * 3, K)).astype(dt)
-            want, got = np.zeros((2 * Ho * Wo, K), dt), np.ones((2 * Ho * Wo, K), dt)
+            want, got = np.zeros((2 * Ho * Wo, K + 3), dt), np.ones((2 * Ho * Wo, K + 3), dt)
             ATd, tmp = np.ascontiguousarray(AT, dt), np.empty(m * a * K, dt)
-            output(M, m, 3, ATd, 0, Ho, Wo, want, tmp)
-            getattr(unrolled_kernels, f"output_{m}")(M, m, 3, ATd, 0, Ho, Wo, got, tmp)
-            assert want.tobytes() == got.tobytes(), (dt, m)
+            output(M, m, 3, ATd, 0, Ho, Wo, want, 2, tmp)  # columns 2..8 of 10
+            getattr(unrolled_kernels, f"output_{m}")(M, m, 3, ATd, 0, Ho, Wo, got, 2, tmp)
+            assert want[:, 2:9].tobytes() == got[:, 2:9].tobytes(), (dt, m)
+            assert (got[:, :2] == 1).all() and (got[:, 9:] == 1).all(), (dt, m)  # the other columns untouched
 
 
 def _array(rng, shape, dtype, layout):
@@ -399,6 +426,7 @@ def test_reference_matches_direct_sum():
 # benchmark shapes at small batch: (N, C, H, W, K, kernel, stride, padding, dilation, groups).
 DETERMINISM_CASES = [
     (24, 64, 9, 9, 64, 3, 1, 1, 1, 1),     # go9 at batch 24 (Winograd F(3x3))
+    (1, 64, 9, 9, 64, 3, 1, 1, 1, 1),      # go9-b1: two kernel calls of 32 output channels each
     (16, 64, 9, 9, 64, 3, 1, 1, 1, 1),     # go9-b16: split under SMALL_PARALLEL_WORK's rule
     (1, 256, 19, 19, 256, 3, 1, 1, 1, 1),  # go19-256-b1: one image cut by output channel (F(4x4))
     (3, 128, 19, 19, 128, 3, 1, 1, 1, 1),  # go19 at batch 3: images cut into tile rows (F(4x4))
@@ -433,7 +461,9 @@ def test_bitwise_identical_with_1_and_2_threads(case):
     gy = rng.standard_normal(conv.conv2d_output_shape(x.shape, w.shape, s, p, d, G), dtype=np.float32)
 
     geom = conv._geometry(x.shape, w.shape, s, p, d, G)
-    assert geom.work >= conv.SMALL_PARALLEL_WORK  # several tasks: threads matter
+    split = conv._winograd(geom) and conv._plan(geom, 4, wino=conv._wino_cap(geom),
+                                                 tile=conv._wino_tile(geom)).kernel_split
+    assert geom.work >= conv.SMALL_PARALLEL_WORK or split  # several tasks: threads matter
 
     def run():
         return (conv.conv2d_forward(x, w, b, s, p, d, G),
