@@ -90,7 +90,8 @@ WINO_MIN_CHANNELS = 8  # Winograd only with this many input channels (the GEMMs'
 COL_MAX_TAPS = 32  # C * kh * kw up to this (one group): NCHW column matrices, no channels-last copies
 KERNEL_SPLIT_WORK = 1 << 22  # a Winograd problem of one unit from here (go9 at batch 1: 6.6M) runs as
 KERNEL_SPLIT_MIN = 16        # two kernel calls of half the output channels each (at least this many),
-                             # one per thread (``run_kernels``): go9-b1 forward 84 -> xx us
+                             # one per thread (``run_kernels``): go9-b1 forward 84 -> 50-56 us on an
+                             # AMD EPYC host, 80 -> 66-70 us on an Intel Xeon one (calm phases)
 FILTER_ROW = 512  # wino_filter: channel pairs per pass (go9's 64 x 64: 256-1024 all within 10%)
 MAX_TASKS = 16  # tasks per call: enough to balance two or more threads on a noisy machine
 MAX_SUM_TASKS = 8  # weight gradient: each task returns a (K, C*kh*kw) partial to be added up

@@ -118,6 +118,7 @@ def _output(m):
     L = [f"def output_{m}(M, m, tw, AT, oh0, oh1, Wo, out, c0, tmp):",
          f'    """``_wino_output`` with m = {m}."""',
          "    K = M.shape[2]",
+         "    Ku, c0u = np.uint64(K), np.uint64(c0)  # unsigned: no negative-index wrap in the stores",
          "    nrow = oh1 - oh0",
          f"    na = (nrow + {m - 1}) // {m}",
          "    nb = out.shape[0] // (nrow * Wo)",
@@ -142,8 +143,8 @@ def _output(m):
     for x in range(m):
         terms = [(AT[x, v], f"h[g + {v}, k]", f"AT{x}_{v}") for v in range(a) if AT[x, v] != 0]
         L += [f"                    if {x} < mj:",
-              "                        for k in range(K):",
-              f"                            out[q + {x}, c0 + k] = {_expr(terms)}"]
+              "                        for k in range(Ku):",
+              f"                            out[q + {x}, c0u + k] = {_expr(terms)}"]
     L += ["                t += 1"]
     return L
 

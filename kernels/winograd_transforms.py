@@ -91,6 +91,7 @@ def tiles_2_gy(xs, m, tw, T, Bm, V, tmp):
 def output_2(M, m, tw, AT, oh0, oh1, Wo, out, c0, tmp):
     """``_wino_output`` with m = 2."""
     K = M.shape[2]
+    Ku, c0u = np.uint64(K), np.uint64(c0)  # unsigned: no negative-index wrap in the stores
     nrow = oh1 - oh0
     na = (nrow + 1) // 2
     nb = out.shape[0] // (nrow * Wo)
@@ -113,11 +114,11 @@ def output_2(M, m, tw, AT, oh0, oh1, Wo, out, c0, tmp):
                     g = 4 * y
                     q = p + y * Wo
                     if 0 < mj:
-                        for k in range(K):
-                            out[q + 0, c0 + k] = h[g + 0, k] + h[g + 1, k] + h[g + 2, k]
+                        for k in range(Ku):
+                            out[q + 0, c0u + k] = h[g + 0, k] + h[g + 1, k] + h[g + 2, k]
                     if 1 < mj:
-                        for k in range(K):
-                            out[q + 1, c0 + k] = h[g + 1, k] - h[g + 2, k] - h[g + 3, k]
+                        for k in range(Ku):
+                            out[q + 1, c0u + k] = h[g + 1, k] - h[g + 2, k] - h[g + 3, k]
                 t += 1
 
 
@@ -319,6 +320,7 @@ def tiles_3_gy(xs, m, tw, T, Bm, V, tmp):
 def output_3(M, m, tw, AT, oh0, oh1, Wo, out, c0, tmp):
     """``_wino_output`` with m = 3."""
     K = M.shape[2]
+    Ku, c0u = np.uint64(K), np.uint64(c0)  # unsigned: no negative-index wrap in the stores
     nrow = oh1 - oh0
     na = (nrow + 2) // 3
     nb = out.shape[0] // (nrow * Wo)
@@ -346,14 +348,14 @@ def output_3(M, m, tw, AT, oh0, oh1, Wo, out, c0, tmp):
                     g = 5 * y
                     q = p + y * Wo
                     if 0 < mj:
-                        for k in range(K):
-                            out[q + 0, c0 + k] = h[g + 0, k] + h[g + 1, k] + h[g + 2, k] + h[g + 3, k]
+                        for k in range(Ku):
+                            out[q + 0, c0u + k] = h[g + 0, k] + h[g + 1, k] + h[g + 2, k] + h[g + 3, k]
                     if 1 < mj:
-                        for k in range(K):
-                            out[q + 1, c0 + k] = h[g + 1, k] - h[g + 2, k] + AT1_3 * h[g + 3, k]
+                        for k in range(Ku):
+                            out[q + 1, c0u + k] = h[g + 1, k] - h[g + 2, k] + AT1_3 * h[g + 3, k]
                     if 2 < mj:
-                        for k in range(K):
-                            out[q + 2, c0 + k] = h[g + 1, k] + h[g + 2, k] + AT2_3 * h[g + 3, k] + h[g + 4, k]
+                        for k in range(Ku):
+                            out[q + 2, c0u + k] = h[g + 1, k] + h[g + 2, k] + AT2_3 * h[g + 3, k] + h[g + 4, k]
                 t += 1
 
 
@@ -572,6 +574,7 @@ def tiles_4_gy(xs, m, tw, T, Bm, V, tmp):
 def output_4(M, m, tw, AT, oh0, oh1, Wo, out, c0, tmp):
     """``_wino_output`` with m = 4."""
     K = M.shape[2]
+    Ku, c0u = np.uint64(K), np.uint64(c0)  # unsigned: no negative-index wrap in the stores
     nrow = oh1 - oh0
     na = (nrow + 3) // 4
     nb = out.shape[0] // (nrow * Wo)
@@ -606,17 +609,17 @@ def output_4(M, m, tw, AT, oh0, oh1, Wo, out, c0, tmp):
                     g = 6 * y
                     q = p + y * Wo
                     if 0 < mj:
-                        for k in range(K):
-                            out[q + 0, c0 + k] = h[g + 0, k] + h[g + 1, k] + h[g + 2, k] + h[g + 3, k] + h[g + 4, k]
+                        for k in range(Ku):
+                            out[q + 0, c0u + k] = h[g + 0, k] + h[g + 1, k] + h[g + 2, k] + h[g + 3, k] + h[g + 4, k]
                     if 1 < mj:
-                        for k in range(K):
-                            out[q + 1, c0 + k] = h[g + 1, k] - h[g + 2, k] + AT1_3 * h[g + 3, k] + AT1_4 * h[g + 4, k]
+                        for k in range(Ku):
+                            out[q + 1, c0u + k] = h[g + 1, k] - h[g + 2, k] + AT1_3 * h[g + 3, k] + AT1_4 * h[g + 4, k]
                     if 2 < mj:
-                        for k in range(K):
-                            out[q + 2, c0 + k] = h[g + 1, k] + h[g + 2, k] + AT2_3 * h[g + 3, k] + AT2_4 * h[g + 4, k]
+                        for k in range(Ku):
+                            out[q + 2, c0u + k] = h[g + 1, k] + h[g + 2, k] + AT2_3 * h[g + 3, k] + AT2_4 * h[g + 4, k]
                     if 3 < mj:
-                        for k in range(K):
-                            out[q + 3, c0 + k] = h[g + 1, k] - h[g + 2, k] + AT3_3 * h[g + 3, k] + AT3_4 * h[g + 4, k] + h[g + 5, k]
+                        for k in range(Ku):
+                            out[q + 3, c0u + k] = h[g + 1, k] - h[g + 2, k] + AT3_3 * h[g + 3, k] + AT3_4 * h[g + 4, k] + h[g + 5, k]
                 t += 1
 
 
