@@ -97,7 +97,8 @@ MAX_TASKS = 16  # tasks per call: enough to balance two or more threads on a noi
 MAX_SUM_TASKS = 8  # weight gradient: each task returns a (K, C*kh*kw) partial to be added up
 
 __all__ = [
-    "conv2d_forward", "Conv2dPrepared", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias",
+    "conv2d_forward", "Conv2dPrepared", "conv2d_backward", "conv2d_backward_input", "conv2d_backward_weight",
+    "conv2d_backward_bias",
     "conv2d_forward_reference", "conv2d_backward_input_reference",
     "conv2d_backward_weight_reference", "conv2d_backward_bias_reference", "conv2d_output_shape",
 ]
@@ -628,6 +629,11 @@ def _wino_split(x, nhwc, w, flip, bias, g, y, weights, m, res, relu, plan):
     runs the unit on it (``WINO_SPLIT_UNIT``, ``run_kernels``): two threads share a small convolution
     without handing the GIL to each other. Each block transforms the whole input. The Python here
     is kept short: it is a tenth of a batch-1 call."""
+    run_kernels(WINO_SPLIT_UNIT[m], _wino_split_calls(x, nhwc, w, flip, bias, g, y, weights, m, res, relu, plan))
+
+
+def _wino_split_calls(x, nhwc, w, flip, bias, g, y, weights, m, res, relu, plan):
+    """The arguments of ``_wino_split``'s kernel calls, one tuple per block."""
     has_bias, has_res = bias is not None, res is not None
     calls = []
     for (k0, k1), (head, U, tail, zeros) in zip(_split_channels(g.K),
@@ -637,7 +643,7 @@ def _wino_split(x, nhwc, w, flip, bias, g, y, weights, m, res, relu, plan):
         calls.append((w, flip) + head + (x, nhwc) + tail[0] + (U,) + tail[1]
                      + (bias[k0:k1] if has_bias else zeros, has_bias, res if has_res else y, has_res, relu)
                      + tail[2] + (y, k0))
-    run_kernels(WINO_SPLIT_UNIT[m], calls)
+    return calls
 
 
 def _split_args(plan, g, m, dt, transform):
@@ -739,6 +745,14 @@ def _wino_grad_split(gy, gy_nhwc, x, x_nhwc, g, gw, bias, m, plan):
     """``_wino_backward_weight`` of a one-unit problem as blocks of output channels, each one GIL-free
     kernel call (``WINO_GRAD_SPLIT_UNIT``, ``run_kernels``) that writes its rows of gw (and of the
     bias gradient, with ``bias``). Each block transforms the whole input and output gradient."""
+    calls, sums = _wino_grad_calls(gy, gy_nhwc, x, x_nhwc, g, gw, bias, m, plan)
+    run_kernels(WINO_GRAD_SPLIT_UNIT[m], calls)
+    return gw, (sums.astype(gw.dtype) if bias else None)
+
+
+def _wino_grad_calls(gy, gy_nhwc, x, x_nhwc, g, gw, bias, m, plan):
+    """The arguments of ``_wino_grad_split``'s kernel calls (one tuple per block) and the float64
+    bias sums they fill (with ``bias``)."""
     dt = gw.dtype
     key = (threading.get_ident(), dt.char, "grad")
     args = plan.split_args.get(key)
@@ -760,8 +774,7 @@ def _wino_grad_split(gy, gy_nhwc, x, x_nhwc, g, gw, bias, m, plan):
     sums = np.zeros(g.K) if bias else np.empty(0)
     calls = [(x, x_nhwc, gy, gy_nhwc) + head + bufs + (gw, sums[k0:k1] if bias else sums)
              for (k0, k1), (head, bufs) in zip(_split_channels(g.K), args)]
-    run_kernels(WINO_GRAD_SPLIT_UNIT[m], calls)
-    return gw, (sums.astype(dt) if bias else None)
+    return calls, sums
 
 
 def _wino_backward_weight(gy, gy_nhwc, x, x_nhwc, g, gw, bias):
@@ -1218,6 +1231,67 @@ def _backward_weight(gy, x, g, dt, bias):
             total += p
         weight_untaps(total, gw3)
     return gw, None
+
+
+def conv2d_backward(gy, x, w, stride=1, padding=0, dilation=1, groups=1, input=True, weight=True, bias=False):
+    """The gradients of ``conv2d_forward`` asked for (``input``, ``weight``, ``bias``) as (gx, gw, gb),
+    None for the others: bit for bit ``conv2d_backward_input``, ``conv2d_backward_weight`` and
+    ``conv2d_backward_bias``.
+
+    A small Winograd convolution, whose gradients are each one unit of work split into two kernel
+    calls by channel (go9 at batch 1), runs both gradients at once, the weight gradient on the
+    calling thread and the input gradient on the pool's, each thread one gradient instead of half of
+    each: one hand-over instead of two, and neither waits for the other's half.
+    """
+    joint = _joint_backward(gy, x, w, stride, padding, dilation, groups, bias) if input and weight else None
+    if joint is not None:
+        return joint
+    gx = conv2d_backward_input(gy, w, np.shape(x), stride, padding, dilation, groups) if input else None
+    gw = gb = None
+    if weight:
+        gw = conv2d_backward_weight(gy, x, np.shape(w), stride, padding, dilation, groups, bias=bias)
+        if bias:
+            gw, gb = gw
+    elif bias:
+        gb = conv2d_backward_bias(gy)
+    return gx, gw, gb
+
+
+def _joint_backward(gy, x, w, stride, padding, dilation, groups, bias):
+    """``conv2d_backward``'s (gx, gw, gb) as one job of kernel calls when the input gradient (see
+    ``conv2d_backward_input``) and the weight gradient are both split Winograd problems (``_plan``'s
+    ``kernel_split``), with the same calls and buffers as when they run apart; else None."""
+    g = _geometry(np.shape(x), np.shape(w), stride, padding, dilation, groups)
+    if g.sh != 1 or g.sw != 1 or not _winograd(g) or _columns_path(g) or g.N * g.K * g.Ho * g.Wo == 0:
+        return None
+    dt = _dtype(gy, w)
+    if _dtype(gy, x) != dt:
+        return None
+    _check_gy(gy, g, "conv2d_backward")
+    pad = (g.dh * (g.kh - 1) - g.ph, g.dw * (g.kw - 1) - g.pw)
+    gt = _geometry(np.shape(gy), (g.C, g.Kg, g.kh, g.kw), 1, pad, (g.dh, g.dw), g.G, internal=True)
+    if not _winograd(gt):
+        return None
+    m_in, m_w = _wino_tile(gt), _wino_tile(g, grad=True)
+    plan_in = _plan(gt, dt.itemsize, wino=_wino_cap(gt), tile=m_in)
+    plan_w = _plan(g, dt.itemsize, max_tasks=MAX_SUM_TASKS, wino=_wino_cap(g), tile=m_w)
+    if not (plan_in.kernel_split and plan_w.kernel_split):
+        return None
+    w = np.ascontiguousarray(w, dt)
+    gy, gy_nhwc = _layout(gy, dt)
+    x, x_nhwc = _layout(x, dt)
+    rows, gx = _rows_output(g.N, g.C, g.H, g.W, dt)
+    gw = np.empty((g.K, g.Cg, g.kh, g.kw), dt)
+    calls_in = _wino_split_calls(gy, gy_nhwc, w, True, None, gt, rows, None, m_in, None, False, plan_in)
+    calls_w, sums = _wino_grad_calls(gy, gy_nhwc, x, x_nhwc, g, gw, bias, m_w, plan_w)
+    # interleaved, so that with two threads the caller runs the weight gradient's calls (the larger
+    # part) and the pool's thread, which starts a few microseconds later, the input gradient's
+    kernels, calls = [], []
+    for pair in zip(calls_w, calls_in):
+        kernels += [WINO_GRAD_SPLIT_UNIT[m_w], WINO_SPLIT_UNIT[m_in]]
+        calls += pair
+    run_kernels(kernels, calls)
+    return gx, gw, (sums.astype(dt) if bias else None)
 
 
 def conv2d_backward_bias(gy):

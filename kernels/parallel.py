@@ -96,7 +96,8 @@ class _KernelJob:
                 if self.failed:
                     return
                 try:
-                    self.kernel(*self.calls[i], self.flags, post, job_number)
+                    kernel = self.kernel[i] if isinstance(self.kernel, list) else self.kernel
+                    kernel(*self.calls[i], self.flags, post, job_number)
                 except BaseException as e:  # re-raised in the caller
                     self.failed.append(e)
                     return
@@ -250,21 +251,21 @@ _NO_FLAGS = np.zeros(1, np.int64)
 
 
 def run_kernels(kernel, calls):
-    """``kernel(*args, flags, post, job)`` for each ``args`` in ``calls``, on the thread pool.
+    """``kernel(*args, flags, post, job)`` for each ``args`` in ``calls``, on the thread pool;
+    ``kernel`` may be a list, one kernel per call.
 
     For blocks that are each a single GIL-free Numba kernel call (``nogil=True``) whose first
     statement is ``spin.post(flags, post, job)``: the job is handed over from compiled code and
-    blocks are assigned to threads by number (``_KernelJob``), so no thread waits for the GIL. A
-    kernel writes only its own block's memory; which thread runs a block cannot change its bits.
+    blocks are assigned to threads by number (``_KernelJob``: with two threads, the caller runs
+    calls 0, 2, 4, ..., the pool's thread 1, 3, ...), so no thread waits for the GIL. A kernel writes
+    only its own block's memory; which thread runs a block cannot change its bits.
     """
     if len(calls) == 1 or _num_threads == 1 or getattr(_local, "busy", False):
-        for args in calls:
-            kernel(*args, _NO_FLAGS, -1, 0)
+        _run_inline(kernel, calls)
         return
     pool = _get_pool()
     if not pool.running.acquire(blocking=False):
-        for args in calls:
-            kernel(*args, _NO_FLAGS, -1, 0)
+        _run_inline(kernel, calls)
         return
     try:
         job = _KernelJob(kernel, calls, pool.flags, _num_threads)
@@ -273,6 +274,11 @@ def run_kernels(kernel, calls):
         pool.running.release()
     if job.failed:
         raise job.failed[0]
+
+
+def _run_inline(kernel, calls):
+    for i, args in enumerate(calls):
+        (kernel[i] if isinstance(kernel, list) else kernel)(*args, _NO_FLAGS, -1, 0)
 
 
 def block_ranges(n, block):

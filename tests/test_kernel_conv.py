@@ -397,6 +397,30 @@ def test_backward_kernels_are_adjoints_of_forward(cases, data):
         assert abs(np.vdot(yb, gy) - np.vdot(b, gb)) <= 1e-12 * (np.vdot(np.abs(yb), np.abs(gy)) + 1e-300)
 
 
+@CASES
+@given(data=st.data(), asked=st.sampled_from([(True, True, True), (True, True, False), (True, False, True),
+                                             (False, True, True), (False, False, True)]))
+def test_backward_gives_the_separate_kernels_bits(cases, data, asked):
+    """conv2d_backward: the gradients asked for, each bit for bit what its own kernel gives (split
+    Winograd cases run both at once, one per thread: ``_joint_backward``), None for the others."""
+    case = data.draw(cases())
+    x, w, _, gy, args = _make(case)
+    want_input, want_weight, want_bias = asked
+    with _forced_tile(case):
+        got = conv.conv2d_backward(gy, x, w, *args, input=want_input, weight=want_weight, bias=want_bias)
+        apart = (conv.conv2d_backward_input(gy, w, x.shape, *args) if want_input else None,
+                 *(conv.conv2d_backward_weight(gy, x, w.shape, *args, bias=True) if want_weight
+                   else (None, conv.conv2d_backward_bias(gy))))
+        joint = conv._joint_backward(gy, x, w, *args, want_bias) is not None
+    assert joint == bool(case.get("split"))
+    for mine, theirs, asked_for in zip(got, apart, asked):
+        if not asked_for:
+            assert mine is None
+        else:
+            assert mine.dtype == theirs.dtype and mine.strides == theirs.strides
+            assert mine.tobytes() == theirs.tobytes()
+
+
 def test_reference_matches_direct_sum():
     """The twins themselves against a literal 7-deep loop, on one small strided, dilated, grouped case."""
     rng = np.random.default_rng(1)
@@ -470,7 +494,8 @@ def test_bitwise_identical_with_1_and_2_threads(case):
                 conv.conv2d_backward_input(gy, w, x.shape, s, p, d, G),
                 conv.conv2d_backward_weight(gy, x, w.shape, s, p, d, G),
                 conv.conv2d_backward_bias(gy),
-                *conv.conv2d_backward_weight(gy, x, w.shape, s, p, d, G, bias=True))
+                *conv.conv2d_backward_weight(gy, x, w.shape, s, p, d, G, bias=True),
+                *conv.conv2d_backward(gy, x, w, s, p, d, G, bias=True))
 
     before = get_num_threads()
     try:
@@ -497,13 +522,14 @@ def test_bitwise_identical_with_1_and_2_threads(case):
                         conv.conv2d_backward_input(gy_cl, w, x.shape, s, p, d, G),
                         conv.conv2d_backward_weight(gy_cl, x_cl, w.shape, s, p, d, G),
                         conv.conv2d_backward_bias(gy_cl),
-                        *conv.conv2d_backward_weight(gy_cl, x_cl, w.shape, s, p, d, G, bias=True)))
+                        *conv.conv2d_backward_weight(gy_cl, x_cl, w.shape, s, p, d, G, bias=True),
+                        *conv.conv2d_backward(gy_cl, x_cl, w, s, p, d, G, bias=True)))
     finally:
         set_num_threads(before)
     for a, c1, c2 in zip(one, *cls):
         assert c1.tobytes() == c2.tobytes()
     for i, (a, c) in enumerate(zip(one, cls[0])):
-        if i in (3, 5) or (i in (2, 4) and columns):
+        if i in (3, 5, 8) or (i in (2, 4, 7) and columns):
             np.testing.assert_allclose(c, a, rtol=1e-4, atol=1e-3)
         else:
             assert a.tobytes() == c.tobytes()

@@ -12,16 +12,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     out = kernels.conv2d_forward(x.data, weight.data, None if bias is None else bias.data, *geometry)
 
     def backward(g):
-        gx = kernels.conv2d_backward_input(g, weight.data, x.data.shape, *geometry) if x._requires_grad else None
-        gw = gb = None
-        with_bias = bias is not None and bias._requires_grad
-        if weight._requires_grad:  # (the bias gradient comes with the weight's, summed in the same pass)
-            gw = kernels.conv2d_backward_weight(g, x.data, weight.data.shape, *geometry, bias=with_bias)
-            if with_bias:
-                gw, gb = gw
-        elif with_bias:
-            gb = kernels.conv2d_backward_bias(g)
-        return gx, gw, gb
+        return kernels.conv2d_backward(g, x.data, weight.data, *geometry, input=x._requires_grad,
+                                       weight=weight._requires_grad,
+                                       bias=bias is not None and bias._requires_grad)
 
     return record(out, (x, weight) if bias is None else (x, weight, bias), backward)
 
