@@ -636,13 +636,12 @@ def _wino_split_calls(x, nhwc, w, flip, bias, g, y, weights, m, res, relu, plan)
     """The arguments of ``_wino_split``'s kernel calls, one tuple per block."""
     has_bias, has_res = bias is not None, res is not None
     calls = []
-    for (k0, k1), (head, U, tail, zeros) in zip(_split_channels(g.K),
-                                                _split_args(plan, g, m, y.dtype, weights is None)):
+    for (k0, k1), (head, U, (pack, out, bufs), zeros) in zip(_split_channels(g.K),
+                                                            _split_args(plan, g, m, y.dtype, weights is None)):
         if weights is not None:
             U = weights(k0, k1)
-        calls.append((w, flip) + head + (x, nhwc) + tail[0] + (U,) + tail[1]
-                     + (bias[k0:k1] if has_bias else zeros, has_bias, res if has_res else y, has_res, relu)
-                     + tail[2] + (y, k0))
+        calls.append((w, flip, *head, x, nhwc, *pack, U, *out, bias[k0:k1] if has_bias else zeros, has_bias,
+                      res if has_res else y, has_res, relu, *bufs, y, k0))
     return calls
 
 
