@@ -60,8 +60,8 @@ from freenet.kernels.layout import channels_last, from_nhwc_rows, nhwc_rows
 from freenet.kernels.norm import column_sums, sum_channels
 from freenet.kernels.parallel import block_ranges, run_blocks, run_kernels
 from freenet.kernels.winograd import WINOGRAD, wino_filter, wino_pack_any
-from freenet.kernels.winograd_transforms import (TILES_GY, TILES_IN, WINO_GRAD_SPLIT_UNIT, WINO_GRAD_UNIT,
-                                                 WINO_SPLIT_UNIT, WINO_UNIT)
+from freenet.kernels.winograd_transforms import (FILTER_GRAD, TILES_GY, TILES_IN, WINO_GRAD_SPLIT_UNIT,
+                                                 WINO_GRAD_UNIT, WINO_SPLIT_UNIT, WINO_UNIT)
 
 UNIT_BYTES = 1 << 20  # column-matrix bytes per unit: the im2col output stays in L2 for the GEMM
 PARALLEL_WORK = 1 << 27  # flops + 64 x elements in and out; below this one task: waking the pool
@@ -93,6 +93,9 @@ KERNEL_SPLIT_MIN = 16        # two kernel calls of half the output channels each
                              # one per thread (``run_kernels``): go9-b1 forward 84 -> 50-56 us on an
                              # AMD EPYC host, 80 -> 66-70 us on an Intel Xeon one (calm phases)
 FILTER_ROW = 512  # wino_filter: channel pairs per pass (go9's 64 x 64: 256-1024 all within 10%)
+S_BLOCK_BYTES = 1 << 20  # a channel-split Winograd weight gradient: sums S per block of output channels
+                         # (go19-256-b1's 128 channels per unit: 4.7 MB of S at once, or 5 blocks of 1 MB:
+                         # 1.69 -> 1.37 ms at 2 threads; blocks of 0.5 / 2 MB 1.47 / 1.32)
 MAX_TASKS = 16  # tasks per call: enough to balance two or more threads on a noisy machine
 MAX_SUM_TASKS = 8  # weight gradient: each task returns a (K, C*kh*kw) partial to be added up
 
@@ -552,12 +555,11 @@ def _wino_cap(g):
     return WINO_TILES
 
 
-# kron(G, G) per tile size and dtype: row xi = a u + v, column tap = 3 i + j holds G[u, i] * G[v, j].
-# G^T S G (the weight gradient's inverse transform) is this a^2 x 9 matrix applied to flattened taps;
-# for F(2x2) its entries (0, +-1, +-1/2, +-1/4) are exact in any float dtype, for the larger tiles they
-# are rounded once from float64. The filter transform G g G^T applies G twice (``wino_filter``).
+# The matrices per tile size and dtype (rounded once from float64 for the larger tiles). The filter
+# transform G g G^T and the weight gradient's inverse G^T S G apply G twice, separably (``wino_filter``,
+# ``FILTER_GRAD``): as a GEMM by kron(G, G) (a^2 x 9) the inverse took twice as long (go19-256-b1,
+# 32768 filters: 754 us against 362 generic and 268 unrolled, one thread).
 _DTYPES = (np.float32, np.float64)
-_KG = {m: {dt: np.kron(G, G).astype(dt) for dt in _DTYPES} for m, (_, G, _) in WINOGRAD.items()}
 _G = {m: {dt: G.astype(dt) for dt in _DTYPES} for m, (_, G, _) in WINOGRAD.items()}
 _BT = {m: {dt: BT.astype(dt) for dt in _DTYPES} for m, (BT, _, _) in WINOGRAD.items()}
 _AT = {m: {dt: AT.astype(dt) for dt in _DTYPES} for m, (_, _, AT) in WINOGRAD.items()}
@@ -788,7 +790,7 @@ def _wino_backward_weight(gy, gy_nhwc, x, x_nhwc, g, gw, bias):
     if plan.kernel_split:
         return _wino_grad_split(gy, gy_nhwc, x, x_nhwc, g, gw, bias, m, plan)
     tw = -(-g.Wo // m)
-    KG = _KG[m][dt.type]
+    G = _G[m][dt.type]
     sums = bias and not plan.channel_split
     no_sums = np.empty(0)
 
@@ -814,10 +816,15 @@ def _wino_backward_weight(gy, gy_nhwc, x, x_nhwc, g, gw, bias):
             wino_pack_any(gy, gy_nhwc, n0, n1, m * a0, 0, 0, gs)
             G3, Gy = _planes("M", T, g.K, dt, P)
             TILES_GY[m](gs, m, tw, T, _A[m][dt.type], G3, _scratch("wt", a * m * tw * g.K, dt))
-            # channel split: the unit owns gw[k0:k1]: the result, in place
-            S = _scratch("acc", P * kk * g.C, dt).reshape(P, kk, g.C)
-            np.matmul(Gy[:, :, k0:k1].transpose(0, 2, 1), V, out=S)
-            np.matmul(S.reshape(P, kk * g.C).T, KG, out=gw[k0:k1].reshape(kk * g.C, 9))
+            # channel split: the unit owns gw[k0:k1]: the result, in place, in blocks of output
+            # channels whose sums S stay in cache for the inverse transform
+            kc = max(1, min(kk, S_BLOCK_BYTES // (P * g.C * dt.itemsize)))
+            S3, S = _planes("acc", kc, g.C, dt, P)
+            gt, ht = _filter_scratch(g.C, dt, "acc", 3 * a)
+            for j0 in range(k0, k1, kc):
+                j1 = min(j0 + kc, k1)
+                np.matmul(Gy[:, :, j0:j1].transpose(0, 2, 1), V, out=S[:, :j1 - j0])
+                FILTER_GRAD[m](S3, G, j0, j1, gw, gt, ht)
         return acc, bias_acc
 
     partials = run_blocks(task, len(plan.tasks))
@@ -827,7 +834,7 @@ def _wino_backward_weight(gy, gy_nhwc, x, x_nhwc, g, gw, bias):
     for p, b in partials[1:]:
         total += p
         bias_total += b
-    np.matmul(total.reshape(P, g.K * g.C).T, KG, out=gw.reshape(g.K * g.C, 9))
+    FILTER_GRAD[m](total, G, 0, g.K, gw, *_filter_scratch(g.C, dt, "acc", 3 * a))
     return gw, (bias_total.astype(dt) if sums else None)
 
 

@@ -162,7 +162,8 @@ def _wino_filter_grad(S, G, k0, k1, gw, gt, ht):
     a x a values S[a u + v, k, c]) for k in [0, k1 - k0): S holds a^2 planes of (>= k1 - k0, C) sums
     of tile products, gw (K, C, 3, 3) is C-contiguous. The transpose of ``wino_filter``: two passes
     over (k, c) pairs ``gt.shape[1]`` at a time, ``ht[3 u + s] = sum_v G[v, s] S[a u + v]`` (``ht``
-    (3a, same)), then ``gt[3 r + s] = sum_u G[u, r] ht[3 u + s]``, copied out tap-minor."""
+    (3a, same)), then ``gt[3 r + s] = sum_u G[u, r] ht[3 u + s]`` (terms in that order, zeros
+    skipped), copied out tap-minor. The kernels run it unrolled per tile size (``FILTER_GRAD``)."""
     a = G.shape[0]
     C = gw.shape[1]
     total = (k1 - k0) * C
@@ -175,27 +176,35 @@ def _wino_filter_grad(S, G, k0, k1, gw, gt, ht):
         for u in range(a):
             for s in range(3):
                 hs = ht[3 * u + s]
-                f = G[0, s]
-                src = S2[a * u, e0:e0 + n]
-                for e in range(n):
-                    hs[e] = f * src[e]
-                for v in range(1, a):
+                first = True
+                for v in range(a):
                     f = G[v, s]
+                    if f == 0:
+                        continue
                     src = S2[a * u + v, e0:e0 + n]
-                    for e in range(n):
-                        hs[e] += f * src[e]
+                    if first:
+                        for e in range(n):
+                            hs[e] = f * src[e]
+                        first = False
+                    else:
+                        for e in range(n):
+                            hs[e] += f * src[e]
         for r in range(3):
             for s in range(3):
                 row = gt[3 * r + s]
-                f = G[0, r]
-                h = ht[s]
-                for e in range(n):
-                    row[e] = f * h[e]
-                for u in range(1, a):
+                first = True
+                for u in range(a):
                     f = G[u, r]
+                    if f == 0:
+                        continue
                     h = ht[3 * u + s]
-                    for e in range(n):
-                        row[e] += f * h[e]
+                    if first:
+                        for e in range(n):
+                            row[e] = f * h[e]
+                        first = False
+                    else:
+                        for e in range(n):
+                            row[e] += f * h[e]
         for e in range(n):
             d = base + (e0 + e) * 9
             for tap in range(9):

@@ -2,18 +2,19 @@
 
 ``tiles_{m}_in``: ``winograd._wino_tiles`` with B^T of F(m x m, 3x3) (the input transform);
 ``tiles_{m}_gy``: with A (the weight gradient's transform of gy); ``output_{m}``:
-``winograd._wino_output`` with A^T; ``unit_{m}``, ``split_unit_{m}``, ``grad_unit_{m}`` and
-``grad_split_unit_{m}``: ``winograd._wino_unit``, ``_wino_split_unit``, ``_wino_grad_unit`` and
-``_wino_grad_split_unit`` calling them. Same arguments as the generic kernels (m is the function's
-own), same bits. The kernels by tile size: TILES_IN, TILES_GY, WINO_UNIT, WINO_SPLIT_UNIT,
-WINO_GRAD_UNIT, WINO_GRAD_SPLIT_UNIT.
+``winograd._wino_output`` with A^T; ``filter_grad_{m}``: ``winograd._wino_filter_grad`` with G;
+``unit_{m}``, ``split_unit_{m}``, ``grad_unit_{m}`` and ``grad_split_unit_{m}``:
+``winograd._wino_unit``, ``_wino_split_unit``, ``_wino_grad_unit`` and ``_wino_grad_split_unit``
+calling them. Same arguments as the generic kernels (m is the function's own), same bits. The
+kernels by tile size: TILES_IN, TILES_GY, FILTER_GRAD, WINO_UNIT, WINO_SPLIT_UNIT, WINO_GRAD_UNIT,
+WINO_GRAD_SPLIT_UNIT.
 """
 
 import numpy as np
 from numba import njit
 
 from freenet.kernels.spin import post as post_job
-from freenet.kernels.winograd import wino_filter, wino_filter_grad, wino_pack_any
+from freenet.kernels.winograd import wino_filter, wino_pack_any
 
 
 def tiles_2_in(xs, m, tw, T, Bm, V, tmp):
@@ -122,6 +123,57 @@ def output_2(M, m, tw, AT, oh0, oh1, Wo, out, c0, tmp):
                 t += 1
 
 
+def filter_grad_2(S, G, k0, k1, gw, gt, ht):
+    """``wino_filter_grad`` with m = 2."""
+    C = gw.shape[1]
+    total = (k1 - k0) * C
+    S2 = S.reshape(S.shape[0], S.shape[1] * S.shape[2])
+    out = gw.reshape(gw.shape[0] * C * 9)
+    base = k0 * C * 9
+    chunk = gt.shape[1]
+    G1_0 = G[1, 0]
+    G1_1 = G[1, 1]
+    G1_2 = G[1, 2]
+    G2_0 = G[2, 0]
+    G2_1 = G[2, 1]
+    G2_2 = G[2, 2]
+    for e0 in range(0, total, chunk):
+        n = min(chunk, total - e0)
+        for u in range(4):
+            p = 4 * u
+            s0 = S2[p + 0, e0:e0 + n]
+            s1 = S2[p + 1, e0:e0 + n]
+            s2 = S2[p + 2, e0:e0 + n]
+            s3 = S2[p + 3, e0:e0 + n]
+            hs = ht[3 * u + 0]
+            for e in range(n):
+                hs[e] = s0[e] + G1_0 * s1[e] + G2_0 * s2[e]
+            hs = ht[3 * u + 1]
+            for e in range(n):
+                hs[e] = G1_1 * s1[e] + G2_1 * s2[e]
+            hs = ht[3 * u + 2]
+            for e in range(n):
+                hs[e] = G1_2 * s1[e] + G2_2 * s2[e] + s3[e]
+        for s in range(3):
+            h0 = ht[0 + s]
+            h1 = ht[3 + s]
+            h2 = ht[6 + s]
+            h3 = ht[9 + s]
+            row = gt[0 + s]
+            for e in range(n):
+                row[e] = h0[e] + G1_0 * h1[e] + G2_0 * h2[e]
+            row = gt[3 + s]
+            for e in range(n):
+                row[e] = G1_1 * h1[e] + G2_1 * h2[e]
+            row = gt[6 + s]
+            for e in range(n):
+                row[e] = G1_2 * h1[e] + G2_2 * h2[e] + h3[e]
+        for e in range(n):
+            d = base + (e0 + e) * 9
+            for tap in range(9):
+                out[d + tap] = gt[tap, e]
+
+
 def unit_2(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias, has_bias, res, has_res,
            relu, xs, wt, V, M, wo, out, c0):
     """One unit of the Winograd forward, start to finish without the GIL: pack the input rows of images
@@ -225,7 +277,7 @@ def grad_split_unit_2(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, 
                 bias_acc[k] += np.float64(plane[t, k])
     for xi in range(V.shape[0]):
         np.dot(Gk[xi, :T].T, V[xi, :T], S[xi, :kk])
-    wino_filter_grad(S, G, k0, k1, gw, gt, ht)
+    filter_grad_2(S, G, k0, k1, gw, gt, ht)
 
 
 def tiles_3_in(xs, m, tw, T, Bm, V, tmp):
@@ -359,6 +411,63 @@ def output_3(M, m, tw, AT, oh0, oh1, Wo, out, c0, tmp):
                 t += 1
 
 
+def filter_grad_3(S, G, k0, k1, gw, gt, ht):
+    """``wino_filter_grad`` with m = 3."""
+    C = gw.shape[1]
+    total = (k1 - k0) * C
+    S2 = S.reshape(S.shape[0], S.shape[1] * S.shape[2])
+    out = gw.reshape(gw.shape[0] * C * 9)
+    base = k0 * C * 9
+    chunk = gt.shape[1]
+    G0_0 = G[0, 0]
+    G1_0 = G[1, 0]
+    G1_1 = G[1, 1]
+    G1_2 = G[1, 2]
+    G2_0 = G[2, 0]
+    G2_1 = G[2, 1]
+    G2_2 = G[2, 2]
+    G3_0 = G[3, 0]
+    G3_1 = G[3, 1]
+    G3_2 = G[3, 2]
+    for e0 in range(0, total, chunk):
+        n = min(chunk, total - e0)
+        for u in range(5):
+            p = 5 * u
+            s0 = S2[p + 0, e0:e0 + n]
+            s1 = S2[p + 1, e0:e0 + n]
+            s2 = S2[p + 2, e0:e0 + n]
+            s3 = S2[p + 3, e0:e0 + n]
+            s4 = S2[p + 4, e0:e0 + n]
+            hs = ht[3 * u + 0]
+            for e in range(n):
+                hs[e] = G0_0 * s0[e] + G1_0 * s1[e] + G2_0 * s2[e] + G3_0 * s3[e]
+            hs = ht[3 * u + 1]
+            for e in range(n):
+                hs[e] = G1_1 * s1[e] + G2_1 * s2[e] + G3_1 * s3[e]
+            hs = ht[3 * u + 2]
+            for e in range(n):
+                hs[e] = G1_2 * s1[e] + G2_2 * s2[e] + G3_2 * s3[e] + s4[e]
+        for s in range(3):
+            h0 = ht[0 + s]
+            h1 = ht[3 + s]
+            h2 = ht[6 + s]
+            h3 = ht[9 + s]
+            h4 = ht[12 + s]
+            row = gt[0 + s]
+            for e in range(n):
+                row[e] = G0_0 * h0[e] + G1_0 * h1[e] + G2_0 * h2[e] + G3_0 * h3[e]
+            row = gt[3 + s]
+            for e in range(n):
+                row[e] = G1_1 * h1[e] + G2_1 * h2[e] + G3_1 * h3[e]
+            row = gt[6 + s]
+            for e in range(n):
+                row[e] = G1_2 * h1[e] + G2_2 * h2[e] + G3_2 * h3[e] + h4[e]
+        for e in range(n):
+            d = base + (e0 + e) * 9
+            for tap in range(9):
+                out[d + tap] = gt[tap, e]
+
+
 def unit_3(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias, has_bias, res, has_res,
            relu, xs, wt, V, M, wo, out, c0):
     """One unit of the Winograd forward, start to finish without the GIL: pack the input rows of images
@@ -462,7 +571,7 @@ def grad_split_unit_3(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, 
                 bias_acc[k] += np.float64(plane[t, k])
     for xi in range(V.shape[0]):
         np.dot(Gk[xi, :T].T, V[xi, :T], S[xi, :kk])
-    wino_filter_grad(S, G, k0, k1, gw, gt, ht)
+    filter_grad_3(S, G, k0, k1, gw, gt, ht)
 
 
 def tiles_4_in(xs, m, tw, T, Bm, V, tmp):
@@ -623,6 +732,68 @@ def output_4(M, m, tw, AT, oh0, oh1, Wo, out, c0, tmp):
                 t += 1
 
 
+def filter_grad_4(S, G, k0, k1, gw, gt, ht):
+    """``wino_filter_grad`` with m = 4."""
+    C = gw.shape[1]
+    total = (k1 - k0) * C
+    S2 = S.reshape(S.shape[0], S.shape[1] * S.shape[2])
+    out = gw.reshape(gw.shape[0] * C * 9)
+    base = k0 * C * 9
+    chunk = gt.shape[1]
+    G0_0 = G[0, 0]
+    G1_0 = G[1, 0]
+    G1_1 = G[1, 1]
+    G1_2 = G[1, 2]
+    G2_0 = G[2, 0]
+    G2_1 = G[2, 1]
+    G2_2 = G[2, 2]
+    G3_0 = G[3, 0]
+    G3_1 = G[3, 1]
+    G3_2 = G[3, 2]
+    G4_0 = G[4, 0]
+    G4_1 = G[4, 1]
+    G4_2 = G[4, 2]
+    for e0 in range(0, total, chunk):
+        n = min(chunk, total - e0)
+        for u in range(6):
+            p = 6 * u
+            s0 = S2[p + 0, e0:e0 + n]
+            s1 = S2[p + 1, e0:e0 + n]
+            s2 = S2[p + 2, e0:e0 + n]
+            s3 = S2[p + 3, e0:e0 + n]
+            s4 = S2[p + 4, e0:e0 + n]
+            s5 = S2[p + 5, e0:e0 + n]
+            hs = ht[3 * u + 0]
+            for e in range(n):
+                hs[e] = G0_0 * s0[e] + G1_0 * s1[e] + G2_0 * s2[e] + G3_0 * s3[e] + G4_0 * s4[e]
+            hs = ht[3 * u + 1]
+            for e in range(n):
+                hs[e] = G1_1 * s1[e] + G2_1 * s2[e] + G3_1 * s3[e] + G4_1 * s4[e]
+            hs = ht[3 * u + 2]
+            for e in range(n):
+                hs[e] = G1_2 * s1[e] + G2_2 * s2[e] + G3_2 * s3[e] + G4_2 * s4[e] + s5[e]
+        for s in range(3):
+            h0 = ht[0 + s]
+            h1 = ht[3 + s]
+            h2 = ht[6 + s]
+            h3 = ht[9 + s]
+            h4 = ht[12 + s]
+            h5 = ht[15 + s]
+            row = gt[0 + s]
+            for e in range(n):
+                row[e] = G0_0 * h0[e] + G1_0 * h1[e] + G2_0 * h2[e] + G3_0 * h3[e] + G4_0 * h4[e]
+            row = gt[3 + s]
+            for e in range(n):
+                row[e] = G1_1 * h1[e] + G2_1 * h2[e] + G3_1 * h3[e] + G4_1 * h4[e]
+            row = gt[6 + s]
+            for e in range(n):
+                row[e] = G1_2 * h1[e] + G2_2 * h2[e] + G3_2 * h3[e] + G4_2 * h4[e] + h5[e]
+        for e in range(n):
+            d = base + (e0 + e) * 9
+            for tap in range(9):
+                out[d + tap] = gt[tap, e]
+
+
 def unit_4(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias, has_bias, res, has_res,
            relu, xs, wt, V, M, wo, out, c0):
     """One unit of the Winograd forward, start to finish without the GIL: pack the input rows of images
@@ -726,12 +897,13 @@ def grad_split_unit_4(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, 
                 bias_acc[k] += np.float64(plane[t, k])
     for xi in range(V.shape[0]):
         np.dot(Gk[xi, :T].T, V[xi, :T], S[xi, :kk])
-    wino_filter_grad(S, G, k0, k1, gw, gt, ht)
+    filter_grad_4(S, G, k0, k1, gw, gt, ht)
 
 
 tiles_2_in = njit(cache=True, nogil=True)(tiles_2_in)
 tiles_2_gy = njit(cache=True, nogil=True)(tiles_2_gy)
 output_2 = njit(cache=True, nogil=True)(output_2)
+filter_grad_2 = njit(cache=True, nogil=True)(filter_grad_2)
 unit_2 = njit(cache=True, nogil=True)(unit_2)
 split_unit_2 = njit(cache=True, nogil=True)(split_unit_2)
 grad_unit_2 = njit(cache=True, nogil=True)(grad_unit_2)
@@ -739,6 +911,7 @@ grad_split_unit_2 = njit(cache=True, nogil=True)(grad_split_unit_2)
 tiles_3_in = njit(cache=True, nogil=True)(tiles_3_in)
 tiles_3_gy = njit(cache=True, nogil=True)(tiles_3_gy)
 output_3 = njit(cache=True, nogil=True)(output_3)
+filter_grad_3 = njit(cache=True, nogil=True)(filter_grad_3)
 unit_3 = njit(cache=True, nogil=True)(unit_3)
 split_unit_3 = njit(cache=True, nogil=True)(split_unit_3)
 grad_unit_3 = njit(cache=True, nogil=True)(grad_unit_3)
@@ -746,12 +919,14 @@ grad_split_unit_3 = njit(cache=True, nogil=True)(grad_split_unit_3)
 tiles_4_in = njit(cache=True, nogil=True)(tiles_4_in)
 tiles_4_gy = njit(cache=True, nogil=True)(tiles_4_gy)
 output_4 = njit(cache=True, nogil=True)(output_4)
+filter_grad_4 = njit(cache=True, nogil=True)(filter_grad_4)
 unit_4 = njit(cache=True, nogil=True)(unit_4)
 split_unit_4 = njit(cache=True, nogil=True)(split_unit_4)
 grad_unit_4 = njit(cache=True, nogil=True)(grad_unit_4)
 grad_split_unit_4 = njit(cache=True, nogil=True)(grad_split_unit_4)
 TILES_IN = {2: tiles_2_in, 3: tiles_3_in, 4: tiles_4_in}
 TILES_GY = {2: tiles_2_gy, 3: tiles_3_gy, 4: tiles_4_gy}
+FILTER_GRAD = {2: filter_grad_2, 3: filter_grad_3, 4: filter_grad_4}
 WINO_UNIT = {2: unit_2, 3: unit_3, 4: unit_4}
 WINO_SPLIT_UNIT = {2: split_unit_2, 3: split_unit_3, 4: split_unit_4}
 WINO_GRAD_UNIT = {2: grad_unit_2, 3: grad_unit_3, 4: grad_unit_4}

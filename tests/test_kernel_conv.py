@@ -219,14 +219,16 @@ def test_winograd_tile_rule():
 def test_unrolled_winograd_transforms_are_the_generated_file_and_give_the_generic_bits():
     """kernels/winograd_transforms.py is what winograd_gen.py writes, and its unrolled transforms give
     bit for bit what the generic loops over the matrices give (every tile size, both tile kinds,
-    the output transform with tiles cut at the edges, both float dtypes)."""
+    the output transform with tiles cut at the edges, the weight gradient's inverse transform, both
+    float dtypes)."""
     from numba import njit
 
     from freenet.kernels import winograd, winograd_gen, winograd_transforms as unrolled_kernels
 
     with open(winograd_gen.PATH) as f:
         assert f.read() == winograd_gen.source(), "run: python kernels/winograd_gen.py"
-    tiles, output = njit(winograd._wino_tiles), njit(winograd._wino_output)
+    tiles, output, filter_grad = (njit(f) for f in (winograd._wino_tiles, winograd._wino_output,
+                                                    winograd._wino_filter_grad))
     rng = np.random.default_rng(0)
     for dt in (np.float32, np.float64):
         for m, (BT, _, AT) in winograd.WINOGRAD.items():
@@ -250,6 +252,17 @@ def test_unrolled_winograd_transforms_are_the_generated_file_and_give_the_generi
             getattr(unrolled_kernels, f"output_{m}")(M, m, 3, ATd, 0, Ho, Wo, got, 2, tmp)
             assert want[:, 2:9].tobytes() == got[:, 2:9].tobytes(), (dt, m)
             assert (got[:, :2] == 1).all() and (got[:, 9:] == 1).all(), (dt, m)  # the other columns untouched
+            # the weight gradient's inverse transform: output channels 4..14 of 20, in chunks of 50 (k, c)
+            # pairs (the last one short), S with more rows than those channels
+            C, kk = 37, 11
+            S = rng.standard_normal((a * a, kk + 3, C)).astype(dt)
+            Gd = np.ascontiguousarray(winograd.WINOGRAD[m][1], dt)
+            gt, ht = np.empty((9, 50), dt), np.empty((3 * a, 50), dt)
+            want, got = np.zeros((20, C, 3, 3), dt), np.ones((20, C, 3, 3), dt)
+            filter_grad(S, Gd, 4, 4 + kk, want, gt, ht)
+            unrolled_kernels.FILTER_GRAD[m](S, Gd, 4, 4 + kk, got, gt, ht)
+            assert want[4:4 + kk].tobytes() == got[4:4 + kk].tobytes(), (dt, m)
+            assert (got[:4] == 1).all() and (got[4 + kk:] == 1).all(), (dt, m)
 
 
 def _array(rng, shape, dtype, layout):
@@ -607,6 +620,30 @@ def test_empty_batch():
     assert gw.shape == w.shape and not gw.any()
     gb = conv.conv2d_backward_bias(gy)
     assert gb.shape == (4,) and not gb.any()
+
+
+@pytest.mark.parametrize("channels_per_block", [1, 5, None])  # None: S_BLOCK_BYTES as set
+def test_channel_split_weight_gradient_in_blocks_of_channels(channels_per_block):
+    """A one-image Winograd weight gradient split by output channel sums S over blocks of its
+    channels (the last block short when the channels do not divide): right whatever the block."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 128, 19, 19), dtype=np.float32)
+    gy = rng.standard_normal((1, 128, 19, 19), dtype=np.float32)
+    g = conv._geometry(x.shape, (128, 128, 3, 3), 1, 1, 1, 1)
+    m = conv._wino_tile(g, grad=True)
+    assert conv._plan(g, 4, max_tasks=conv.MAX_SUM_TASKS, wino=conv._wino_cap(g), tile=m).channel_split
+    before = conv.S_BLOCK_BYTES
+    if channels_per_block:
+        conv.S_BLOCK_BYTES = channels_per_block * (m + 2) ** 2 * 128 * 4
+    try:
+        gw, gb = conv.conv2d_backward_weight(gy, x, (128, 128, 3, 3), 1, 1, bias=True)
+    finally:
+        conv.S_BLOCK_BYTES = before
+    ref = conv.conv2d_backward_weight_reference(gy.astype(np.float64), x.astype(np.float64), (128, 128, 3, 3), 1, 1)
+    mag = conv.conv2d_backward_weight_reference(np.abs(gy).astype(np.float64), np.abs(x).astype(np.float64),
+                                                (128, 128, 3, 3), 1, 1)
+    _close(gw, ref, mag, np.float32, "filter", m)
+    np.testing.assert_allclose(gb, gy.astype(np.float64).sum(axis=(0, 2, 3)), rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("x_shape, w_shape", [
