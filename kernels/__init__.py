@@ -3,6 +3,12 @@
 They know nothing of Tensor or autograd. Each kernel has a plain NumPy reference twin, named
 ``<kernel>_reference``, that the tests hold it to. Results never depend on the thread count
 (see ``parallel.py``).
+
+Working on them: Numba's on-disk cache (``cache=True``) checks only the file of the kernel it
+loads, so a kernel that calls one from another file (``winograd_transforms.py`` calls
+``winograd.py``'s) keeps running the callee's old code after that file changes, until its own
+file changes or the cache goes (``find . -name '*.nb[ic]' -delete``). Installing a new version
+rewrites every file, so users never meet it.
 """
 
 from freenet.kernels.parallel import block_ranges, get_num_threads, run_blocks, set_num_threads

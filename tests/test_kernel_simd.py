@@ -1,0 +1,80 @@
+"""The register transpose (``simd.transpose_block``) against its NumPy twin, and the filter-tap copies
+built on it (``winograd.taps_by_tap``, ``taps_flipped``) against plain loops."""
+
+import numpy as np
+from hypothesis import given, strategies as st
+from numba import njit
+
+from freenet.kernels import simd, winograd
+
+
+@njit
+def _transpose(src, start, stride, dst, out_offsets, n_out):  # the intrinsic runs inside compiled code
+    simd.transpose_block(src, start, stride, dst, out_offsets, n_out)
+
+
+@given(dtype=st.sampled_from([np.float32, np.float64]), data=st.data())
+def test_transpose_block_matches_reference(dtype, data):
+    lanes = 64 // np.dtype(dtype).itemsize
+    stride = data.draw(st.integers(lanes, 3 * lanes))  # rows at least a vector apart
+    start = data.draw(st.integers(0, 20))
+    n_out = data.draw(st.integers(0, lanes))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    src = rng.standard_normal(start + stride * (lanes - 1) + lanes + data.draw(st.integers(0, 5))).astype(dtype)
+    size = lanes * (lanes + 3)
+    out_offsets = rng.permutation(lanes + 3)[:lanes].astype(np.int64) * lanes + data.draw(st.integers(0, 2))
+    want = np.full(size + 2, -7, dtype)
+    got = want.copy()
+    simd.transpose_block_reference(src, start, stride, want, out_offsets, n_out)
+    _transpose(src, start, stride, got, out_offsets, n_out)
+    assert got.tobytes() == want.tobytes()  # the rows not asked for stay untouched too
+    if n_out:
+        column = [src[start + r * stride] for r in range(lanes)]  # the block's first column, by hand
+        assert np.array_equal(got[out_offsets[0]:out_offsets[0] + lanes], column)
+
+
+def _by_tap(w2, o0, no, i0, i1, gt):
+    for o in range(no):
+        for i in range(i0, i1):
+            for tap in range(9):
+                gt[tap, (i - i0) * no + o] = w2[o0 + o, 9 * i + tap]
+
+
+def _flipped(w2, o0, no, i0, i1, gt):
+    for i in range(i0, i1):
+        for o in range(no):
+            for tap in range(9):
+                gt[8 - tap, (i - i0) * no + o] = w2[i, 9 * (o0 + o) + tap]
+
+
+@given(dtype=st.sampled_from([np.float32, np.float64]), flip=st.booleans(), data=st.data())
+def test_filter_taps_tap_major(dtype, flip, data):
+    """Both copies, whole register blocks and the leftovers, up to the last row of the filter (where
+    the flipped copy may not read past the array): bit for bit the plain loops."""
+    K, C = data.draw(st.integers(1, 70)), data.draw(st.integers(1, 70))
+    n_out = C if flip else K  # the copy's outputs: w's inputs when flipped
+    n_in = K if flip else C
+    o0 = data.draw(st.integers(0, n_out - 1))
+    no = data.draw(st.integers(1, n_out - o0))
+    i0 = data.draw(st.integers(0, n_in - 1))
+    i1 = data.draw(st.integers(i0 + 1, n_in))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    w2 = rng.standard_normal((K, C * 9)).astype(dtype)
+    want = np.full((9, (i1 - i0) * no + 5), -7, dtype)
+    got = want.copy()
+    (_flipped if flip else _by_tap)(w2, o0, no, i0, i1, want)
+    (winograd.taps_flipped if flip else winograd.taps_by_tap)(w2, o0, no, i0, i1, got, np.empty(16, np.int64))
+    assert got.tobytes() == want.tobytes()
+
+
+def test_filter_taps_take_the_register_blocks():
+    """The shapes of go9's halves use whole blocks (and the flipped copy of the last rows falls back
+    to the loop instead of reading past the array): checked against the loops above."""
+    rng = np.random.default_rng(0)
+    w2 = rng.standard_normal((64, 64 * 9)).astype(np.float32)
+    for flip, (o0, i0, i1) in ((False, (0, 0, 16)), (False, (32, 48, 64)), (True, (32, 48, 64)), (True, (0, 0, 16))):
+        want = np.zeros((9, (i1 - i0) * 32), np.float32)
+        got = np.ones_like(want)
+        (_flipped if flip else _by_tap)(w2, o0, 32, i0, i1, want)
+        (winograd.taps_flipped if flip else winograd.taps_by_tap)(w2, o0, 32, i0, i1, got, np.empty(16, np.int64))
+        assert got.tobytes() == want.tobytes()
