@@ -27,8 +27,9 @@ passes (rows, then columns) of loops ``out += coef * in`` over the channels, inn
 zero coefficients. The kernels that run are these unrolled per tile size (``winograd_transforms.py``,
 see below): the same arithmetic in the same order, so the same bits. Every kernel loops over
 channels innermost (channels-last data), so the loops vectorize; each runs on one thread, in a fixed
-order. The filter transform and the weight gradient's inverse transform are small GEMMs with the
-a^2 x 9 matrix kron(G, G) (see ``conv.py``).
+order. The filter transform G g G^T and the weight gradient's inverse G^T S G apply G separably,
+over runs of (input, output) channel pairs, from and to copies of the taps in tap-major order
+(``wino_filter``, ``wino_filter_grad``).
 """
 
 import numpy as np
