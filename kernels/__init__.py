@@ -14,8 +14,8 @@ rewrites every file, so users never meet it.
 from freenet.kernels.parallel import block_ranges, get_num_threads, run_blocks, set_num_threads
 from freenet.kernels.gemm import matmul
 from freenet.kernels.gelu import gelu, gelu_backward, gelu_backward_reference, gelu_reference
-from freenet.kernels.conv import (conv2d_backward, conv2d_backward_bias, conv2d_backward_bias_reference, conv2d_backward_input,
-                                  conv2d_backward_input_reference, conv2d_backward_weight,
+from freenet.kernels.conv import (conv2d_backward, conv2d_backward_bias, conv2d_backward_bias_reference,
+                                  conv2d_backward_input, conv2d_backward_input_reference, conv2d_backward_weight,
                                   conv2d_backward_weight_reference, conv2d_forward, conv2d_forward_reference,
                                   Conv2dPrepared)
 from freenet.kernels.pool import (avg_pool2d_backward, avg_pool2d_backward_reference, avg_pool2d_forward,

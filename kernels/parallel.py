@@ -84,8 +84,8 @@ class _KernelJob:
 
     posts = True
 
-    def __init__(self, kernel, calls, flags, threads):
-        self.kernel, self.calls, self.flags = kernel, calls, flags
+    def __init__(self, kernels, calls, flags, threads):
+        self.kernels, self.calls, self.flags = kernels, calls, flags
         self.stride = min(threads, len(calls))
         self.failed = []
 
@@ -96,8 +96,7 @@ class _KernelJob:
                 if self.failed:
                     return
                 try:
-                    kernel = self.kernel[i] if isinstance(self.kernel, list) else self.kernel
-                    kernel(*self.calls[i], self.flags, post, job_number)
+                    self.kernels[i](*self.calls[i], self.flags, post, job_number)
                 except BaseException as e:  # re-raised in the caller
                     self.failed.append(e)
                     return
@@ -260,15 +259,16 @@ def run_kernels(kernel, calls):
     calls 0, 2, 4, ..., the pool's thread 1, 3, ...), so no thread waits for the GIL. A kernel writes
     only its own block's memory; which thread runs a block cannot change its bits.
     """
+    kernels = kernel if isinstance(kernel, list) else [kernel] * len(calls)
     if len(calls) == 1 or _num_threads == 1 or getattr(_local, "busy", False):
-        _run_inline(kernel, calls)
+        _run_inline(kernels, calls)
         return
     pool = _get_pool()
     if not pool.running.acquire(blocking=False):
-        _run_inline(kernel, calls)
+        _run_inline(kernels, calls)
         return
     try:
-        job = _KernelJob(kernel, calls, pool.flags, _num_threads)
+        job = _KernelJob(kernels, calls, pool.flags, _num_threads)
         pool.run(job)
     finally:
         pool.running.release()
@@ -276,9 +276,9 @@ def run_kernels(kernel, calls):
         raise job.failed[0]
 
 
-def _run_inline(kernel, calls):
-    for i, args in enumerate(calls):
-        (kernel[i] if isinstance(kernel, list) else kernel)(*args, _NO_FLAGS, -1, 0)
+def _run_inline(kernels, calls):
+    for kernel, args in zip(kernels, calls):
+        kernel(*args, _NO_FLAGS, -1, 0)
 
 
 def block_ranges(n, block):
