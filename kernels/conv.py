@@ -59,8 +59,8 @@ from freenet.kernels.im2col import (col2im_cols, col2im_rows, cols_forward, im2c
 from freenet.kernels.layout import channels_last, from_nhwc_rows, nhwc_rows
 from freenet.kernels.norm import column_sums, sum_channels
 from freenet.kernels.parallel import block_ranges, run_blocks, run_kernels
-from freenet.kernels.winograd import WINOGRAD, wino_filter, wino_pack_any
-from freenet.kernels.winograd_transforms import (FILTER_GRAD, TILES_GY, TILES_IN, WINO_GRAD_SPLIT_UNIT,
+from freenet.kernels.winograd import WINOGRAD, wino_pack_any
+from freenet.kernels.winograd_transforms import (FILTER, FILTER_GRAD, TILES_GY, TILES_IN, WINO_GRAD_SPLIT_UNIT,
                                                  WINO_GRAD_UNIT, WINO_SPLIT_UNIT, WINO_UNIT)
 
 UNIT_BYTES = 1 << 20  # column-matrix bytes per unit: the im2col output stays in L2 for the GEMM
@@ -722,14 +722,14 @@ def _plane_rows(rows, cols, itemsize):
 
 
 def _wino_weights(w, flip, k0, k1, cin, dtype, slot, m=2):
-    """U = G g G^T for output channels [k0, k1) (``wino_filter``), in ``slot``: a C-contiguous
+    """U = G g G^T for output channels [k0, k1) (``wino_filter``, as ``FILTER[m]``), in ``slot``: a C-contiguous
     (a^2, rows2, k1 - k0) buffer whose planes hold U (cin, k1 - k0) in their first cin rows (``_planes``:
     planes 4 KB apart would make the transform writing them all at once miss L1 on every store).
     Forward: U[xi, c, k] from g = w[k, c]; input gradient (flip): U[xi, k, c] from g = w[k, c]
     rotated by 180 degrees. ``w`` is C-contiguous."""
     dtype = np.dtype(dtype)
     U, _ = _planes(slot, cin, k1 - k0, dtype, (m + 2) ** 2)
-    wino_filter(w, flip, k0, k1, _G[m][dtype.type], U, *_filter_scratch(k1 - k0, dtype, slot))
+    FILTER[m](w, flip, k0, k1, _G[m][dtype.type], U, *_filter_scratch(k1 - k0, dtype, slot))
     return U
 
 
@@ -968,8 +968,19 @@ def conv2d_forward(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
     produce and what the next convolution reads, so a chain of convolutions never transposes its
     activations.
     """
+    key = _call_key(x, w, bias, stride, padding, dilation, groups)
+    try:
+        known = _KNOWN_SPLITS.get(key)
+    except TypeError:  # unhashable: a list, say
+        known = key = None
+    if known is not None:
+        g, m, plan, nhwc = known
+        rows, y = _rows_output(g.N, g.K, g.Ho, g.Wo, x.dtype)
+        _wino_split(x.transpose(0, 2, 3, 1) if nhwc else x, nhwc, w, False, bias, g, rows, None, m, None, False, plan)
+        return y
     g = _geometry(np.shape(x), np.shape(w), stride, padding, dilation, groups)
     dt = _dtype(x, w)
+    given = (x, w, bias)
     bias = _check_bias(bias, g, dt)
     if g.N * g.K * g.Ho * g.Wo == 0 or g.C == 0:
         y = np.empty(g.out_shape, dt)
@@ -981,10 +992,35 @@ def conv2d_forward(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
     rows, y = _rows_output(g.N, g.K, g.Ho, g.Wo, dt)
     x, nhwc = _layout(x, dt)
     if _winograd(g):
-        _wino_forward(x, nhwc, w, False, bias, g, rows)
+        m = _wino_tile(g)
+        _wino_forward(x, nhwc, w, False, bias, g, rows, m=m)
+        plan = _plan(g, y.itemsize, wino=_wino_cap(g), tile=m)
+        as_given = w is given[1] and bias is given[2] and (x is given[0] or (nhwc and given[0].dtype == dt))
+        if key is not None and plan.kernel_split and as_given:
+            if len(_KNOWN_SPLITS) >= 256:
+                _KNOWN_SPLITS.clear()
+            _KNOWN_SPLITS[key] = (g, m, plan, nhwc)  # (as given: no copies, no conversions)
     else:
         _forward(x, nhwc, w, False, bias, g, rows)
     return y
+
+
+# conv2d_forward calls that ran as a one-unit Winograd split (batch 1): their geometry, tile, plan and
+# layout by _call_key, so that the next call with arrays of the same types, shapes, strides and
+# dtypes goes straight to the kernels. Its checks, conversions and planning took 8-12 us of go9-b1's
+# Python work per call (more right after the kernels, with the interpreter's data out of cache).
+_KNOWN_SPLITS = {}
+
+
+def _call_key(x, w, bias, stride, padding, dilation, groups):
+    """What fixes a conv2d_forward call's work besides the values: the arrays' shapes, strides and
+    dtypes, the geometry arguments and the settings the tests change (None for inputs other than
+    ndarrays; unhashable when an argument is)."""
+    if type(x) is not np.ndarray or type(w) is not np.ndarray or not (bias is None or type(bias) is np.ndarray):
+        return None
+    return (x.shape, x.strides, x.dtype, w.shape, w.strides, w.dtype,
+            None if bias is None else (bias.shape, bias.strides, bias.dtype),
+            stride, padding, dilation, groups, WINO_TILE, KERNEL_SPLIT_WORK, KERNEL_SPLIT_MIN)
 
 
 class Conv2dPrepared:

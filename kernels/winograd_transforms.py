@@ -2,19 +2,22 @@
 
 ``tiles_{m}_in``: ``winograd._wino_tiles`` with B^T of F(m x m, 3x3) (the input transform);
 ``tiles_{m}_gy``: with A (the weight gradient's transform of gy); ``output_{m}``:
-``winograd._wino_output`` with A^T; ``filter_grad_{m}``: ``winograd._wino_filter_grad`` with G;
+``winograd._wino_output`` with A^T; ``filter_{m}`` and ``filter_grad_{m}``: ``winograd._wino_filter``
+and ``_wino_filter_grad`` with G;
 ``unit_{m}``, ``split_unit_{m}``, ``grad_unit_{m}`` and ``grad_split_unit_{m}``:
 ``winograd._wino_unit``, ``_wino_split_unit``, ``_wino_grad_unit`` and ``_wino_grad_split_unit``
 calling them. Same arguments as the generic kernels (m is the function's own), same bits. The
-kernels by tile size: TILES_IN, TILES_GY, FILTER_GRAD, WINO_UNIT, WINO_SPLIT_UNIT, WINO_GRAD_UNIT,
+kernels by tile size: TILES_IN, TILES_GY, FILTER, FILTER_GRAD, WINO_UNIT, WINO_SPLIT_UNIT, WINO_GRAD_UNIT,
 WINO_GRAD_SPLIT_UNIT.
 """
 
 import numpy as np
 from numba import njit
 
+from freenet.kernels.simd import filter_block
 from freenet.kernels.spin import post as post_job
-from freenet.kernels.winograd import wino_filter, wino_pack_any
+from freenet.kernels.winograd import taps_by_tap, taps_flipped, wino_pack_any, wino_products
+from freenet.kernels.winograd_matrices import WINOGRAD
 
 
 def tiles_2_in(xs, m, tw, T, Bm, V, tmp):
@@ -123,6 +126,118 @@ def output_2(M, m, tw, AT, oh0, oh1, Wo, out, c0, tmp):
                 t += 1
 
 
+def filter_2(w, flip, o0, o1, G, U, gt, ht):
+    """``wino_filter`` with m = 2."""
+    n_in = w.shape[0] if flip else w.shape[1]
+    no = o1 - o0
+    w2 = w.reshape(w.shape[0], w.shape[1] * 9)
+    U2 = U.reshape(U.shape[0], U.shape[1] * U.shape[2])
+    ib = max(1, gt.shape[1] // max(no, 1))
+    offsets = np.empty(16, np.int64)
+    lanes = 64 // gt.itemsize
+    G1_0 = G[1, 0]
+    G1_1 = G[1, 1]
+    G1_2 = G[1, 2]
+    G2_0 = G[2, 0]
+    G2_1 = G[2, 1]
+    G2_2 = G[2, 2]
+    for i0 in range(0, n_in, ib):
+        i1 = min(i0 + ib, n_in)
+        n = (i1 - i0) * no
+        if flip:
+            taps_flipped(w2, o0, no, i0, i1, gt, offsets)
+        else:
+            taps_by_tap(w2, o0, no, i0, i1, gt, offsets)
+        c = i0 * no
+        full = n // lanes * lanes
+        for e in range(0, full, lanes):
+            filter_block_2(gt, e, U2, c + e)
+        g0 = gt[0]
+        g1 = gt[1]
+        g2 = gt[2]
+        g3 = gt[3]
+        g4 = gt[4]
+        g5 = gt[5]
+        g6 = gt[6]
+        g7 = gt[7]
+        g8 = gt[8]
+        h0 = ht[0]
+        h1 = ht[1]
+        h2 = ht[2]
+        for e in range(full, n):
+            h0[e] = g0[e]
+        for e in range(full, n):
+            h1[e] = g1[e]
+        for e in range(full, n):
+            h2[e] = g2[e]
+        row = U2[0, c:c + n]
+        for e in range(full, n):
+            row[e] = h0[e]
+        row = U2[1, c:c + n]
+        for e in range(full, n):
+            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
+        row = U2[2, c:c + n]
+        for e in range(full, n):
+            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
+        row = U2[3, c:c + n]
+        for e in range(full, n):
+            row[e] = h2[e]
+        for e in range(full, n):
+            h0[e] = G1_0 * g0[e] + G1_1 * g3[e] + G1_2 * g6[e]
+        for e in range(full, n):
+            h1[e] = G1_0 * g1[e] + G1_1 * g4[e] + G1_2 * g7[e]
+        for e in range(full, n):
+            h2[e] = G1_0 * g2[e] + G1_1 * g5[e] + G1_2 * g8[e]
+        row = U2[4, c:c + n]
+        for e in range(full, n):
+            row[e] = h0[e]
+        row = U2[5, c:c + n]
+        for e in range(full, n):
+            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
+        row = U2[6, c:c + n]
+        for e in range(full, n):
+            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
+        row = U2[7, c:c + n]
+        for e in range(full, n):
+            row[e] = h2[e]
+        for e in range(full, n):
+            h0[e] = G2_0 * g0[e] + G2_1 * g3[e] + G2_2 * g6[e]
+        for e in range(full, n):
+            h1[e] = G2_0 * g1[e] + G2_1 * g4[e] + G2_2 * g7[e]
+        for e in range(full, n):
+            h2[e] = G2_0 * g2[e] + G2_1 * g5[e] + G2_2 * g8[e]
+        row = U2[8, c:c + n]
+        for e in range(full, n):
+            row[e] = h0[e]
+        row = U2[9, c:c + n]
+        for e in range(full, n):
+            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
+        row = U2[10, c:c + n]
+        for e in range(full, n):
+            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
+        row = U2[11, c:c + n]
+        for e in range(full, n):
+            row[e] = h2[e]
+        for e in range(full, n):
+            h0[e] = g6[e]
+        for e in range(full, n):
+            h1[e] = g7[e]
+        for e in range(full, n):
+            h2[e] = g8[e]
+        row = U2[12, c:c + n]
+        for e in range(full, n):
+            row[e] = h0[e]
+        row = U2[13, c:c + n]
+        for e in range(full, n):
+            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
+        row = U2[14, c:c + n]
+        for e in range(full, n):
+            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
+        row = U2[15, c:c + n]
+        for e in range(full, n):
+            row[e] = h2[e]
+
+
 def filter_grad_2(S, G, k0, k1, gw, gt, ht):
     """``wino_filter_grad`` with m = 2."""
     C = gw.shape[1]
@@ -186,8 +301,7 @@ def unit_2(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias,
     wake-up, tens of microseconds on a VM)."""
     wino_pack_any(x, nhwc, n0, n1, r0, ph, pw, xs)
     tiles_2_in(xs, m, tw, T, BT, V, wt)
-    for xi in range(V.shape[0]):
-        np.dot(V[xi, :T], U[xi, :V.shape[2]], M[xi, :T])
+    wino_products(V, U, M, T)
     output_2(M, m, tw, AT, oh0, oh1, Wo, out, c0, wo)
     if has_bias or has_res or relu:
         K = M.shape[2]
@@ -213,7 +327,7 @@ def split_unit_2(w, flip, o0, o1, G, gt, ht, transform, x, nhwc, n0, n1, r0, ph,
     is given), then ``_wino_unit`` with those channels' bias, residual and output columns (c0 = o0)."""
     post_job(flags, post, job)
     if transform:
-        wino_filter(w, flip, o0, o1, G, U, gt, ht)
+        filter_2(w, flip, o0, o1, G, U, gt, ht)
     args = (x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias, has_bias, res, has_res, relu,
             xs, wt, V, M, wo, out, c0)
     unit_2(*args)
@@ -411,6 +525,155 @@ def output_3(M, m, tw, AT, oh0, oh1, Wo, out, c0, tmp):
                 t += 1
 
 
+def filter_3(w, flip, o0, o1, G, U, gt, ht):
+    """``wino_filter`` with m = 3."""
+    n_in = w.shape[0] if flip else w.shape[1]
+    no = o1 - o0
+    w2 = w.reshape(w.shape[0], w.shape[1] * 9)
+    U2 = U.reshape(U.shape[0], U.shape[1] * U.shape[2])
+    ib = max(1, gt.shape[1] // max(no, 1))
+    offsets = np.empty(16, np.int64)
+    lanes = 64 // gt.itemsize
+    G0_0 = G[0, 0]
+    G1_0 = G[1, 0]
+    G1_1 = G[1, 1]
+    G1_2 = G[1, 2]
+    G2_0 = G[2, 0]
+    G2_1 = G[2, 1]
+    G2_2 = G[2, 2]
+    G3_0 = G[3, 0]
+    G3_1 = G[3, 1]
+    G3_2 = G[3, 2]
+    for i0 in range(0, n_in, ib):
+        i1 = min(i0 + ib, n_in)
+        n = (i1 - i0) * no
+        if flip:
+            taps_flipped(w2, o0, no, i0, i1, gt, offsets)
+        else:
+            taps_by_tap(w2, o0, no, i0, i1, gt, offsets)
+        c = i0 * no
+        full = n // lanes * lanes
+        for e in range(0, full, lanes):
+            filter_block_3(gt, e, U2, c + e)
+        g0 = gt[0]
+        g1 = gt[1]
+        g2 = gt[2]
+        g3 = gt[3]
+        g4 = gt[4]
+        g5 = gt[5]
+        g6 = gt[6]
+        g7 = gt[7]
+        g8 = gt[8]
+        h0 = ht[0]
+        h1 = ht[1]
+        h2 = ht[2]
+        for e in range(full, n):
+            h0[e] = G0_0 * g0[e]
+        for e in range(full, n):
+            h1[e] = G0_0 * g1[e]
+        for e in range(full, n):
+            h2[e] = G0_0 * g2[e]
+        row = U2[0, c:c + n]
+        for e in range(full, n):
+            row[e] = G0_0 * h0[e]
+        row = U2[1, c:c + n]
+        for e in range(full, n):
+            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
+        row = U2[2, c:c + n]
+        for e in range(full, n):
+            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
+        row = U2[3, c:c + n]
+        for e in range(full, n):
+            row[e] = G3_0 * h0[e] + G3_1 * h1[e] + G3_2 * h2[e]
+        row = U2[4, c:c + n]
+        for e in range(full, n):
+            row[e] = h2[e]
+        for e in range(full, n):
+            h0[e] = G1_0 * g0[e] + G1_1 * g3[e] + G1_2 * g6[e]
+        for e in range(full, n):
+            h1[e] = G1_0 * g1[e] + G1_1 * g4[e] + G1_2 * g7[e]
+        for e in range(full, n):
+            h2[e] = G1_0 * g2[e] + G1_1 * g5[e] + G1_2 * g8[e]
+        row = U2[5, c:c + n]
+        for e in range(full, n):
+            row[e] = G0_0 * h0[e]
+        row = U2[6, c:c + n]
+        for e in range(full, n):
+            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
+        row = U2[7, c:c + n]
+        for e in range(full, n):
+            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
+        row = U2[8, c:c + n]
+        for e in range(full, n):
+            row[e] = G3_0 * h0[e] + G3_1 * h1[e] + G3_2 * h2[e]
+        row = U2[9, c:c + n]
+        for e in range(full, n):
+            row[e] = h2[e]
+        for e in range(full, n):
+            h0[e] = G2_0 * g0[e] + G2_1 * g3[e] + G2_2 * g6[e]
+        for e in range(full, n):
+            h1[e] = G2_0 * g1[e] + G2_1 * g4[e] + G2_2 * g7[e]
+        for e in range(full, n):
+            h2[e] = G2_0 * g2[e] + G2_1 * g5[e] + G2_2 * g8[e]
+        row = U2[10, c:c + n]
+        for e in range(full, n):
+            row[e] = G0_0 * h0[e]
+        row = U2[11, c:c + n]
+        for e in range(full, n):
+            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
+        row = U2[12, c:c + n]
+        for e in range(full, n):
+            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
+        row = U2[13, c:c + n]
+        for e in range(full, n):
+            row[e] = G3_0 * h0[e] + G3_1 * h1[e] + G3_2 * h2[e]
+        row = U2[14, c:c + n]
+        for e in range(full, n):
+            row[e] = h2[e]
+        for e in range(full, n):
+            h0[e] = G3_0 * g0[e] + G3_1 * g3[e] + G3_2 * g6[e]
+        for e in range(full, n):
+            h1[e] = G3_0 * g1[e] + G3_1 * g4[e] + G3_2 * g7[e]
+        for e in range(full, n):
+            h2[e] = G3_0 * g2[e] + G3_1 * g5[e] + G3_2 * g8[e]
+        row = U2[15, c:c + n]
+        for e in range(full, n):
+            row[e] = G0_0 * h0[e]
+        row = U2[16, c:c + n]
+        for e in range(full, n):
+            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
+        row = U2[17, c:c + n]
+        for e in range(full, n):
+            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
+        row = U2[18, c:c + n]
+        for e in range(full, n):
+            row[e] = G3_0 * h0[e] + G3_1 * h1[e] + G3_2 * h2[e]
+        row = U2[19, c:c + n]
+        for e in range(full, n):
+            row[e] = h2[e]
+        for e in range(full, n):
+            h0[e] = g6[e]
+        for e in range(full, n):
+            h1[e] = g7[e]
+        for e in range(full, n):
+            h2[e] = g8[e]
+        row = U2[20, c:c + n]
+        for e in range(full, n):
+            row[e] = G0_0 * h0[e]
+        row = U2[21, c:c + n]
+        for e in range(full, n):
+            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
+        row = U2[22, c:c + n]
+        for e in range(full, n):
+            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
+        row = U2[23, c:c + n]
+        for e in range(full, n):
+            row[e] = G3_0 * h0[e] + G3_1 * h1[e] + G3_2 * h2[e]
+        row = U2[24, c:c + n]
+        for e in range(full, n):
+            row[e] = h2[e]
+
+
 def filter_grad_3(S, G, k0, k1, gw, gt, ht):
     """``wino_filter_grad`` with m = 3."""
     C = gw.shape[1]
@@ -480,8 +743,7 @@ def unit_3(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias,
     wake-up, tens of microseconds on a VM)."""
     wino_pack_any(x, nhwc, n0, n1, r0, ph, pw, xs)
     tiles_3_in(xs, m, tw, T, BT, V, wt)
-    for xi in range(V.shape[0]):
-        np.dot(V[xi, :T], U[xi, :V.shape[2]], M[xi, :T])
+    wino_products(V, U, M, T)
     output_3(M, m, tw, AT, oh0, oh1, Wo, out, c0, wo)
     if has_bias or has_res or relu:
         K = M.shape[2]
@@ -507,7 +769,7 @@ def split_unit_3(w, flip, o0, o1, G, gt, ht, transform, x, nhwc, n0, n1, r0, ph,
     is given), then ``_wino_unit`` with those channels' bias, residual and output columns (c0 = o0)."""
     post_job(flags, post, job)
     if transform:
-        wino_filter(w, flip, o0, o1, G, U, gt, ht)
+        filter_3(w, flip, o0, o1, G, U, gt, ht)
     args = (x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias, has_bias, res, has_res, relu,
             xs, wt, V, M, wo, out, c0)
     unit_3(*args)
@@ -732,6 +994,197 @@ def output_4(M, m, tw, AT, oh0, oh1, Wo, out, c0, tmp):
                 t += 1
 
 
+def filter_4(w, flip, o0, o1, G, U, gt, ht):
+    """``wino_filter`` with m = 4."""
+    n_in = w.shape[0] if flip else w.shape[1]
+    no = o1 - o0
+    w2 = w.reshape(w.shape[0], w.shape[1] * 9)
+    U2 = U.reshape(U.shape[0], U.shape[1] * U.shape[2])
+    ib = max(1, gt.shape[1] // max(no, 1))
+    offsets = np.empty(16, np.int64)
+    lanes = 64 // gt.itemsize
+    G0_0 = G[0, 0]
+    G1_0 = G[1, 0]
+    G1_1 = G[1, 1]
+    G1_2 = G[1, 2]
+    G2_0 = G[2, 0]
+    G2_1 = G[2, 1]
+    G2_2 = G[2, 2]
+    G3_0 = G[3, 0]
+    G3_1 = G[3, 1]
+    G3_2 = G[3, 2]
+    G4_0 = G[4, 0]
+    G4_1 = G[4, 1]
+    G4_2 = G[4, 2]
+    for i0 in range(0, n_in, ib):
+        i1 = min(i0 + ib, n_in)
+        n = (i1 - i0) * no
+        if flip:
+            taps_flipped(w2, o0, no, i0, i1, gt, offsets)
+        else:
+            taps_by_tap(w2, o0, no, i0, i1, gt, offsets)
+        c = i0 * no
+        full = n // lanes * lanes
+        for e in range(0, full, lanes):
+            filter_block_4(gt, e, U2, c + e)
+        g0 = gt[0]
+        g1 = gt[1]
+        g2 = gt[2]
+        g3 = gt[3]
+        g4 = gt[4]
+        g5 = gt[5]
+        g6 = gt[6]
+        g7 = gt[7]
+        g8 = gt[8]
+        h0 = ht[0]
+        h1 = ht[1]
+        h2 = ht[2]
+        for e in range(full, n):
+            h0[e] = G0_0 * g0[e]
+        for e in range(full, n):
+            h1[e] = G0_0 * g1[e]
+        for e in range(full, n):
+            h2[e] = G0_0 * g2[e]
+        row = U2[0, c:c + n]
+        for e in range(full, n):
+            row[e] = G0_0 * h0[e]
+        row = U2[1, c:c + n]
+        for e in range(full, n):
+            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
+        row = U2[2, c:c + n]
+        for e in range(full, n):
+            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
+        row = U2[3, c:c + n]
+        for e in range(full, n):
+            row[e] = G3_0 * h0[e] + G3_1 * h1[e] + G3_2 * h2[e]
+        row = U2[4, c:c + n]
+        for e in range(full, n):
+            row[e] = G4_0 * h0[e] + G4_1 * h1[e] + G4_2 * h2[e]
+        row = U2[5, c:c + n]
+        for e in range(full, n):
+            row[e] = h2[e]
+        for e in range(full, n):
+            h0[e] = G1_0 * g0[e] + G1_1 * g3[e] + G1_2 * g6[e]
+        for e in range(full, n):
+            h1[e] = G1_0 * g1[e] + G1_1 * g4[e] + G1_2 * g7[e]
+        for e in range(full, n):
+            h2[e] = G1_0 * g2[e] + G1_1 * g5[e] + G1_2 * g8[e]
+        row = U2[6, c:c + n]
+        for e in range(full, n):
+            row[e] = G0_0 * h0[e]
+        row = U2[7, c:c + n]
+        for e in range(full, n):
+            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
+        row = U2[8, c:c + n]
+        for e in range(full, n):
+            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
+        row = U2[9, c:c + n]
+        for e in range(full, n):
+            row[e] = G3_0 * h0[e] + G3_1 * h1[e] + G3_2 * h2[e]
+        row = U2[10, c:c + n]
+        for e in range(full, n):
+            row[e] = G4_0 * h0[e] + G4_1 * h1[e] + G4_2 * h2[e]
+        row = U2[11, c:c + n]
+        for e in range(full, n):
+            row[e] = h2[e]
+        for e in range(full, n):
+            h0[e] = G2_0 * g0[e] + G2_1 * g3[e] + G2_2 * g6[e]
+        for e in range(full, n):
+            h1[e] = G2_0 * g1[e] + G2_1 * g4[e] + G2_2 * g7[e]
+        for e in range(full, n):
+            h2[e] = G2_0 * g2[e] + G2_1 * g5[e] + G2_2 * g8[e]
+        row = U2[12, c:c + n]
+        for e in range(full, n):
+            row[e] = G0_0 * h0[e]
+        row = U2[13, c:c + n]
+        for e in range(full, n):
+            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
+        row = U2[14, c:c + n]
+        for e in range(full, n):
+            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
+        row = U2[15, c:c + n]
+        for e in range(full, n):
+            row[e] = G3_0 * h0[e] + G3_1 * h1[e] + G3_2 * h2[e]
+        row = U2[16, c:c + n]
+        for e in range(full, n):
+            row[e] = G4_0 * h0[e] + G4_1 * h1[e] + G4_2 * h2[e]
+        row = U2[17, c:c + n]
+        for e in range(full, n):
+            row[e] = h2[e]
+        for e in range(full, n):
+            h0[e] = G3_0 * g0[e] + G3_1 * g3[e] + G3_2 * g6[e]
+        for e in range(full, n):
+            h1[e] = G3_0 * g1[e] + G3_1 * g4[e] + G3_2 * g7[e]
+        for e in range(full, n):
+            h2[e] = G3_0 * g2[e] + G3_1 * g5[e] + G3_2 * g8[e]
+        row = U2[18, c:c + n]
+        for e in range(full, n):
+            row[e] = G0_0 * h0[e]
+        row = U2[19, c:c + n]
+        for e in range(full, n):
+            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
+        row = U2[20, c:c + n]
+        for e in range(full, n):
+            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
+        row = U2[21, c:c + n]
+        for e in range(full, n):
+            row[e] = G3_0 * h0[e] + G3_1 * h1[e] + G3_2 * h2[e]
+        row = U2[22, c:c + n]
+        for e in range(full, n):
+            row[e] = G4_0 * h0[e] + G4_1 * h1[e] + G4_2 * h2[e]
+        row = U2[23, c:c + n]
+        for e in range(full, n):
+            row[e] = h2[e]
+        for e in range(full, n):
+            h0[e] = G4_0 * g0[e] + G4_1 * g3[e] + G4_2 * g6[e]
+        for e in range(full, n):
+            h1[e] = G4_0 * g1[e] + G4_1 * g4[e] + G4_2 * g7[e]
+        for e in range(full, n):
+            h2[e] = G4_0 * g2[e] + G4_1 * g5[e] + G4_2 * g8[e]
+        row = U2[24, c:c + n]
+        for e in range(full, n):
+            row[e] = G0_0 * h0[e]
+        row = U2[25, c:c + n]
+        for e in range(full, n):
+            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
+        row = U2[26, c:c + n]
+        for e in range(full, n):
+            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
+        row = U2[27, c:c + n]
+        for e in range(full, n):
+            row[e] = G3_0 * h0[e] + G3_1 * h1[e] + G3_2 * h2[e]
+        row = U2[28, c:c + n]
+        for e in range(full, n):
+            row[e] = G4_0 * h0[e] + G4_1 * h1[e] + G4_2 * h2[e]
+        row = U2[29, c:c + n]
+        for e in range(full, n):
+            row[e] = h2[e]
+        for e in range(full, n):
+            h0[e] = g6[e]
+        for e in range(full, n):
+            h1[e] = g7[e]
+        for e in range(full, n):
+            h2[e] = g8[e]
+        row = U2[30, c:c + n]
+        for e in range(full, n):
+            row[e] = G0_0 * h0[e]
+        row = U2[31, c:c + n]
+        for e in range(full, n):
+            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
+        row = U2[32, c:c + n]
+        for e in range(full, n):
+            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
+        row = U2[33, c:c + n]
+        for e in range(full, n):
+            row[e] = G3_0 * h0[e] + G3_1 * h1[e] + G3_2 * h2[e]
+        row = U2[34, c:c + n]
+        for e in range(full, n):
+            row[e] = G4_0 * h0[e] + G4_1 * h1[e] + G4_2 * h2[e]
+        row = U2[35, c:c + n]
+        for e in range(full, n):
+            row[e] = h2[e]
+
+
 def filter_grad_4(S, G, k0, k1, gw, gt, ht):
     """``wino_filter_grad`` with m = 4."""
     C = gw.shape[1]
@@ -806,8 +1259,7 @@ def unit_4(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias,
     wake-up, tens of microseconds on a VM)."""
     wino_pack_any(x, nhwc, n0, n1, r0, ph, pw, xs)
     tiles_4_in(xs, m, tw, T, BT, V, wt)
-    for xi in range(V.shape[0]):
-        np.dot(V[xi, :T], U[xi, :V.shape[2]], M[xi, :T])
+    wino_products(V, U, M, T)
     output_4(M, m, tw, AT, oh0, oh1, Wo, out, c0, wo)
     if has_bias or has_res or relu:
         K = M.shape[2]
@@ -833,7 +1285,7 @@ def split_unit_4(w, flip, o0, o1, G, gt, ht, transform, x, nhwc, n0, n1, r0, ph,
     is given), then ``_wino_unit`` with those channels' bias, residual and output columns (c0 = o0)."""
     post_job(flags, post, job)
     if transform:
-        wino_filter(w, flip, o0, o1, G, U, gt, ht)
+        filter_4(w, flip, o0, o1, G, U, gt, ht)
     args = (x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias, has_bias, res, has_res, relu,
             xs, wt, V, M, wo, out, c0)
     unit_4(*args)
@@ -900,9 +1352,13 @@ def grad_split_unit_4(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, 
     filter_grad_4(S, G, k0, k1, gw, gt, ht)
 
 
+filter_block_2 = filter_block(WINOGRAD[2][1])
+filter_block_3 = filter_block(WINOGRAD[3][1])
+filter_block_4 = filter_block(WINOGRAD[4][1])
 tiles_2_in = njit(cache=True, nogil=True)(tiles_2_in)
 tiles_2_gy = njit(cache=True, nogil=True)(tiles_2_gy)
 output_2 = njit(cache=True, nogil=True)(output_2)
+filter_2 = njit(cache=True, nogil=True)(filter_2)
 filter_grad_2 = njit(cache=True, nogil=True)(filter_grad_2)
 unit_2 = njit(cache=True, nogil=True)(unit_2)
 split_unit_2 = njit(cache=True, nogil=True)(split_unit_2)
@@ -911,6 +1367,7 @@ grad_split_unit_2 = njit(cache=True, nogil=True)(grad_split_unit_2)
 tiles_3_in = njit(cache=True, nogil=True)(tiles_3_in)
 tiles_3_gy = njit(cache=True, nogil=True)(tiles_3_gy)
 output_3 = njit(cache=True, nogil=True)(output_3)
+filter_3 = njit(cache=True, nogil=True)(filter_3)
 filter_grad_3 = njit(cache=True, nogil=True)(filter_grad_3)
 unit_3 = njit(cache=True, nogil=True)(unit_3)
 split_unit_3 = njit(cache=True, nogil=True)(split_unit_3)
@@ -919,6 +1376,7 @@ grad_split_unit_3 = njit(cache=True, nogil=True)(grad_split_unit_3)
 tiles_4_in = njit(cache=True, nogil=True)(tiles_4_in)
 tiles_4_gy = njit(cache=True, nogil=True)(tiles_4_gy)
 output_4 = njit(cache=True, nogil=True)(output_4)
+filter_4 = njit(cache=True, nogil=True)(filter_4)
 filter_grad_4 = njit(cache=True, nogil=True)(filter_grad_4)
 unit_4 = njit(cache=True, nogil=True)(unit_4)
 split_unit_4 = njit(cache=True, nogil=True)(split_unit_4)
@@ -926,6 +1384,7 @@ grad_unit_4 = njit(cache=True, nogil=True)(grad_unit_4)
 grad_split_unit_4 = njit(cache=True, nogil=True)(grad_split_unit_4)
 TILES_IN = {2: tiles_2_in, 3: tiles_3_in, 4: tiles_4_in}
 TILES_GY = {2: tiles_2_gy, 3: tiles_3_gy, 4: tiles_4_gy}
+FILTER = {2: filter_2, 3: filter_3, 4: filter_4}
 FILTER_GRAD = {2: filter_grad_2, 3: filter_grad_3, 4: filter_grad_4}
 WINO_UNIT = {2: unit_2, 3: unit_3, 4: unit_4}
 WINO_SPLIT_UNIT = {2: split_unit_2, 3: split_unit_3, 4: split_unit_4}

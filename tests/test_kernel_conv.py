@@ -206,6 +206,34 @@ def test_output_layouts():
         assert conv.Conv2dPrepared(w, None, stride, pad)(x).tobytes() == y.tobytes()
 
 
+def test_forward_calls_known_by_their_arrays():
+    """After its first call, a one-unit Winograd split (go9 at batch 1) is found by its arrays' shapes,
+    strides and dtypes: later calls give the bits of the full path for new values, and calls that
+    differ in layout, dtype, bias, geometry or an unhashable argument take their own way."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 64, 9, 9)).astype(np.float32)
+    w = (rng.standard_normal((64, 64, 3, 3)) / 24).astype(np.float32)
+    b = rng.standard_normal(64).astype(np.float32)
+    conv._KNOWN_SPLITS.clear()
+    first = conv.conv2d_forward(x, w, b, 1, 1)
+    assert len(conv._KNOWN_SPLITS) == 1
+    x2 = rng.standard_normal(x.shape).astype(np.float32)
+    known = conv.conv2d_forward(x2, w, b, 1, 1)
+    conv._KNOWN_SPLITS.clear()
+    assert known.tobytes() == conv.conv2d_forward(x2, w, b, 1, 1).tobytes()
+    assert channels_last(known) and not known.tobytes() == first.tobytes()
+    nhwc = np.ascontiguousarray(x2.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    variants = [(nhwc, w, b, 1, 1), (x2.astype(np.float64), w, b, 1, 1), (x2, w, None, 1, 1),
+                (x2, w, b, 1, [1, 1]), (x2, w, b, 1, 0), (x2[:, ::-1], w, b, 1, 1)]
+    for args in variants:
+        for _ in range(2):  # a first call (that may make the entry), then one that may use it
+            y = conv.conv2d_forward(*args)
+            want = conv.conv2d_forward_reference(*args)
+            assert y.shape == want.shape and y.dtype == np.result_type(args[0], w)
+            np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
+    assert conv.conv2d_forward(nhwc, w, b, 1, 1).tobytes() == known.tobytes()
+
+
 def test_winograd_tile_rule():
     """The tile sizes the rule picks for the benchmark shapes (measured fastest; see conv._wino_tile)."""
     for hw, m in [(9, 3), (14, 3), (19, 4), (32, 4), (2, 2), (1, 2)]:
@@ -219,16 +247,16 @@ def test_winograd_tile_rule():
 def test_unrolled_winograd_transforms_are_the_generated_file_and_give_the_generic_bits():
     """kernels/winograd_transforms.py is what winograd_gen.py writes, and its unrolled transforms give
     bit for bit what the generic loops over the matrices give (every tile size, both tile kinds,
-    the output transform with tiles cut at the edges, the weight gradient's inverse transform, both
-    float dtypes)."""
+    the output transform with tiles cut at the edges, the filter transform both ways, the weight
+    gradient's inverse transform, both float dtypes)."""
     from numba import njit
 
     from freenet.kernels import winograd, winograd_gen, winograd_transforms as unrolled_kernels
 
     with open(winograd_gen.PATH) as f:
         assert f.read() == winograd_gen.source(), "run: python kernels/winograd_gen.py"
-    tiles, output, filter_grad = (njit(f) for f in (winograd._wino_tiles, winograd._wino_output,
-                                                    winograd._wino_filter_grad))
+    tiles, output, filter_grad, filter_ = (njit(f) for f in (winograd._wino_tiles, winograd._wino_output,
+                                                             winograd._wino_filter_grad, winograd._wino_filter))
     rng = np.random.default_rng(0)
     for dt in (np.float32, np.float64):
         for m, (BT, _, AT) in winograd.WINOGRAD.items():
@@ -263,6 +291,16 @@ def test_unrolled_winograd_transforms_are_the_generated_file_and_give_the_generi
             unrolled_kernels.FILTER_GRAD[m](S, Gd, 4, 4 + kk, got, gt, ht)
             assert want[4:4 + kk].tobytes() == got[4:4 + kk].tobytes(), (dt, m)
             assert (got[:4] == 1).all() and (got[4 + kk:] == 1).all(), (dt, m)
+            # the filter transform: output channels 3..11 of 14 (flipped: of w's inputs), in chunks of 4
+            # input channels (40 // 9), the last one short, into planes with more rows than inputs
+            for flip in (False, True):
+                w = rng.standard_normal((9, 14, 3, 3) if flip else (14, 9, 3, 3)).astype(dt)
+                want, got = np.zeros((a * a, 11, 9), dt), np.ones((a * a, 11, 9), dt)
+                gt, ht = np.empty((9, 40), dt), np.empty((3, 40), dt)
+                filter_(w, flip, 3, 12, Gd, want, gt, ht)
+                unrolled_kernels.FILTER[m](w, flip, 3, 12, Gd, got, gt, ht)
+                assert want[:, :9].tobytes() == got[:, :9].tobytes(), (dt, m, flip)
+                assert (got[:, 9:] == 1).all(), (dt, m, flip)
 
 
 def _array(rng, shape, dtype, layout):
