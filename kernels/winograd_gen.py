@@ -49,7 +49,7 @@ WINO_GRAD_SPLIT_UNIT.
 import numpy as np
 from numba import njit
 
-from freenet.kernels.simd import filter_block
+from freenet.kernels.simd import filter_block, vector_transform
 from freenet.kernels.spin import post as post_job
 from freenet.kernels.winograd import taps_by_tap, taps_flipped, wino_pack_any, wino_products
 from freenet.kernels.winograd_matrices import WINOGRAD
@@ -92,7 +92,12 @@ def _tiles(m, kind):
          f"    na = (rows - {r}) // {m} + 1",
          "    x2 = xs.reshape(nb * rows, n)",
          f"    d2 = tmp[:{a} * n].reshape({a}, n)",
-         f"    d3 = tmp[:{a} * n].reshape({a}, Wt, C)"]
+         f"    d3 = tmp[:{a} * n].reshape({a}, Wt, C)",
+         "    lanes = 64 // V.itemsize",
+         "    vectors = C % lanes == 0",  # V's planes C-contiguous, as the kernels take them
+         "    plane = V.shape[1] * C",
+         f"    tf = tmp[:{a} * n]",
+         "    Vf = V.reshape(V.size)"]
     L += _coefs(Bm, "Bm", a, r, "    ")
     L += ["    t0 = 0",
           "    for b in range(nb):",
@@ -102,7 +107,16 @@ def _tiles(m, kind):
         terms = [(Bm[u, q], f"x2[base + {q}, e]", f"Bm{u}_{q}") for q in range(r) if Bm[u, q] != 0]
         L += ["            for e in range(n):",
               f"                d2[{u}, e] = {_expr(terms)}"]
-    L += ["            for j in range(tw):",  # columns: (Bm d) Bm^T, row u of the tiles to planes a u + v
+    L += ["            if vectors:",  # columns by whole vectors of channels (simd.vector_transform)
+          "                for j in range(tw):",
+          f"                    for u in range({a}):",
+          f"                        s0 = (u * Wt + {m} * j) * C",
+          f"                        d0 = {a} * u * plane + (t0 + j) * C",
+          "                        for c0 in range(0, C, lanes):",
+          f"                            columns_{m}_{kind}(tf, s0 + c0, C, Vf, d0 + c0, plane)",
+          "                t0 += tw",
+          "                continue",
+          "            for j in range(tw):",  # columns: (Bm d) Bm^T, row u of the tiles to planes a u + v
           "                t = t0 + j",
           f"                s = {m} * j",
           f"                for u in range({a}):",
@@ -126,7 +140,12 @@ def _output(m):
          "    nrow = oh1 - oh0",
          f"    na = (nrow + {m - 1}) // {m}",
          "    nb = out.shape[0] // (nrow * Wo)",
-         f"    h = tmp[:{m * a} * K].reshape({m * a}, K)"]
+         f"    h = tmp[:{m * a} * K].reshape({m * a}, K)",
+         "    lanes = 64 // M.itemsize",
+         "    vectors = K % lanes == 0",  # whole vectors of channels (simd.vector_transform)
+         "    plane = M.shape[1] * K",
+         "    Mf, hf, width = M.reshape(M.size), h.reshape(h.size), out.shape[1]",
+         "    of = out.reshape(out.size)"]
     L += _coefs(AT, "AT", m, a, "    ")
     L += ["    t = 0",
           "    for b in range(nb):",
@@ -134,13 +153,25 @@ def _output(m):
           f"            mi = min({m}, nrow - {m} * i)",
           "            for j in range(tw):",
           f"                mj = min({m}, Wo - {m} * j)",
-          f"                p = (b * nrow + {m} * i) * Wo + {m} * j"]
-    L += [f"                for v in range({a}):"]  # rows: A^T M, row y to h[a y + v]
+          f"                p = (b * nrow + {m} * i) * Wo + {m} * j",
+          "                if vectors:",  # rows by whole vectors of channels (simd.vector_transform); all
+          f"                    for v in range({a}):",  # m rows of h, those past mi unread
+          "                        for k0 in range(0, K, lanes):",
+          f"                            rows_{m}_out(Mf, v * plane + t * K + k0, {a} * plane, hf, v * K + k0, {a} * K)",
+          "                else:",
+          f"                    for v in range({a}):"]  # rows: A^T M, row y to h[a y + v]
     for y in range(m):
         terms = [(AT[y, u], f"M[{a * u} + v, t, k]", f"AT{y}_{u}") for u in range(a) if AT[y, u] != 0]
-        L += [f"                    if {y} < mi:",
-              "                        for k in range(K):",
-              f"                            h[{a * y} + v, k] = {_expr(terms)}"]
+        L += [f"                        if {y} < mi:",
+              "                            for k in range(K):",
+              f"                                h[{a * y} + v, k] = {_expr(terms)}"]
+    L += [f"                if vectors and mj == {m}:",  # columns of a whole tile by vectors
+          "                    for y in range(mi):",
+          "                        for k0 in range(0, K, lanes):",
+          f"                            columns_{m}_out(hf, {a} * y * K + k0, K, of, (p + y * Wo) * width + c0 + k0,",
+          "                                           width)",
+          "                    t += 1",
+          "                    continue"]
     L += ["                for y in range(mi):",  # columns: (A^T M) A
           f"                    g = {a} * y",
           "                    q = p + y * Wo"]
@@ -283,6 +314,9 @@ def source():
             parts.append("\n\n" + "\n".join(_unit(f, name, m)) + "\n")
             names.append(name)
     parts.append("\n\n" + "".join(f"filter_block_{m} = filter_block(WINOGRAD[{m}][1])\n" for m in sizes))
+    parts.append("".join(f"columns_{m}_in = vector_transform(WINOGRAD[{m}][0])\n"
+                         f"columns_{m}_gy = vector_transform(WINOGRAD[{m}][2].T)\n"
+                         f"rows_{m}_out = columns_{m}_out = vector_transform(WINOGRAD[{m}][2])\n" for m in sizes))
     parts.append("".join(f"{n} = njit(cache=True, nogil=True)({n})\n" for n in names))
     for table, pattern in (("TILES_IN", "tiles_{}_in"), ("TILES_GY", "tiles_{}_gy"), ("FILTER", "filter_{}"),
                            ("FILTER_GRAD", "filter_grad_{}"),

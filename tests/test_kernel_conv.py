@@ -1,6 +1,7 @@
 """The conv2d kernels against their NumPy twins, the adjoint identities, and thread-count determinism."""
 
 import contextlib
+import itertools
 
 import numpy as np
 import pytest
@@ -247,8 +248,9 @@ def test_winograd_tile_rule():
 def test_unrolled_winograd_transforms_are_the_generated_file_and_give_the_generic_bits():
     """kernels/winograd_transforms.py is what winograd_gen.py writes, and its unrolled transforms give
     bit for bit what the generic loops over the matrices give (every tile size, both tile kinds,
-    the output transform with tiles cut at the edges, the filter transform both ways, the weight
-    gradient's inverse transform, both float dtypes)."""
+    the output transform with tiles cut at the edges, each with channels that fill whole vectors
+    and channels that do not, the filter transform both ways, the weight gradient's inverse
+    transform, both float dtypes)."""
     from numba import njit
 
     from freenet.kernels import winograd, winograd_gen, winograd_transforms as unrolled_kernels
@@ -261,9 +263,11 @@ def test_unrolled_winograd_transforms_are_the_generated_file_and_give_the_generi
     for dt in (np.float32, np.float64):
         for m, (BT, _, AT) in winograd.WINOGRAD.items():
             a = m + 2
-            for unrolled, Bm in ((unrolled_kernels.TILES_IN[m], BT), (unrolled_kernels.TILES_GY[m], AT.T)):
+            lanes = 64 // np.dtype(dt).itemsize  # channels of one vector: the unrolled kernels' vector paths
+            for (unrolled, Bm), C in itertools.product(((unrolled_kernels.TILES_IN[m], BT),
+                                                        (unrolled_kernels.TILES_GY[m], AT.T)), (5, 2 * lanes)):
                 Bm = np.ascontiguousarray(Bm, dt)
-                nb, tile_rows, tw, C = 3, 2, 3, 5
+                nb, tile_rows, tw = 3, 2, 3
                 r = Bm.shape[1]
                 xs = rng.standard_normal((nb, m * tile_rows + r - m, m * tw + r - m, C)).astype(dt)
                 T = nb * tile_rows * tw
@@ -272,14 +276,15 @@ def test_unrolled_winograd_transforms_are_the_generated_file_and_give_the_generi
                 tiles(xs, m, tw, T, Bm, want, tmp)
                 unrolled(xs, m, tw, T, Bm, got, tmp)
                 assert want.tobytes() == got.tobytes(), (dt, m, r)
-            K, Ho, Wo = 7, 2 * m - 1, 3 * m - 1  # the last tile row and column cut short
-            M = rng.standard_normal((a * a, 2 * 2 * 3, K)).astype(dt)
-            want, got = np.zeros((2 * Ho * Wo, K + 3), dt), np.ones((2 * Ho * Wo, K + 3), dt)
-            ATd, tmp = np.ascontiguousarray(AT, dt), np.empty(m * a * K, dt)
-            output(M, m, 3, ATd, 0, Ho, Wo, want, 2, tmp)  # columns 2..8 of 10
-            getattr(unrolled_kernels, f"output_{m}")(M, m, 3, ATd, 0, Ho, Wo, got, 2, tmp)
-            assert want[:, 2:9].tobytes() == got[:, 2:9].tobytes(), (dt, m)
-            assert (got[:, :2] == 1).all() and (got[:, 9:] == 1).all(), (dt, m)  # the other columns untouched
+            for K in (7, lanes):
+                Ho, Wo = 2 * m - 1, 3 * m - 1  # the last tile row and column cut short
+                M = rng.standard_normal((a * a, 2 * 2 * 3, K)).astype(dt)
+                want, got = np.zeros((2 * Ho * Wo, K + 3), dt), np.ones((2 * Ho * Wo, K + 3), dt)
+                ATd, tmp = np.ascontiguousarray(AT, dt), np.empty(m * a * K, dt)
+                output(M, m, 3, ATd, 0, Ho, Wo, want, 2, tmp)  # columns 2 .. K + 1 of K + 3
+                getattr(unrolled_kernels, f"output_{m}")(M, m, 3, ATd, 0, Ho, Wo, got, 2, tmp)
+                assert want[:, 2:K + 2].tobytes() == got[:, 2:K + 2].tobytes(), (dt, m, K)
+                assert (got[:, :2] == 1).all() and (got[:, K + 2:] == 1).all(), (dt, m, K)  # others untouched
             # the weight gradient's inverse transform: output channels 4..14 of 20, in chunks of 50 (k, c)
             # pairs (the last one short), S with more rows than those channels
             C, kk = 37, 11

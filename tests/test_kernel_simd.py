@@ -1,6 +1,12 @@
 """The register transpose (``simd.transpose_block``) and the small products (``simd.matmul_small``)
-against their NumPy twins, and the filter-tap copies built on the transpose (``winograd.taps_by_tap``,
-``taps_flipped``) against plain loops."""
+against their NumPy twins, the filter-tap copies built on the transpose (``winograd.taps_by_tap``,
+``taps_flipped``) against plain loops, and the Python forms of the IR kernels (under
+NUMBA_DISABLE_JIT). The vector transforms (``filter_block``, ``vector_transform``) are held to the
+generic Winograd loops bit for bit in test_kernel_conv.py."""
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 from hypothesis import given, strategies as st
@@ -121,3 +127,36 @@ def test_matmul_small_is_exact_on_small_integers(dtype, M, K):
     C = np.empty((M, B.shape[1]), dtype)
     _matmul(A, B, C)
     assert np.array_equal(C, simd.matmul_small_reference(A, B))
+
+
+_PYTHON_KERNELS = """
+import numpy as np
+from freenet.kernels import conv
+rng = np.random.default_rng(0)
+for split in (False, True):  # the Winograd units as they are, then each split in two kernel calls
+    conv.KERNEL_SPLIT_WORK, conv.KERNEL_SPLIT_MIN = (0, 1) if split else (1 << 22, 16)
+    conv._geometry_cached.cache_clear()
+    for N, C, H, K in ((1, 32, 5, 32), (2, 16, 4, 16)):
+        x = rng.standard_normal((N, C, H, H)).astype(np.float32)
+        w = rng.standard_normal((K, C, 3, 3)).astype(np.float32)
+        b = rng.standard_normal(K).astype(np.float32)
+        y = conv.conv2d_forward(x, w, b, 1, 1)
+        np.testing.assert_allclose(y, conv.conv2d_forward_reference(x, w, b, 1, 1), rtol=1e-4, atol=1e-3)
+        gy = rng.standard_normal(y.shape).astype(np.float32)
+        gx, gw, gb = conv.conv2d_backward(gy, x, w, 1, 1, bias=True)
+        np.testing.assert_allclose(gx, conv.conv2d_backward_input_reference(gy, w, x.shape, 1, 1), rtol=1e-4,
+                                   atol=1e-3)
+        np.testing.assert_allclose(gw, conv.conv2d_backward_weight_reference(gy, x, w.shape, 1, 1), rtol=1e-4,
+                                   atol=1e-3)
+print("ok")
+"""
+
+
+def test_kernels_run_as_python():
+    """Under NUMBA_DISABLE_JIT=1 (to debug or measure coverage) the IR kernels are Python loops: the
+    Winograd convolutions built on them (whole vectors of channels, small products, split calls)
+    still give the reference's values."""
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    done = subprocess.run([sys.executable, "-c", _PYTHON_KERNELS], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
