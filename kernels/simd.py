@@ -1,5 +1,5 @@
-"""Two kernels said in LLVM IR vectors, where Numba's own loops leave speed behind: a register
-transpose and the products of small matrices.
+"""Kernels said in LLVM IR vectors, where Numba's own loops leave speed behind: a register
+transpose, the products of small matrices and the Winograd filter transform.
 
 ``transpose_block``: a copy LLVM does not vectorize by itself, a filter's taps copied into
 tap-major order (``winograd.wino_filter``).
@@ -13,7 +13,7 @@ first ``n_out`` transposed rows where ``out_offsets`` says.
 
 ``matmul_small``: C = A @ B for the small products of a Winograd unit at batch 1 (go9: 25 products
 of 9 x 64 by 64 x 32), where OpenBLAS's call overhead and blocking cost more than the arithmetic.
-C is cut into register tiles of up to MATMUL_ROWS rows by one or two vectors of columns; each tile
+C is cut into register tiles of up to MATMUL_ROWS rows by two vectors of columns; each tile
 sums its products over k in order, one fused multiply-add (``llvm.fma``: one rounding) at a time,
 starting from zero, and is stored once. Numba's loops cannot say a fused multiply-add without
 fastmath flags, and leave a vectorized loop at 256 bits where the IR vectors here are 512.
@@ -179,59 +179,6 @@ def filter_block(G):
 
 
 
-def vector_transform(Bm):
-    """An intrinsic ``apply(src, s0, s_step, dst, d0, d_step)``: one 64-byte vector of lanes (L
-    channels) through the a x r matrix Bm (float64; its entries constants of the arrays' dtype):
-    dst[d0 + v d_step + j] = sum_q Bm[v, q] src[s0 + q s_step + j] for v < a, j < L, the r inputs
-    and a outputs in registers, the terms as ``_sum_terms`` says (winograd_gen's expressions, so
-    the same bits). The column pass of a Winograd tile transform, where Numba's loops over 32 or 64
-    channels spend their time starting and checking. src, dst: 1-d arrays of one float dtype."""
-    Bm = np.asarray(Bm, np.float64)
-    a, r = Bm.shape
-
-    @intrinsic
-    def apply(typingctx, src, s0, s_step, dst, d0, d_step):
-        if not (isinstance(src, types.Array) and isinstance(dst, types.Array) and src.ndim == dst.ndim == 1
-                and src.dtype == dst.dtype and src.dtype in (types.float32, types.float64)):
-            return None
-        sig = types.void(src, s0, s_step, dst, d0, d_step)
-
-        def codegen(context, builder, signature, args):
-            dtype = signature.args[0].dtype
-            vector, lanes = _vector(context, dtype)
-            source = context.make_array(signature.args[0])(context, builder, args[0])
-            target = context.make_array(signature.args[3])(context, builder, args[3])
-            s0_, s_step_, d0_, d_step_ = (context.cast(builder, args[k], signature.args[k], types.int64)
-                                          for k in (1, 2, 4, 5))
-            i64 = ir.IntType(64)
-
-            def at(array, start, step, index):
-                where = builder.add(start, builder.mul(step, ir.Constant(i64, index)))
-                return builder.bitcast(builder.gep(array.data, [where]), vector.as_pointer())
-
-            cast = np.float32 if dtype == types.float32 else np.float64
-            ops = dict(mul=lambda f, x: builder.fmul(ir.Constant(vector, [float(cast(f))] * lanes), x),
-                       add=builder.fadd, sub=builder.fsub, neg=builder.fneg)
-            inputs = [builder.load(at(source, s0_, s_step_, q), align=1) for q in range(r)]
-            for v in range(a):
-                value = _sum_terms([(Bm[v, q], inputs[q]) for q in range(r) if Bm[v, q] != 0], **ops)
-                builder.store(value, at(target, d0_, d_step_, v), align=1)
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    def apply_python(src, s0, s_step, dst, d0, d_step):
-        one = src.dtype.type
-        ops = dict(mul=lambda f, x: one(f) * x, add=lambda x, y: x + y, sub=lambda x, y: x - y, neg=lambda x: -x)
-        for j in range(64 // src.itemsize):
-            inputs = [src[s0 + q * s_step + j] for q in range(r)]
-            for v in range(a):
-                dst[d0 + v * d_step + j] = _sum_terms([(Bm[v, q], inputs[q]) for q in range(r) if Bm[v, q] != 0],
-                                                      **ops)
-
-    return apply_python if numba.config.DISABLE_JIT else apply
-
-
 def _vector(context, dtype):
     """The 64-byte IR vector of ``dtype`` (16 float32 or 8 float64) and its lane count."""
     lanes = 16 if dtype == types.float32 else 8
@@ -305,23 +252,21 @@ def _matmul_tile(nvec):
     return tile
 
 
-_tile1, _tile2 = _matmul_tile(1), _matmul_tile(2)
+_tile2 = _matmul_tile(2)  # (one vector wide: as many loop bodies again to compile, for K of 16, 48, ...)
 
 
 def _matmul_small(A, B, C):
     """C = A @ B: A (M, K), B (K, N), C (M, N), float32 or float64, unit column strides, N a multiple
-    of the vector (16 float32, 8 float64). The rows are cut into the fewest tiles of at most
-    MATMUL_ROWS, as even as can be, and the columns into pairs of vectors (and one left over)."""
+    of two vectors (32 float32, 16 float64). The rows are cut into the fewest tiles of at most
+    MATMUL_ROWS, as even as can be, and the columns into pairs of vectors."""
     M, N = C.shape
     lanes = 64 // C.itemsize
     tiles = (M + MATMUL_ROWS - 1) // MATMUL_ROWS
     r0 = 0
     for t in range(tiles):
         rows = (M - r0) // (tiles - t)
-        for n0 in range(0, N - 2 * lanes + 1, 2 * lanes):
+        for n0 in range(0, N, 2 * lanes):
             _tile2(A, B, C, r0, rows, n0)
-        if N % (2 * lanes):
-            _tile1(A, B, C, r0, rows, N - lanes)
         r0 += rows
 
 

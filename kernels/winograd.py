@@ -415,12 +415,12 @@ def _wino_unit(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, b
 
 def _wino_products(V, U, M, T):
     """The (m + 2)^2 GEMMs of a forward unit, M[xi, :T] = V[xi, :T] @ U[xi, :C] (U's planes may have
-    more rows than the C channels of V). Up to SMALL_PRODUCT_ROWS tiles, with whole vectors of
-    output channels, by ``simd.matmul_small``: go9-b1's 25 products of 9 x 64 by 64 x 32 took 11.6 us
+    more rows than the C channels of V). Up to SMALL_PRODUCT_ROWS tiles, with whole pairs of vectors
+    of output channels, by ``simd.matmul_small``: go9-b1's 25 products of 9 x 64 by 64 x 32 took 11.6 us
     instead of OpenBLAS's 13.8, 64 x 64 outputs 17.9 against 18.8; 25 tiles were even, 32 tiles
     4-10% slower (an Intel Xeon host, one thread, medians). Else BLAS."""
     C = V.shape[2]
-    if T <= SMALL_PRODUCT_ROWS and M.shape[2] % (64 // M.itemsize) == 0:
+    if T <= SMALL_PRODUCT_ROWS and M.shape[2] % (128 // M.itemsize) == 0:
         for xi in range(V.shape[0]):
             matmul_small(V[xi, :T], U[xi, :C], M[xi, :T])
     else:

@@ -49,7 +49,7 @@ WINO_GRAD_SPLIT_UNIT.
 import numpy as np
 from numba import njit
 
-from freenet.kernels.simd import filter_block, vector_transform
+from freenet.kernels.simd import filter_block
 from freenet.kernels.spin import post as post_job
 from freenet.kernels.winograd import taps_by_tap, taps_flipped, wino_pack_any, wino_products
 from freenet.kernels.winograd_matrices import WINOGRAD
@@ -92,12 +92,7 @@ def _tiles(m, kind):
          f"    na = (rows - {r}) // {m} + 1",
          "    x2 = xs.reshape(nb * rows, n)",
          f"    d2 = tmp[:{a} * n].reshape({a}, n)",
-         f"    d3 = tmp[:{a} * n].reshape({a}, Wt, C)",
-         "    lanes = 64 // V.itemsize",
-         "    vectors = C % lanes == 0",  # V's planes C-contiguous, as the kernels take them
-         "    plane = V.shape[1] * C",
-         f"    tf = tmp[:{a} * n]",
-         "    Vf = V.reshape(V.size)"]
+         f"    d3 = tmp[:{a} * n].reshape({a}, Wt, C)"]
     L += _coefs(Bm, "Bm", a, r, "    ")
     L += ["    t0 = 0",
           "    for b in range(nb):",
@@ -107,16 +102,7 @@ def _tiles(m, kind):
         terms = [(Bm[u, q], f"x2[base + {q}, e]", f"Bm{u}_{q}") for q in range(r) if Bm[u, q] != 0]
         L += ["            for e in range(n):",
               f"                d2[{u}, e] = {_expr(terms)}"]
-    L += ["            if vectors:",  # columns by whole vectors of channels (simd.vector_transform)
-          "                for j in range(tw):",
-          f"                    for u in range({a}):",
-          f"                        s0 = (u * Wt + {m} * j) * C",
-          f"                        d0 = {a} * u * plane + (t0 + j) * C",
-          "                        for c0 in range(0, C, lanes):",
-          f"                            columns_{m}_{kind}(tf, s0 + c0, C, Vf, d0 + c0, plane)",
-          "                t0 += tw",
-          "                continue",
-          "            for j in range(tw):",  # columns: (Bm d) Bm^T, row u of the tiles to planes a u + v
+    L += ["            for j in range(tw):",  # columns: (Bm d) Bm^T, row u of the tiles to planes a u + v
           "                t = t0 + j",
           f"                s = {m} * j",
           f"                for u in range({a}):",
@@ -140,12 +126,7 @@ def _output(m):
          "    nrow = oh1 - oh0",
          f"    na = (nrow + {m - 1}) // {m}",
          "    nb = out.shape[0] // (nrow * Wo)",
-         f"    h = tmp[:{m * a} * K].reshape({m * a}, K)",
-         "    lanes = 64 // M.itemsize",
-         "    vectors = K % lanes == 0",  # whole vectors of channels (simd.vector_transform)
-         "    plane = M.shape[1] * K",
-         "    Mf, hf, width = M.reshape(M.size), h.reshape(h.size), out.shape[1]",
-         "    of = out.reshape(out.size)"]
+         f"    h = tmp[:{m * a} * K].reshape({m * a}, K)"]
     L += _coefs(AT, "AT", m, a, "    ")
     L += ["    t = 0",
           "    for b in range(nb):",
@@ -153,25 +134,13 @@ def _output(m):
           f"            mi = min({m}, nrow - {m} * i)",
           "            for j in range(tw):",
           f"                mj = min({m}, Wo - {m} * j)",
-          f"                p = (b * nrow + {m} * i) * Wo + {m} * j",
-          "                if vectors:",  # rows by whole vectors of channels (simd.vector_transform); all
-          f"                    for v in range({a}):",  # m rows of h, those past mi unread
-          "                        for k0 in range(0, K, lanes):",
-          f"                            rows_{m}_out(Mf, v * plane + t * K + k0, {a} * plane, hf, v * K + k0, {a} * K)",
-          "                else:",
-          f"                    for v in range({a}):"]  # rows: A^T M, row y to h[a y + v]
+          f"                p = (b * nrow + {m} * i) * Wo + {m} * j"]
+    L += [f"                for v in range({a}):"]  # rows: A^T M, row y to h[a y + v]
     for y in range(m):
         terms = [(AT[y, u], f"M[{a * u} + v, t, k]", f"AT{y}_{u}") for u in range(a) if AT[y, u] != 0]
-        L += [f"                        if {y} < mi:",
-              "                            for k in range(K):",
-              f"                                h[{a * y} + v, k] = {_expr(terms)}"]
-    L += [f"                if vectors and mj == {m}:",  # columns of a whole tile by vectors
-          "                    for y in range(mi):",
-          "                        for k0 in range(0, K, lanes):",
-          f"                            columns_{m}_out(hf, {a} * y * K + k0, K, of, (p + y * Wo) * width + c0 + k0,",
-          "                                           width)",
-          "                    t += 1",
-          "                    continue"]
+        L += [f"                    if {y} < mi:",
+              "                        for k in range(K):",
+              f"                            h[{a * y} + v, k] = {_expr(terms)}"]
     L += ["                for y in range(mi):",  # columns: (A^T M) A
           f"                    g = {a} * y",
           "                    q = p + y * Wo"]
@@ -185,46 +154,42 @@ def _output(m):
 
 
 def _filter(m):
-    """Source of filter_{m}: ``wino_filter`` with G of F(m x m, 3x3): whole vectors of channel pairs by
-    ``simd.filter_block``, in registers (go9-b1's half filter: 11.1 us against the generic loops'
-    13.3), the rest by loops unrolled over the rows of G, each row of a pass one expression over its
-    nonzero terms."""
-    G = WINOGRAD[m][1]
-    a = G.shape[0]
-    L = [f"def filter_{m}(w, flip, o0, o1, G, U, gt, ht):",
-         f'    """``wino_filter`` with m = {m}."""',
-         "    n_in = w.shape[0] if flip else w.shape[1]",
-         "    no = o1 - o0",
-         "    w2 = w.reshape(w.shape[0], w.shape[1] * 9)",
-         "    U2 = U.reshape(U.shape[0], U.shape[1] * U.shape[2])",
-         "    ib = max(1, gt.shape[1] // max(no, 1))",
-         "    offsets = np.empty(16, np.int64)",
-         "    lanes = 64 // gt.itemsize"]
-    L += _coefs(G, "G", a, 3, "    ")
-    L += ["    for i0 in range(0, n_in, ib):",
-          "        i1 = min(i0 + ib, n_in)",
-          "        n = (i1 - i0) * no",
-          "        if flip:",
-          "            taps_flipped(w2, o0, no, i0, i1, gt, offsets)",
-          "        else:",
-          "            taps_by_tap(w2, o0, no, i0, i1, gt, offsets)",
-          "        c = i0 * no",
-          "        full = n // lanes * lanes",
-          "        for e in range(0, full, lanes):",
-          f"            filter_block_{m}(gt, e, U2, c + e)"]
-    L += [f"        g{t} = gt[{t}]" for t in range(9)]
-    L += [f"        h{s} = ht[{s}]" for s in range(3)]
-    for u in range(a):
-        for s in range(3):  # ht[s] = sum_r G[u, r] g[r, s]
-            terms = [(G[u, r], f"g{3 * r + s}[e]", f"G{u}_{r}") for r in range(3) if G[u, r] != 0]
-            L += ["        for e in range(full, n):",
-                  f"            h{s}[e] = {_expr(terms)}"]
-        for v in range(a):  # U[a u + v] = sum_s G[v, s] ht[s]
-            terms = [(G[v, t], f"h{t}[e]", f"G{v}_{t}") for t in range(3) if G[v, t] != 0]
-            L += [f"        row = U2[{a * u + v}, c:c + n]",
-                  "        for e in range(full, n):",
-                  f"            row[e] = {_expr(terms)}"]
-    return L
+    """Source of filter_{m}: ``wino_filter`` with G of F(m x m, 3x3), by whole vectors of channel pairs
+    in registers (``simd.filter_block``; go9-b1's half filter: 11.1 us against the generic loops'
+    13.3). The pairs left over past the last whole vector go through the same code in a vector of
+    scratch: one copy of the code, less to compile (loops unrolled over G's rows for them took 2.3 s
+    more to compile per tile size)."""
+    a = WINOGRAD[m][1].shape[0]
+    return [f"def filter_{m}(w, flip, o0, o1, G, U, gt, ht):",
+            f'    """``wino_filter`` with m = {m}."""',
+            "    n_in = w.shape[0] if flip else w.shape[1]",
+            "    no = o1 - o0",
+            "    w2 = w.reshape(w.shape[0], w.shape[1] * 9)",
+            "    U2 = U.reshape(U.shape[0], U.shape[1] * U.shape[2])",
+            "    ib = max(1, gt.shape[1] // max(no, 1))",
+            "    offsets = np.empty(16, np.int64)",
+            "    lanes = 64 // gt.itemsize",
+            f"    last = np.zeros((9 + {a * a}, lanes), gt.dtype)  # the last pairs' taps, then their planes",
+            "    taps, planes = last[:9], last[9:]",
+            "    for i0 in range(0, n_in, ib):",
+            "        i1 = min(i0 + ib, n_in)",
+            "        n = (i1 - i0) * no",
+            "        if flip:",
+            "            taps_flipped(w2, o0, no, i0, i1, gt, offsets)",
+            "        else:",
+            "            taps_by_tap(w2, o0, no, i0, i1, gt, offsets)",
+            "        c = i0 * no",
+            "        full = n // lanes * lanes",
+            "        for e in range(0, full, lanes):",
+            f"            filter_block_{m}(gt, e, U2, c + e)",
+            "        if full < n:",
+            "            for t in range(9):",
+            "                for e in range(full, n):",
+            "                    taps[t, e - full] = gt[t, e]",
+            f"            filter_block_{m}(taps, 0, planes, 0)",
+            f"            for xi in range({a * a}):",
+            "                for e in range(full, n):",
+            "                    U2[xi, c + e] = planes[xi, e - full]"]
 
 
 def _filter_grad(m):
@@ -314,9 +279,6 @@ def source():
             parts.append("\n\n" + "\n".join(_unit(f, name, m)) + "\n")
             names.append(name)
     parts.append("\n\n" + "".join(f"filter_block_{m} = filter_block(WINOGRAD[{m}][1])\n" for m in sizes))
-    parts.append("".join(f"columns_{m}_in = vector_transform(WINOGRAD[{m}][0])\n"
-                         f"columns_{m}_gy = vector_transform(WINOGRAD[{m}][2].T)\n"
-                         f"rows_{m}_out = columns_{m}_out = vector_transform(WINOGRAD[{m}][2])\n" for m in sizes))
     parts.append("".join(f"{n} = njit(cache=True, nogil=True)({n})\n" for n in names))
     for table, pattern in (("TILES_IN", "tiles_{}_in"), ("TILES_GY", "tiles_{}_gy"), ("FILTER", "filter_{}"),
                            ("FILTER_GRAD", "filter_grad_{}"),

@@ -14,7 +14,7 @@ WINO_GRAD_SPLIT_UNIT.
 import numpy as np
 from numba import njit
 
-from freenet.kernels.simd import filter_block, vector_transform
+from freenet.kernels.simd import filter_block
 from freenet.kernels.spin import post as post_job
 from freenet.kernels.winograd import taps_by_tap, taps_flipped, wino_pack_any, wino_products
 from freenet.kernels.winograd_matrices import WINOGRAD
@@ -28,11 +28,6 @@ def tiles_2_in(xs, m, tw, T, Bm, V, tmp):
     x2 = xs.reshape(nb * rows, n)
     d2 = tmp[:4 * n].reshape(4, n)
     d3 = tmp[:4 * n].reshape(4, Wt, C)
-    lanes = 64 // V.itemsize
-    vectors = C % lanes == 0
-    plane = V.shape[1] * C
-    tf = tmp[:4 * n]
-    Vf = V.reshape(V.size)
     t0 = 0
     for b in range(nb):
         for i in range(na):
@@ -45,15 +40,6 @@ def tiles_2_in(xs, m, tw, T, Bm, V, tmp):
                 d2[2, e] = -x2[base + 1, e] + x2[base + 2, e]
             for e in range(n):
                 d2[3, e] = x2[base + 1, e] - x2[base + 3, e]
-            if vectors:
-                for j in range(tw):
-                    for u in range(4):
-                        s0 = (u * Wt + 2 * j) * C
-                        d0 = 4 * u * plane + (t0 + j) * C
-                        for c0 in range(0, C, lanes):
-                            columns_2_in(tf, s0 + c0, C, Vf, d0 + c0, plane)
-                t0 += tw
-                continue
             for j in range(tw):
                 t = t0 + j
                 s = 2 * j
@@ -78,11 +64,6 @@ def tiles_2_gy(xs, m, tw, T, Bm, V, tmp):
     x2 = xs.reshape(nb * rows, n)
     d2 = tmp[:4 * n].reshape(4, n)
     d3 = tmp[:4 * n].reshape(4, Wt, C)
-    lanes = 64 // V.itemsize
-    vectors = C % lanes == 0
-    plane = V.shape[1] * C
-    tf = tmp[:4 * n]
-    Vf = V.reshape(V.size)
     t0 = 0
     for b in range(nb):
         for i in range(na):
@@ -95,15 +76,6 @@ def tiles_2_gy(xs, m, tw, T, Bm, V, tmp):
                 d2[2, e] = x2[base + 0, e] - x2[base + 1, e]
             for e in range(n):
                 d2[3, e] = -x2[base + 1, e]
-            if vectors:
-                for j in range(tw):
-                    for u in range(4):
-                        s0 = (u * Wt + 2 * j) * C
-                        d0 = 4 * u * plane + (t0 + j) * C
-                        for c0 in range(0, C, lanes):
-                            columns_2_gy(tf, s0 + c0, C, Vf, d0 + c0, plane)
-                t0 += tw
-                continue
             for j in range(tw):
                 t = t0 + j
                 s = 2 * j
@@ -128,11 +100,6 @@ def output_2(M, m, tw, AT, oh0, oh1, Wo, out, c0, tmp):
     na = (nrow + 1) // 2
     nb = out.shape[0] // (nrow * Wo)
     h = tmp[:8 * K].reshape(8, K)
-    lanes = 64 // M.itemsize
-    vectors = K % lanes == 0
-    plane = M.shape[1] * K
-    Mf, hf, width = M.reshape(M.size), h.reshape(h.size), out.shape[1]
-    of = out.reshape(out.size)
     t = 0
     for b in range(nb):
         for i in range(na):
@@ -140,25 +107,13 @@ def output_2(M, m, tw, AT, oh0, oh1, Wo, out, c0, tmp):
             for j in range(tw):
                 mj = min(2, Wo - 2 * j)
                 p = (b * nrow + 2 * i) * Wo + 2 * j
-                if vectors:
-                    for v in range(4):
-                        for k0 in range(0, K, lanes):
-                            rows_2_out(Mf, v * plane + t * K + k0, 4 * plane, hf, v * K + k0, 4 * K)
-                else:
-                    for v in range(4):
-                        if 0 < mi:
-                            for k in range(K):
-                                h[0 + v, k] = M[0 + v, t, k] + M[4 + v, t, k] + M[8 + v, t, k]
-                        if 1 < mi:
-                            for k in range(K):
-                                h[4 + v, k] = M[4 + v, t, k] - M[8 + v, t, k] - M[12 + v, t, k]
-                if vectors and mj == 2:
-                    for y in range(mi):
-                        for k0 in range(0, K, lanes):
-                            columns_2_out(hf, 4 * y * K + k0, K, of, (p + y * Wo) * width + c0 + k0,
-                                           width)
-                    t += 1
-                    continue
+                for v in range(4):
+                    if 0 < mi:
+                        for k in range(K):
+                            h[0 + v, k] = M[0 + v, t, k] + M[4 + v, t, k] + M[8 + v, t, k]
+                    if 1 < mi:
+                        for k in range(K):
+                            h[4 + v, k] = M[4 + v, t, k] - M[8 + v, t, k] - M[12 + v, t, k]
                 for y in range(mi):
                     g = 4 * y
                     q = p + y * Wo
@@ -180,12 +135,8 @@ def filter_2(w, flip, o0, o1, G, U, gt, ht):
     ib = max(1, gt.shape[1] // max(no, 1))
     offsets = np.empty(16, np.int64)
     lanes = 64 // gt.itemsize
-    G1_0 = G[1, 0]
-    G1_1 = G[1, 1]
-    G1_2 = G[1, 2]
-    G2_0 = G[2, 0]
-    G2_1 = G[2, 1]
-    G2_2 = G[2, 2]
+    last = np.zeros((9 + 16, lanes), gt.dtype)  # the last pairs' taps, then their planes
+    taps, planes = last[:9], last[9:]
     for i0 in range(0, n_in, ib):
         i1 = min(i0 + ib, n_in)
         n = (i1 - i0) * no
@@ -197,90 +148,14 @@ def filter_2(w, flip, o0, o1, G, U, gt, ht):
         full = n // lanes * lanes
         for e in range(0, full, lanes):
             filter_block_2(gt, e, U2, c + e)
-        g0 = gt[0]
-        g1 = gt[1]
-        g2 = gt[2]
-        g3 = gt[3]
-        g4 = gt[4]
-        g5 = gt[5]
-        g6 = gt[6]
-        g7 = gt[7]
-        g8 = gt[8]
-        h0 = ht[0]
-        h1 = ht[1]
-        h2 = ht[2]
-        for e in range(full, n):
-            h0[e] = g0[e]
-        for e in range(full, n):
-            h1[e] = g1[e]
-        for e in range(full, n):
-            h2[e] = g2[e]
-        row = U2[0, c:c + n]
-        for e in range(full, n):
-            row[e] = h0[e]
-        row = U2[1, c:c + n]
-        for e in range(full, n):
-            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
-        row = U2[2, c:c + n]
-        for e in range(full, n):
-            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
-        row = U2[3, c:c + n]
-        for e in range(full, n):
-            row[e] = h2[e]
-        for e in range(full, n):
-            h0[e] = G1_0 * g0[e] + G1_1 * g3[e] + G1_2 * g6[e]
-        for e in range(full, n):
-            h1[e] = G1_0 * g1[e] + G1_1 * g4[e] + G1_2 * g7[e]
-        for e in range(full, n):
-            h2[e] = G1_0 * g2[e] + G1_1 * g5[e] + G1_2 * g8[e]
-        row = U2[4, c:c + n]
-        for e in range(full, n):
-            row[e] = h0[e]
-        row = U2[5, c:c + n]
-        for e in range(full, n):
-            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
-        row = U2[6, c:c + n]
-        for e in range(full, n):
-            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
-        row = U2[7, c:c + n]
-        for e in range(full, n):
-            row[e] = h2[e]
-        for e in range(full, n):
-            h0[e] = G2_0 * g0[e] + G2_1 * g3[e] + G2_2 * g6[e]
-        for e in range(full, n):
-            h1[e] = G2_0 * g1[e] + G2_1 * g4[e] + G2_2 * g7[e]
-        for e in range(full, n):
-            h2[e] = G2_0 * g2[e] + G2_1 * g5[e] + G2_2 * g8[e]
-        row = U2[8, c:c + n]
-        for e in range(full, n):
-            row[e] = h0[e]
-        row = U2[9, c:c + n]
-        for e in range(full, n):
-            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
-        row = U2[10, c:c + n]
-        for e in range(full, n):
-            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
-        row = U2[11, c:c + n]
-        for e in range(full, n):
-            row[e] = h2[e]
-        for e in range(full, n):
-            h0[e] = g6[e]
-        for e in range(full, n):
-            h1[e] = g7[e]
-        for e in range(full, n):
-            h2[e] = g8[e]
-        row = U2[12, c:c + n]
-        for e in range(full, n):
-            row[e] = h0[e]
-        row = U2[13, c:c + n]
-        for e in range(full, n):
-            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
-        row = U2[14, c:c + n]
-        for e in range(full, n):
-            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
-        row = U2[15, c:c + n]
-        for e in range(full, n):
-            row[e] = h2[e]
+        if full < n:
+            for t in range(9):
+                for e in range(full, n):
+                    taps[t, e - full] = gt[t, e]
+            filter_block_2(taps, 0, planes, 0)
+            for xi in range(16):
+                for e in range(full, n):
+                    U2[xi, c + e] = planes[xi, e - full]
 
 
 def filter_grad_2(S, G, k0, k1, gw, gt, ht):
@@ -447,11 +322,6 @@ def tiles_3_in(xs, m, tw, T, Bm, V, tmp):
     x2 = xs.reshape(nb * rows, n)
     d2 = tmp[:5 * n].reshape(5, n)
     d3 = tmp[:5 * n].reshape(5, Wt, C)
-    lanes = 64 // V.itemsize
-    vectors = C % lanes == 0
-    plane = V.shape[1] * C
-    tf = tmp[:5 * n]
-    Vf = V.reshape(V.size)
     Bm0_0 = Bm[0, 0]
     Bm0_2 = Bm[0, 2]
     Bm1_1 = Bm[1, 1]
@@ -473,15 +343,6 @@ def tiles_3_in(xs, m, tw, T, Bm, V, tmp):
                 d2[3, e] = -x2[base + 1, e] + x2[base + 3, e]
             for e in range(n):
                 d2[4, e] = Bm4_1 * x2[base + 1, e] - x2[base + 2, e] + Bm4_3 * x2[base + 3, e] + x2[base + 4, e]
-            if vectors:
-                for j in range(tw):
-                    for u in range(5):
-                        s0 = (u * Wt + 3 * j) * C
-                        d0 = 5 * u * plane + (t0 + j) * C
-                        for c0 in range(0, C, lanes):
-                            columns_3_in(tf, s0 + c0, C, Vf, d0 + c0, plane)
-                t0 += tw
-                continue
             for j in range(tw):
                 t = t0 + j
                 s = 3 * j
@@ -508,11 +369,6 @@ def tiles_3_gy(xs, m, tw, T, Bm, V, tmp):
     x2 = xs.reshape(nb * rows, n)
     d2 = tmp[:5 * n].reshape(5, n)
     d3 = tmp[:5 * n].reshape(5, Wt, C)
-    lanes = 64 // V.itemsize
-    vectors = C % lanes == 0
-    plane = V.shape[1] * C
-    tf = tmp[:5 * n]
-    Vf = V.reshape(V.size)
     Bm3_1 = Bm[3, 1]
     Bm3_2 = Bm[3, 2]
     t0 = 0
@@ -529,15 +385,6 @@ def tiles_3_gy(xs, m, tw, T, Bm, V, tmp):
                 d2[3, e] = x2[base + 0, e] + Bm3_1 * x2[base + 1, e] + Bm3_2 * x2[base + 2, e]
             for e in range(n):
                 d2[4, e] = x2[base + 2, e]
-            if vectors:
-                for j in range(tw):
-                    for u in range(5):
-                        s0 = (u * Wt + 3 * j) * C
-                        d0 = 5 * u * plane + (t0 + j) * C
-                        for c0 in range(0, C, lanes):
-                            columns_3_gy(tf, s0 + c0, C, Vf, d0 + c0, plane)
-                t0 += tw
-                continue
             for j in range(tw):
                 t = t0 + j
                 s = 3 * j
@@ -564,11 +411,6 @@ def output_3(M, m, tw, AT, oh0, oh1, Wo, out, c0, tmp):
     na = (nrow + 2) // 3
     nb = out.shape[0] // (nrow * Wo)
     h = tmp[:15 * K].reshape(15, K)
-    lanes = 64 // M.itemsize
-    vectors = K % lanes == 0
-    plane = M.shape[1] * K
-    Mf, hf, width = M.reshape(M.size), h.reshape(h.size), out.shape[1]
-    of = out.reshape(out.size)
     AT1_3 = AT[1, 3]
     AT2_3 = AT[2, 3]
     t = 0
@@ -578,28 +420,16 @@ def output_3(M, m, tw, AT, oh0, oh1, Wo, out, c0, tmp):
             for j in range(tw):
                 mj = min(3, Wo - 3 * j)
                 p = (b * nrow + 3 * i) * Wo + 3 * j
-                if vectors:
-                    for v in range(5):
-                        for k0 in range(0, K, lanes):
-                            rows_3_out(Mf, v * plane + t * K + k0, 5 * plane, hf, v * K + k0, 5 * K)
-                else:
-                    for v in range(5):
-                        if 0 < mi:
-                            for k in range(K):
-                                h[0 + v, k] = M[0 + v, t, k] + M[5 + v, t, k] + M[10 + v, t, k] + M[15 + v, t, k]
-                        if 1 < mi:
-                            for k in range(K):
-                                h[5 + v, k] = M[5 + v, t, k] - M[10 + v, t, k] + AT1_3 * M[15 + v, t, k]
-                        if 2 < mi:
-                            for k in range(K):
-                                h[10 + v, k] = M[5 + v, t, k] + M[10 + v, t, k] + AT2_3 * M[15 + v, t, k] + M[20 + v, t, k]
-                if vectors and mj == 3:
-                    for y in range(mi):
-                        for k0 in range(0, K, lanes):
-                            columns_3_out(hf, 5 * y * K + k0, K, of, (p + y * Wo) * width + c0 + k0,
-                                           width)
-                    t += 1
-                    continue
+                for v in range(5):
+                    if 0 < mi:
+                        for k in range(K):
+                            h[0 + v, k] = M[0 + v, t, k] + M[5 + v, t, k] + M[10 + v, t, k] + M[15 + v, t, k]
+                    if 1 < mi:
+                        for k in range(K):
+                            h[5 + v, k] = M[5 + v, t, k] - M[10 + v, t, k] + AT1_3 * M[15 + v, t, k]
+                    if 2 < mi:
+                        for k in range(K):
+                            h[10 + v, k] = M[5 + v, t, k] + M[10 + v, t, k] + AT2_3 * M[15 + v, t, k] + M[20 + v, t, k]
                 for y in range(mi):
                     g = 5 * y
                     q = p + y * Wo
@@ -624,16 +454,8 @@ def filter_3(w, flip, o0, o1, G, U, gt, ht):
     ib = max(1, gt.shape[1] // max(no, 1))
     offsets = np.empty(16, np.int64)
     lanes = 64 // gt.itemsize
-    G0_0 = G[0, 0]
-    G1_0 = G[1, 0]
-    G1_1 = G[1, 1]
-    G1_2 = G[1, 2]
-    G2_0 = G[2, 0]
-    G2_1 = G[2, 1]
-    G2_2 = G[2, 2]
-    G3_0 = G[3, 0]
-    G3_1 = G[3, 1]
-    G3_2 = G[3, 2]
+    last = np.zeros((9 + 25, lanes), gt.dtype)  # the last pairs' taps, then their planes
+    taps, planes = last[:9], last[9:]
     for i0 in range(0, n_in, ib):
         i1 = min(i0 + ib, n_in)
         n = (i1 - i0) * no
@@ -645,123 +467,14 @@ def filter_3(w, flip, o0, o1, G, U, gt, ht):
         full = n // lanes * lanes
         for e in range(0, full, lanes):
             filter_block_3(gt, e, U2, c + e)
-        g0 = gt[0]
-        g1 = gt[1]
-        g2 = gt[2]
-        g3 = gt[3]
-        g4 = gt[4]
-        g5 = gt[5]
-        g6 = gt[6]
-        g7 = gt[7]
-        g8 = gt[8]
-        h0 = ht[0]
-        h1 = ht[1]
-        h2 = ht[2]
-        for e in range(full, n):
-            h0[e] = G0_0 * g0[e]
-        for e in range(full, n):
-            h1[e] = G0_0 * g1[e]
-        for e in range(full, n):
-            h2[e] = G0_0 * g2[e]
-        row = U2[0, c:c + n]
-        for e in range(full, n):
-            row[e] = G0_0 * h0[e]
-        row = U2[1, c:c + n]
-        for e in range(full, n):
-            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
-        row = U2[2, c:c + n]
-        for e in range(full, n):
-            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
-        row = U2[3, c:c + n]
-        for e in range(full, n):
-            row[e] = G3_0 * h0[e] + G3_1 * h1[e] + G3_2 * h2[e]
-        row = U2[4, c:c + n]
-        for e in range(full, n):
-            row[e] = h2[e]
-        for e in range(full, n):
-            h0[e] = G1_0 * g0[e] + G1_1 * g3[e] + G1_2 * g6[e]
-        for e in range(full, n):
-            h1[e] = G1_0 * g1[e] + G1_1 * g4[e] + G1_2 * g7[e]
-        for e in range(full, n):
-            h2[e] = G1_0 * g2[e] + G1_1 * g5[e] + G1_2 * g8[e]
-        row = U2[5, c:c + n]
-        for e in range(full, n):
-            row[e] = G0_0 * h0[e]
-        row = U2[6, c:c + n]
-        for e in range(full, n):
-            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
-        row = U2[7, c:c + n]
-        for e in range(full, n):
-            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
-        row = U2[8, c:c + n]
-        for e in range(full, n):
-            row[e] = G3_0 * h0[e] + G3_1 * h1[e] + G3_2 * h2[e]
-        row = U2[9, c:c + n]
-        for e in range(full, n):
-            row[e] = h2[e]
-        for e in range(full, n):
-            h0[e] = G2_0 * g0[e] + G2_1 * g3[e] + G2_2 * g6[e]
-        for e in range(full, n):
-            h1[e] = G2_0 * g1[e] + G2_1 * g4[e] + G2_2 * g7[e]
-        for e in range(full, n):
-            h2[e] = G2_0 * g2[e] + G2_1 * g5[e] + G2_2 * g8[e]
-        row = U2[10, c:c + n]
-        for e in range(full, n):
-            row[e] = G0_0 * h0[e]
-        row = U2[11, c:c + n]
-        for e in range(full, n):
-            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
-        row = U2[12, c:c + n]
-        for e in range(full, n):
-            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
-        row = U2[13, c:c + n]
-        for e in range(full, n):
-            row[e] = G3_0 * h0[e] + G3_1 * h1[e] + G3_2 * h2[e]
-        row = U2[14, c:c + n]
-        for e in range(full, n):
-            row[e] = h2[e]
-        for e in range(full, n):
-            h0[e] = G3_0 * g0[e] + G3_1 * g3[e] + G3_2 * g6[e]
-        for e in range(full, n):
-            h1[e] = G3_0 * g1[e] + G3_1 * g4[e] + G3_2 * g7[e]
-        for e in range(full, n):
-            h2[e] = G3_0 * g2[e] + G3_1 * g5[e] + G3_2 * g8[e]
-        row = U2[15, c:c + n]
-        for e in range(full, n):
-            row[e] = G0_0 * h0[e]
-        row = U2[16, c:c + n]
-        for e in range(full, n):
-            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
-        row = U2[17, c:c + n]
-        for e in range(full, n):
-            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
-        row = U2[18, c:c + n]
-        for e in range(full, n):
-            row[e] = G3_0 * h0[e] + G3_1 * h1[e] + G3_2 * h2[e]
-        row = U2[19, c:c + n]
-        for e in range(full, n):
-            row[e] = h2[e]
-        for e in range(full, n):
-            h0[e] = g6[e]
-        for e in range(full, n):
-            h1[e] = g7[e]
-        for e in range(full, n):
-            h2[e] = g8[e]
-        row = U2[20, c:c + n]
-        for e in range(full, n):
-            row[e] = G0_0 * h0[e]
-        row = U2[21, c:c + n]
-        for e in range(full, n):
-            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
-        row = U2[22, c:c + n]
-        for e in range(full, n):
-            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
-        row = U2[23, c:c + n]
-        for e in range(full, n):
-            row[e] = G3_0 * h0[e] + G3_1 * h1[e] + G3_2 * h2[e]
-        row = U2[24, c:c + n]
-        for e in range(full, n):
-            row[e] = h2[e]
+        if full < n:
+            for t in range(9):
+                for e in range(full, n):
+                    taps[t, e - full] = gt[t, e]
+            filter_block_3(taps, 0, planes, 0)
+            for xi in range(25):
+                for e in range(full, n):
+                    U2[xi, c + e] = planes[xi, e - full]
 
 
 def filter_grad_3(S, G, k0, k1, gw, gt, ht):
@@ -934,11 +647,6 @@ def tiles_4_in(xs, m, tw, T, Bm, V, tmp):
     x2 = xs.reshape(nb * rows, n)
     d2 = tmp[:6 * n].reshape(6, n)
     d3 = tmp[:6 * n].reshape(6, Wt, C)
-    lanes = 64 // V.itemsize
-    vectors = C % lanes == 0
-    plane = V.shape[1] * C
-    tf = tmp[:6 * n]
-    Vf = V.reshape(V.size)
     Bm0_0 = Bm[0, 0]
     Bm0_2 = Bm[0, 2]
     Bm1_1 = Bm[1, 1]
@@ -967,15 +675,6 @@ def tiles_4_in(xs, m, tw, T, Bm, V, tmp):
                 d2[4, e] = Bm4_1 * x2[base + 1, e] - x2[base + 2, e] + Bm4_3 * x2[base + 3, e] + x2[base + 4, e]
             for e in range(n):
                 d2[5, e] = Bm5_1 * x2[base + 1, e] + Bm5_3 * x2[base + 3, e] + x2[base + 5, e]
-            if vectors:
-                for j in range(tw):
-                    for u in range(6):
-                        s0 = (u * Wt + 4 * j) * C
-                        d0 = 6 * u * plane + (t0 + j) * C
-                        for c0 in range(0, C, lanes):
-                            columns_4_in(tf, s0 + c0, C, Vf, d0 + c0, plane)
-                t0 += tw
-                continue
             for j in range(tw):
                 t = t0 + j
                 s = 4 * j
@@ -1004,11 +703,6 @@ def tiles_4_gy(xs, m, tw, T, Bm, V, tmp):
     x2 = xs.reshape(nb * rows, n)
     d2 = tmp[:6 * n].reshape(6, n)
     d3 = tmp[:6 * n].reshape(6, Wt, C)
-    lanes = 64 // V.itemsize
-    vectors = C % lanes == 0
-    plane = V.shape[1] * C
-    tf = tmp[:6 * n]
-    Vf = V.reshape(V.size)
     Bm3_1 = Bm[3, 1]
     Bm3_2 = Bm[3, 2]
     Bm3_3 = Bm[3, 3]
@@ -1031,15 +725,6 @@ def tiles_4_gy(xs, m, tw, T, Bm, V, tmp):
                 d2[4, e] = x2[base + 0, e] + Bm4_1 * x2[base + 1, e] + Bm4_2 * x2[base + 2, e] + Bm4_3 * x2[base + 3, e]
             for e in range(n):
                 d2[5, e] = x2[base + 3, e]
-            if vectors:
-                for j in range(tw):
-                    for u in range(6):
-                        s0 = (u * Wt + 4 * j) * C
-                        d0 = 6 * u * plane + (t0 + j) * C
-                        for c0 in range(0, C, lanes):
-                            columns_4_gy(tf, s0 + c0, C, Vf, d0 + c0, plane)
-                t0 += tw
-                continue
             for j in range(tw):
                 t = t0 + j
                 s = 4 * j
@@ -1068,11 +753,6 @@ def output_4(M, m, tw, AT, oh0, oh1, Wo, out, c0, tmp):
     na = (nrow + 3) // 4
     nb = out.shape[0] // (nrow * Wo)
     h = tmp[:24 * K].reshape(24, K)
-    lanes = 64 // M.itemsize
-    vectors = K % lanes == 0
-    plane = M.shape[1] * K
-    Mf, hf, width = M.reshape(M.size), h.reshape(h.size), out.shape[1]
-    of = out.reshape(out.size)
     AT1_3 = AT[1, 3]
     AT1_4 = AT[1, 4]
     AT2_3 = AT[2, 3]
@@ -1086,31 +766,19 @@ def output_4(M, m, tw, AT, oh0, oh1, Wo, out, c0, tmp):
             for j in range(tw):
                 mj = min(4, Wo - 4 * j)
                 p = (b * nrow + 4 * i) * Wo + 4 * j
-                if vectors:
-                    for v in range(6):
-                        for k0 in range(0, K, lanes):
-                            rows_4_out(Mf, v * plane + t * K + k0, 6 * plane, hf, v * K + k0, 6 * K)
-                else:
-                    for v in range(6):
-                        if 0 < mi:
-                            for k in range(K):
-                                h[0 + v, k] = M[0 + v, t, k] + M[6 + v, t, k] + M[12 + v, t, k] + M[18 + v, t, k] + M[24 + v, t, k]
-                        if 1 < mi:
-                            for k in range(K):
-                                h[6 + v, k] = M[6 + v, t, k] - M[12 + v, t, k] + AT1_3 * M[18 + v, t, k] + AT1_4 * M[24 + v, t, k]
-                        if 2 < mi:
-                            for k in range(K):
-                                h[12 + v, k] = M[6 + v, t, k] + M[12 + v, t, k] + AT2_3 * M[18 + v, t, k] + AT2_4 * M[24 + v, t, k]
-                        if 3 < mi:
-                            for k in range(K):
-                                h[18 + v, k] = M[6 + v, t, k] - M[12 + v, t, k] + AT3_3 * M[18 + v, t, k] + AT3_4 * M[24 + v, t, k] + M[30 + v, t, k]
-                if vectors and mj == 4:
-                    for y in range(mi):
-                        for k0 in range(0, K, lanes):
-                            columns_4_out(hf, 6 * y * K + k0, K, of, (p + y * Wo) * width + c0 + k0,
-                                           width)
-                    t += 1
-                    continue
+                for v in range(6):
+                    if 0 < mi:
+                        for k in range(K):
+                            h[0 + v, k] = M[0 + v, t, k] + M[6 + v, t, k] + M[12 + v, t, k] + M[18 + v, t, k] + M[24 + v, t, k]
+                    if 1 < mi:
+                        for k in range(K):
+                            h[6 + v, k] = M[6 + v, t, k] - M[12 + v, t, k] + AT1_3 * M[18 + v, t, k] + AT1_4 * M[24 + v, t, k]
+                    if 2 < mi:
+                        for k in range(K):
+                            h[12 + v, k] = M[6 + v, t, k] + M[12 + v, t, k] + AT2_3 * M[18 + v, t, k] + AT2_4 * M[24 + v, t, k]
+                    if 3 < mi:
+                        for k in range(K):
+                            h[18 + v, k] = M[6 + v, t, k] - M[12 + v, t, k] + AT3_3 * M[18 + v, t, k] + AT3_4 * M[24 + v, t, k] + M[30 + v, t, k]
                 for y in range(mi):
                     g = 6 * y
                     q = p + y * Wo
@@ -1138,19 +806,8 @@ def filter_4(w, flip, o0, o1, G, U, gt, ht):
     ib = max(1, gt.shape[1] // max(no, 1))
     offsets = np.empty(16, np.int64)
     lanes = 64 // gt.itemsize
-    G0_0 = G[0, 0]
-    G1_0 = G[1, 0]
-    G1_1 = G[1, 1]
-    G1_2 = G[1, 2]
-    G2_0 = G[2, 0]
-    G2_1 = G[2, 1]
-    G2_2 = G[2, 2]
-    G3_0 = G[3, 0]
-    G3_1 = G[3, 1]
-    G3_2 = G[3, 2]
-    G4_0 = G[4, 0]
-    G4_1 = G[4, 1]
-    G4_2 = G[4, 2]
+    last = np.zeros((9 + 36, lanes), gt.dtype)  # the last pairs' taps, then their planes
+    taps, planes = last[:9], last[9:]
     for i0 in range(0, n_in, ib):
         i1 = min(i0 + ib, n_in)
         n = (i1 - i0) * no
@@ -1162,162 +819,14 @@ def filter_4(w, flip, o0, o1, G, U, gt, ht):
         full = n // lanes * lanes
         for e in range(0, full, lanes):
             filter_block_4(gt, e, U2, c + e)
-        g0 = gt[0]
-        g1 = gt[1]
-        g2 = gt[2]
-        g3 = gt[3]
-        g4 = gt[4]
-        g5 = gt[5]
-        g6 = gt[6]
-        g7 = gt[7]
-        g8 = gt[8]
-        h0 = ht[0]
-        h1 = ht[1]
-        h2 = ht[2]
-        for e in range(full, n):
-            h0[e] = G0_0 * g0[e]
-        for e in range(full, n):
-            h1[e] = G0_0 * g1[e]
-        for e in range(full, n):
-            h2[e] = G0_0 * g2[e]
-        row = U2[0, c:c + n]
-        for e in range(full, n):
-            row[e] = G0_0 * h0[e]
-        row = U2[1, c:c + n]
-        for e in range(full, n):
-            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
-        row = U2[2, c:c + n]
-        for e in range(full, n):
-            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
-        row = U2[3, c:c + n]
-        for e in range(full, n):
-            row[e] = G3_0 * h0[e] + G3_1 * h1[e] + G3_2 * h2[e]
-        row = U2[4, c:c + n]
-        for e in range(full, n):
-            row[e] = G4_0 * h0[e] + G4_1 * h1[e] + G4_2 * h2[e]
-        row = U2[5, c:c + n]
-        for e in range(full, n):
-            row[e] = h2[e]
-        for e in range(full, n):
-            h0[e] = G1_0 * g0[e] + G1_1 * g3[e] + G1_2 * g6[e]
-        for e in range(full, n):
-            h1[e] = G1_0 * g1[e] + G1_1 * g4[e] + G1_2 * g7[e]
-        for e in range(full, n):
-            h2[e] = G1_0 * g2[e] + G1_1 * g5[e] + G1_2 * g8[e]
-        row = U2[6, c:c + n]
-        for e in range(full, n):
-            row[e] = G0_0 * h0[e]
-        row = U2[7, c:c + n]
-        for e in range(full, n):
-            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
-        row = U2[8, c:c + n]
-        for e in range(full, n):
-            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
-        row = U2[9, c:c + n]
-        for e in range(full, n):
-            row[e] = G3_0 * h0[e] + G3_1 * h1[e] + G3_2 * h2[e]
-        row = U2[10, c:c + n]
-        for e in range(full, n):
-            row[e] = G4_0 * h0[e] + G4_1 * h1[e] + G4_2 * h2[e]
-        row = U2[11, c:c + n]
-        for e in range(full, n):
-            row[e] = h2[e]
-        for e in range(full, n):
-            h0[e] = G2_0 * g0[e] + G2_1 * g3[e] + G2_2 * g6[e]
-        for e in range(full, n):
-            h1[e] = G2_0 * g1[e] + G2_1 * g4[e] + G2_2 * g7[e]
-        for e in range(full, n):
-            h2[e] = G2_0 * g2[e] + G2_1 * g5[e] + G2_2 * g8[e]
-        row = U2[12, c:c + n]
-        for e in range(full, n):
-            row[e] = G0_0 * h0[e]
-        row = U2[13, c:c + n]
-        for e in range(full, n):
-            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
-        row = U2[14, c:c + n]
-        for e in range(full, n):
-            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
-        row = U2[15, c:c + n]
-        for e in range(full, n):
-            row[e] = G3_0 * h0[e] + G3_1 * h1[e] + G3_2 * h2[e]
-        row = U2[16, c:c + n]
-        for e in range(full, n):
-            row[e] = G4_0 * h0[e] + G4_1 * h1[e] + G4_2 * h2[e]
-        row = U2[17, c:c + n]
-        for e in range(full, n):
-            row[e] = h2[e]
-        for e in range(full, n):
-            h0[e] = G3_0 * g0[e] + G3_1 * g3[e] + G3_2 * g6[e]
-        for e in range(full, n):
-            h1[e] = G3_0 * g1[e] + G3_1 * g4[e] + G3_2 * g7[e]
-        for e in range(full, n):
-            h2[e] = G3_0 * g2[e] + G3_1 * g5[e] + G3_2 * g8[e]
-        row = U2[18, c:c + n]
-        for e in range(full, n):
-            row[e] = G0_0 * h0[e]
-        row = U2[19, c:c + n]
-        for e in range(full, n):
-            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
-        row = U2[20, c:c + n]
-        for e in range(full, n):
-            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
-        row = U2[21, c:c + n]
-        for e in range(full, n):
-            row[e] = G3_0 * h0[e] + G3_1 * h1[e] + G3_2 * h2[e]
-        row = U2[22, c:c + n]
-        for e in range(full, n):
-            row[e] = G4_0 * h0[e] + G4_1 * h1[e] + G4_2 * h2[e]
-        row = U2[23, c:c + n]
-        for e in range(full, n):
-            row[e] = h2[e]
-        for e in range(full, n):
-            h0[e] = G4_0 * g0[e] + G4_1 * g3[e] + G4_2 * g6[e]
-        for e in range(full, n):
-            h1[e] = G4_0 * g1[e] + G4_1 * g4[e] + G4_2 * g7[e]
-        for e in range(full, n):
-            h2[e] = G4_0 * g2[e] + G4_1 * g5[e] + G4_2 * g8[e]
-        row = U2[24, c:c + n]
-        for e in range(full, n):
-            row[e] = G0_0 * h0[e]
-        row = U2[25, c:c + n]
-        for e in range(full, n):
-            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
-        row = U2[26, c:c + n]
-        for e in range(full, n):
-            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
-        row = U2[27, c:c + n]
-        for e in range(full, n):
-            row[e] = G3_0 * h0[e] + G3_1 * h1[e] + G3_2 * h2[e]
-        row = U2[28, c:c + n]
-        for e in range(full, n):
-            row[e] = G4_0 * h0[e] + G4_1 * h1[e] + G4_2 * h2[e]
-        row = U2[29, c:c + n]
-        for e in range(full, n):
-            row[e] = h2[e]
-        for e in range(full, n):
-            h0[e] = g6[e]
-        for e in range(full, n):
-            h1[e] = g7[e]
-        for e in range(full, n):
-            h2[e] = g8[e]
-        row = U2[30, c:c + n]
-        for e in range(full, n):
-            row[e] = G0_0 * h0[e]
-        row = U2[31, c:c + n]
-        for e in range(full, n):
-            row[e] = G1_0 * h0[e] + G1_1 * h1[e] + G1_2 * h2[e]
-        row = U2[32, c:c + n]
-        for e in range(full, n):
-            row[e] = G2_0 * h0[e] + G2_1 * h1[e] + G2_2 * h2[e]
-        row = U2[33, c:c + n]
-        for e in range(full, n):
-            row[e] = G3_0 * h0[e] + G3_1 * h1[e] + G3_2 * h2[e]
-        row = U2[34, c:c + n]
-        for e in range(full, n):
-            row[e] = G4_0 * h0[e] + G4_1 * h1[e] + G4_2 * h2[e]
-        row = U2[35, c:c + n]
-        for e in range(full, n):
-            row[e] = h2[e]
+        if full < n:
+            for t in range(9):
+                for e in range(full, n):
+                    taps[t, e - full] = gt[t, e]
+            filter_block_4(taps, 0, planes, 0)
+            for xi in range(36):
+                for e in range(full, n):
+                    U2[xi, c + e] = planes[xi, e - full]
 
 
 def filter_grad_4(S, G, k0, k1, gw, gt, ht):
@@ -1490,15 +999,6 @@ def grad_split_unit_4(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, 
 filter_block_2 = filter_block(WINOGRAD[2][1])
 filter_block_3 = filter_block(WINOGRAD[3][1])
 filter_block_4 = filter_block(WINOGRAD[4][1])
-columns_2_in = vector_transform(WINOGRAD[2][0])
-columns_2_gy = vector_transform(WINOGRAD[2][2].T)
-rows_2_out = columns_2_out = vector_transform(WINOGRAD[2][2])
-columns_3_in = vector_transform(WINOGRAD[3][0])
-columns_3_gy = vector_transform(WINOGRAD[3][2].T)
-rows_3_out = columns_3_out = vector_transform(WINOGRAD[3][2])
-columns_4_in = vector_transform(WINOGRAD[4][0])
-columns_4_gy = vector_transform(WINOGRAD[4][2].T)
-rows_4_out = columns_4_out = vector_transform(WINOGRAD[4][2])
 tiles_2_in = njit(cache=True, nogil=True)(tiles_2_in)
 tiles_2_gy = njit(cache=True, nogil=True)(tiles_2_gy)
 output_2 = njit(cache=True, nogil=True)(output_2)
