@@ -102,12 +102,6 @@ def transpose_block_reference(src, start, stride, dst, out_offsets, n_out):
         dst[out_offsets[c]:out_offsets[c] + lanes] = block[:, c]
 
 
-
-def _filter_terms(G, u, s, taps):
-    """The terms (coefficient, value) of h[u, s] = sum_r G[u, r] taps[3 r + s]: zeros left out."""
-    return [(G[u, r], taps[3 * r + s]) for r in range(3) if G[u, r] != 0]
-
-
 def _sum_terms(terms, mul, add, sub, neg):
     """sum of f x over ``terms`` in order, as winograd_gen's expressions say it: x for f = 1, -x (or a
     subtraction) for f = -1, else f * x; so the same roundings, the same bits."""
@@ -120,6 +114,23 @@ def _sum_terms(terms, mul, add, sub, neg):
     return total
 
 
+def _filter_values(G, taps, ops):
+    """U[a u + v] = sum_s G[v, s] h[u, s], h[u, s] = sum_r G[u, r] taps[3 r + s], for the a x 3 matrix G
+    and the nine ``taps`` (IR vectors or numbers, as ``ops`` computes them; zero terms left out)."""
+    a = G.shape[0]
+    out = []
+    for u in range(a):
+        h = [_sum_terms([(G[u, r], taps[3 * r + s]) for r in range(3) if G[u, r] != 0], **ops) for s in range(3)]
+        out += [_sum_terms([(G[v, s], h[s]) for s in range(3) if G[v, s] != 0], **ops) for v in range(a)]
+    return out
+
+
+def _vector(context, dtype):
+    """The 64-byte IR vector of ``dtype`` (16 float32 or 8 float64) and its lane count."""
+    lanes = 16 if dtype == types.float32 else 8
+    return ir.VectorType(context.get_value_type(dtype), lanes), lanes
+
+
 def filter_block(G):
     """An intrinsic ``block(gt, e, U2, col)``: the filter transform U = G g G^T (G: a x 3, float64, its
     entries constants of the arrays' dtype) of the L channel pairs e .. e + L - 1 (one 64-byte vector)
@@ -128,7 +139,6 @@ def filter_block(G):
     reload h and each plane's row, 256 bits at a time). The terms as ``_sum_terms`` says. gt and U2:
     2-d arrays of one float dtype with unit column strides."""
     G = np.asarray(G, np.float64)
-    a = G.shape[0]
 
     @intrinsic
     def block(typingctx, gt, e, U2, col):
@@ -156,11 +166,8 @@ def filter_block(G):
             ops = dict(mul=lambda f, x: builder.fmul(ir.Constant(vector, [float(cast(f))] * lanes), x),
                        add=builder.fadd, sub=builder.fsub, neg=builder.fneg)
             taps = [builder.load(row(taps_array, t, e_), align=1) for t in range(9)]
-            for u in range(a):
-                h = [_sum_terms(_filter_terms(G, u, s, taps), **ops) for s in range(3)]
-                for v in range(a):
-                    value = _sum_terms([(G[v, s], h[s]) for s in range(3) if G[v, s] != 0], **ops)
-                    builder.store(value, row(out_array, a * u + v, col_), align=1)
+            for xi, value in enumerate(_filter_values(G, taps, ops)):
+                builder.store(value, row(out_array, xi, col_), align=1)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -169,20 +176,10 @@ def filter_block(G):
         one = gt.dtype.type
         ops = dict(mul=lambda f, x: one(f) * x, add=lambda x, y: x + y, sub=lambda x, y: x - y, neg=lambda x: -x)
         for j in range(64 // gt.itemsize):
-            taps = [gt[t, e + j] for t in range(9)]
-            for u in range(a):
-                h = [_sum_terms(_filter_terms(G, u, s, taps), **ops) for s in range(3)]
-                for v in range(a):
-                    U2[a * u + v, col + j] = _sum_terms([(G[v, s], h[s]) for s in range(3) if G[v, s] != 0], **ops)
+            for xi, value in enumerate(_filter_values(G, [gt[t, e + j] for t in range(9)], ops)):
+                U2[xi, col + j] = value
 
     return block_python if numba.config.DISABLE_JIT else block
-
-
-
-def _vector(context, dtype):
-    """The 64-byte IR vector of ``dtype`` (16 float32 or 8 float64) and its lane count."""
-    lanes = 16 if dtype == types.float32 else 8
-    return ir.VectorType(context.get_value_type(dtype), lanes), lanes
 
 
 def _matmul_tile(nvec):
