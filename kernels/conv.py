@@ -50,16 +50,20 @@ the sum of |terms| (the largest in the element's (2m - 1)^2 neighbourhood) is 3.
 """
 
 import functools
+import inspect
+import itertools
 import threading
 
+import numba
 import numpy as np
 
 from freenet.kernels.im2col import (col2im_cols, col2im_rows, cols_forward, im2col_cols, im2col_rows,
                                     pack_rows, store_rows, weight_rows, weight_taps, weight_untaps)
 from freenet.kernels.layout import channels_last, from_nhwc_rows, nhwc_rows
 from freenet.kernels.norm import column_sums, sum_channels
-from freenet.kernels.parallel import block_ranges, run_blocks, run_kernels
-from freenet.kernels.winograd import WINOGRAD, wino_pack_any
+from freenet.kernels import parallel
+from freenet.kernels.parallel import MAILBOX, Serve, block_ranges, run_blocks, run_kernels
+from freenet.kernels.winograd import WINOGRAD, _wino_split_unit, stage_split, wino_pack_any
 from freenet.kernels.winograd_transforms import (FILTER, FILTER_GRAD, TILES_GY, TILES_IN, WINO_GRAD_SPLIT_UNIT,
                                                  WINO_GRAD_UNIT, WINO_SPLIT_UNIT, WINO_UNIT)
 
@@ -630,27 +634,42 @@ def _wino_split(x, nhwc, w, flip, bias, g, y, weights, m, res, relu, plan):
     one GIL-free kernel call that transforms its part of the filter (unless ``weights`` gives U) and
     runs the unit on it (``WINO_SPLIT_UNIT``, ``run_kernels``): two threads share a small convolution
     without handing the GIL to each other. Each block transforms the whole input. The Python here
-    is kept short: it is a tenth of a batch-1 call."""
-    run_kernels(WINO_SPLIT_UNIT[m], _wino_split_calls(x, nhwc, w, flip, bias, g, y, weights, m, res, relu, plan))
+    is kept short: it is a tenth of a batch-1 call. The pool's threads serve their blocks of the
+    calls that follow from compiled code (``parallel.Serve``)."""
+    calls = _wino_split_calls(x, nhwc, w, flip, bias, g, y, weights, m, res, relu, plan)
+    serve = None if numba.config.DISABLE_JIT else Serve(stage_split, [(c[_TAG], *(c[i] for i in _STAGED))
+                                                                      for c in calls[1:]])
+    run_kernels(WINO_SPLIT_UNIT[m], calls, serve)
 
 
 def _wino_split_calls(x, nhwc, w, flip, bias, g, y, weights, m, res, relu, plan):
-    """The arguments of ``_wino_split``'s kernel calls, one tuple per block."""
+    """The arguments of ``_wino_split``'s kernel calls, one tuple per block. Each block's tag says
+    its fixed arguments (its ``_split_args`` block, and flip, nhwc and whether there are a bias, a
+    residual and ReLU), for a pool thread that serves it (``_wino_split_unit``)."""
     has_bias, has_res = bias is not None, res is not None
+    switches = flip | nhwc << 1 | has_bias << 2 | has_res << 3 | relu << 4
+    polls = parallel.SPIN_POLLS
     calls = []
-    for (k0, k1), (head, U, (pack, out, bufs), zeros) in zip(_split_channels(g.K),
-                                                            _split_args(plan, g, m, y.dtype, weights is None)):
+    for (k0, k1), (head, U, (pack, out, bufs), zeros, tag) in zip(_split_channels(g.K),
+                                                                 _split_args(plan, g, m, y.dtype, weights is None)):
         if weights is not None:
             U = weights(k0, k1)
         calls.append((w, flip, *head, x, nhwc, *pack, U, *out, bias[k0:k1] if has_bias else zeros, has_bias,
-                      res if has_res else y, has_res, relu, *bufs, y, k0))
+                      res if has_res else y, has_res, relu, *bufs, y, k0, MAILBOX, tag << 5 | switches, polls))
     return calls
+
+
+# where a split call (``WINO_SPLIT_UNIT``'s parameters) has its tag and the arrays ``stage_split`` takes
+_PARAMETERS = list(inspect.signature(_wino_split_unit).parameters)
+_TAG = _PARAMETERS.index("tag")
+_STAGED = [_PARAMETERS.index(name) for name in ("x", "w", "bias", "U", "res", "out")]
+_SERVE_TAGS = itertools.count(1)  # a tag per _split_args block, never reused (0: none)
 
 
 def _split_args(plan, g, m, dt, transform):
     """The arguments of ``_wino_split``'s kernel calls that depend on the shape alone (buffers of this
     thread), worked out once per plan and thread: per block (head, U, (three runs of the rest),
-    a zero bias)."""
+    a zero bias, a tag for ``_wino_split_calls``)."""
     key = (threading.get_ident(), dt.char, transform)
     args = plan.split_args.get(key)
     if args is None:
@@ -667,7 +686,7 @@ def _split_args(plan, g, m, dt, transform):
                 U, gt, ht = None, BT, BT  # (U given per call; gt, ht not used)
             args.append(((k0, k1, G, gt, ht, transform), U,
                          ((0, g.N, 0, g.ph, g.pw, m, tw, g.N * rows * tw, BT), (AT, 0, g.Ho, g.Wo), bufs),
-                         np.zeros(k1 - k0, dt)))
+                         np.zeros(k1 - k0, dt), next(_SERVE_TAGS)))
         args = plan.split_args[key] = args
     return args
 

@@ -11,7 +11,9 @@ the GIL inside BLAS and ufuncs, so the pool's threads run truly in parallel.
 The pool's threads poll for work for about 100 us after each job before they sleep (``spin.py``):
 consecutive kernels of a training step or a net evaluation then start on both threads at once,
 without a thread wake-up each (in one process, against the sleeping pool before it: MNIST training
-step 0.94-0.99x the time, go9 0.98-0.99x, go9 inference at batch 8 0.93-0.96x).
+step 0.94-0.99x the time, go9 0.98-0.99x, go9 inference at batch 8 0.93-0.96x). A pool thread
+whose kernel can serve (``Serve``: the Winograd split forward) polls from inside that kernel instead,
+and runs the next job's block there when it is the same kernel with the same fixed arguments.
 """
 
 import os
@@ -31,11 +33,17 @@ import threadpoolctl
 # library beside NumPy's: load it first, so that the limit covers it too.
 import scipy.linalg.cython_blas  # noqa: E402,F401
 
+from freenet.kernels.spin import STAGED_SLOTS, serving  # noqa: E402
+
+MAILBOX_SLOTS = 1 + 6 * STAGED_SLOTS  # a row of MAILBOX: a tag, then up to 6 staged arrays
+
 _blas_limit = threadpoolctl.threadpool_limits(limits=1, user_api="blas")
 _num_threads = min(os.cpu_count() or 1, numba.config.NUMBA_NUM_THREADS)
 _pool = None
 _pool_lock = threading.Lock()
 _local = threading.local()  # .busy: this thread is running a block (a nested run_blocks runs inline)
+# row h: what pool thread h is to serve next from compiled code (``Serve``)
+MAILBOX = np.zeros((max(1, numba.config.NUMBA_NUM_THREADS - 1), MAILBOX_SLOTS), np.int64)
 
 # A pool thread polls for the next job this many times (about 100 us here) after finishing one,
 # before it sleeps: a job handed to a polling thread starts within a microsecond, one handed to a
@@ -80,18 +88,37 @@ class _KernelJob:
     polling pool thread that sees it takes the GIL while the caller does not hold it. (A job posted
     from Python finds the caller still holding the GIL: the pool thread then sleeps on it and waits
     for a wake-up, 35-60 us on this VM, as long as a small convolution.)
+
+    With ``serve`` (see ``run_kernels``), pool thread h asks its kernel to serve (``spin.serving``):
+    it runs its one block, then the jobs that follow while they are staged for it.
     """
 
     posts = True
 
-    def __init__(self, kernels, calls, flags, threads):
+    def __init__(self, kernels, calls, flags, threads, serve=None):
         self.kernels, self.calls, self.flags = kernels, calls, flags
         self.stride = min(threads, len(calls))
         self.failed = []
+        self.serve = serve if serve is not None and len(calls) == threads else None
+
+    def stage(self, mailbox):
+        """Writes each pool thread's row of ``mailbox`` (tag 0: no thread serves that call)."""
+        for h, arrays in enumerate(self.serve.staged):
+            if arrays is None:
+                mailbox[h, 0] = 0
+            else:
+                self.serve.stage(mailbox, h, *arrays)
 
     def work(self, helper=-1, post=-1, job_number=0):
+        """Runs this thread's blocks; a pool thread that serves returns what its kernel does."""
         _local.busy = True
         try:
+            if helper >= 0 and self.serve is not None and self.serve.staged[helper] is not None:
+                try:
+                    return self.kernels[helper + 1](*self.calls[helper + 1], self.flags, serving(helper), job_number)
+                except BaseException as e:  # re-raised in the caller
+                    self.failed.append(e)
+                    return
             for i in range(helper + 1, len(self.calls), self.stride):
                 if self.failed:
                     return
@@ -103,6 +130,18 @@ class _KernelJob:
                 post = -1
         finally:
             _local.busy = False
+
+
+class Serve:
+    """How pool threads serve a ``run_kernels`` job from compiled code (see there): its kernel, called
+    with ``post = spin.serving(h)``, runs pool thread h's call, then serves the jobs that follow
+    while ``MAILBOX`` row h has the call's tag (as ``winograd._wino_split_unit``);
+    ``stage(MAILBOX, h, tag, *arrays)`` writes that row; ``staged[h]`` is (tag, *arrays) for pool
+    thread h's call, or None for a call not to be served (a thread serving another tag then
+    returns to Python)."""
+
+    def __init__(self, stage, staged):
+        self.stage, self.staged = stage, staged
 
 
 class _Pool:
@@ -118,6 +157,8 @@ class _Pool:
 
         self.spin_until, self.post_then_spin = spin_until, post_then_spin
         self.flags = np.zeros(1 + helpers, np.int64)
+        MAILBOX[:, 0] = 0  # (a pool before this one, or a forked parent's, may have left tags)
+        self.staged = False  # some row of MAILBOX has a tag
         self.cond = threading.Condition()
         self.sleeping = 0  # helpers asleep, waiting for a job
         self.waiting = False  # the caller asleep, waiting for the helpers
@@ -130,26 +171,36 @@ class _Pool:
             t.start()
 
     def _helper(self, h):
-        job_number = 0
+        done = 0  # the last job this thread has finished
+        posted = pending = False  # done is said in flags (by a kernel that served); the next job is posted
         while True:
-            job_number += 1
             # says the last job is done and polls for the next in one GIL-free call, so that the
-            # caller never finds the GIL held when it sees either
-            if not self.post_then_spin(self.flags, 1 + h, job_number - 1, 0, job_number, SPIN_POLLS):
+            # caller never finds the GIL held when it sees either (a kernel that served has done both)
+            if not pending and (posted or not self.post_then_spin(self.flags, 1 + h, done, 0, done + 1, SPIN_POLLS)):
                 with self.cond:
                     self.sleeping += 1
-                    while self.flags[0] != job_number and not self.stopped:
+                    while self.flags[0] != done + 1 and not self.stopped:
                         self.cond.wait()
                     self.sleeping -= 1
             if self.stopped:
                 return
-            self.job.work(h)
+            served = self.job.work(h, -1, done + 1)
+            if served is None:  # the job's blocks ran
+                done, posted, pending = done + 1, False, False
+            else:  # a kernel served jobs up to its last (> 0), or up to the one it leaves to Python (< 0)
+                done, posted, pending = (served, True, False) if served > 0 else (-served - 1, True, True)
             if self.waiting:  # the caller sleeps: wake it (else the next poll says it)
                 with self.cond:
-                    self.flags[1 + h] = job_number
+                    self.flags[1 + h] = done
                     self.cond.notify_all()
 
     def run(self, job):
+        serve = getattr(job, "serve", None)  # the mailbox is written before the job is posted
+        if serve is not None:
+            job.stage(MAILBOX)
+        elif self.staged:
+            MAILBOX[:, 0] = 0  # no thread serves this job
+        self.staged = serve is not None
         with self.cond:
             self.job = job
             job_number = int(self.flags[0]) + 1
@@ -249,7 +300,7 @@ def run_blocks(fn, n_blocks):
 _NO_FLAGS = np.zeros(1, np.int64)
 
 
-def run_kernels(kernel, calls):
+def run_kernels(kernel, calls, serve=None):
     """``kernel(*args, flags, post, job)`` for each ``args`` in ``calls``, on the thread pool;
     ``kernel`` may be a list, one kernel per call.
 
@@ -258,6 +309,14 @@ def run_kernels(kernel, calls):
     blocks are assigned to threads by number (``_KernelJob``: with two threads, the caller runs
     calls 0, 2, 4, ..., the pool's thread 1, 3, ...), so no thread waits for the GIL. A kernel writes
     only its own block's memory; which thread runs a block cannot change its bits.
+
+    ``serve`` (a ``Serve``, for as many calls as threads): pool thread h runs call h + 1 with
+    ``post = spin.serving(h)``: its kernel then polls for the next job without returning to Python,
+    and runs it too when its ``MAILBOX`` row (staged before the job is posted) has the same tag: the
+    same kernel and fixed arguments, with arrays at other addresses. The pool thread then starts
+    its block as the caller posts the job, with no GIL to take and no Python to run, and says it is
+    done as it finishes: a go9 convolution at batch 1 (two blocks of about 23 us) took 0.80-0.87x
+    the time of the hand-over through Python (one process, alternating; the same bits).
     """
     kernels = kernel if isinstance(kernel, list) else [kernel] * len(calls)
     if len(calls) == 1 or _num_threads == 1 or getattr(_local, "busy", False):
@@ -268,7 +327,7 @@ def run_kernels(kernel, calls):
         _run_inline(kernels, calls)
         return
     try:
-        job = _KernelJob(kernels, calls, pool.flags, _num_threads)
+        job = _KernelJob(kernels, calls, pool.flags, _num_threads, serve)
         pool.run(job)
     finally:
         pool.running.release()

@@ -36,7 +36,7 @@ import numpy as np
 from numba import njit
 
 from freenet.kernels.simd import matmul_small, transpose_block
-from freenet.kernels.spin import post as post_job
+from freenet.kernels.spin import STAGED_SLOTS, post as post_job, served_by, spin_until, stage, staged
 from freenet.kernels.winograd_matrices import WINOGRAD  # noqa: F401 (m: (B^T, G, A^T))
 
 SMALL_PRODUCT_ROWS = 16  # the products of a unit of at most this many tiles: simd.matmul_small, not BLAS
@@ -429,17 +429,57 @@ def _wino_products(V, U, M, T):
 
 
 def _wino_split_unit(w, flip, o0, o1, G, gt, ht, transform, x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT,
-                     oh0, oh1, Wo, bias, has_bias, res, has_res, relu, xs, wt, V, M, wo, out, c0, flags, post, job):
+                     oh0, oh1, Wo, bias, has_bias, res, has_res, relu, xs, wt, V, M, wo, out, c0, mailbox, tag, polls,
+                     flags, post, job):
     """One block of a Winograd forward split by output channel, as ``parallel.run_kernels`` calls it:
     posts the job (``spin.post``: the other threads start while this one holds no GIL), transforms
     the filter of output channels [o0, o1) into U (``wino_filter``; unless ``transform`` is False: U
-    is given), then ``_wino_unit`` with those channels' bias, residual and output columns (c0 = o0)."""
+    is given), then ``_wino_unit`` with those channels' bias, residual and output columns (c0 = o0).
+
+    Called with ``post = spin.serving(h)`` (``parallel.Serve``), on pool thread h, it then serves:
+    says the block of job ``job`` is done (flags[1 + h] = job) and polls for the next job; while
+    that job's row of ``mailbox`` has this ``tag`` (the same fixed arguments: ``stage_split``) and its
+    arrays x, w, bias, U, res and out have the shapes and strides of these, it runs that job's block
+    over them too, with no return to Python in between. Returns then the last job done when
+    ``polls`` polls pass with no new job, or minus the next job when that one is not for it (else 0)."""
+    helper = served_by(post)
     post_job(flags, post, job)
-    if transform:
-        wino_filter(w, flip, o0, o1, G, U, gt, ht)
-    args = (x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias, has_bias, res, has_res, relu,
-            xs, wt, V, M, wo, out, c0)
-    wino_unit(*args)
+    row = mailbox[max(helper, 0)]
+    while True:
+        if transform:
+            wino_filter(w, flip, o0, o1, G, U, gt, ht)
+        wino_unit(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias, has_bias, res, has_res, relu,
+                  xs, wt, V, M, wo, out, c0)
+        if helper < 0:
+            return 0
+        post_job(flags, 1 + helper, job)
+        if not spin_until(flags, 0, job + 1, polls):
+            return job
+        job += 1
+        if row[0] != tag:
+            return -job
+        x2, ok_x = staged(row, 1, x)
+        w2, ok_w = staged(row, 1 + STAGED_SLOTS, w)
+        bias2, ok_bias = staged(row, 1 + 2 * STAGED_SLOTS, bias)
+        U2, ok_U = staged(row, 1 + 3 * STAGED_SLOTS, U)
+        res2, ok_res = staged(row, 1 + 4 * STAGED_SLOTS, res)
+        out2, ok_out = staged(row, 1 + 5 * STAGED_SLOTS, out)
+        if not (ok_x and ok_w and ok_bias and ok_U and ok_res and ok_out):
+            return -job
+        x, w, bias, U, res, out = x2, w2, bias2, U2, res2, out2
+
+
+def _stage_split(mailbox, helper, tag, x, w, bias, U, res, out):
+    """Row ``helper`` of ``mailbox``: ``tag``, then the arrays of that thread's block of a split
+    forward (``_wino_split_unit``), before the job is posted."""
+    row = mailbox[helper]
+    row[0] = tag
+    stage(row, 1, x)
+    stage(row, 1 + STAGED_SLOTS, w)
+    stage(row, 1 + 2 * STAGED_SLOTS, bias)
+    stage(row, 1 + 3 * STAGED_SLOTS, U)
+    stage(row, 1 + 4 * STAGED_SLOTS, res)
+    stage(row, 1 + 5 * STAGED_SLOTS, out)
 
 
 def _wino_grad_unit(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, first,
@@ -513,6 +553,7 @@ wino_tiles_in = wino_tiles_gy = _wino_tiles
 wino_output = _wino_output
 wino_unit = _wino_unit
 wino_grad_split_unit = _wino_grad_split_unit
+stage_split = njit(cache=True, nogil=True)(_stage_split)
 wino_pack = njit(cache=True, nogil=True)(_wino_pack)
 wino_products = njit(cache=True, nogil=True)(_wino_products)
 wino_pack_nhwc = njit(cache=True, nogil=True)(_wino_pack_nhwc)

@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from freenet.kernels.simd import filter_block
-from freenet.kernels.spin import post as post_job
+from freenet.kernels.spin import STAGED_SLOTS, post as post_job, served_by, spin_until, staged
 from freenet.kernels.winograd import taps_by_tap, taps_flipped, wino_pack_any, wino_products
 from freenet.kernels.winograd_matrices import WINOGRAD
 
@@ -240,17 +240,44 @@ def unit_2(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias,
 
 
 def split_unit_2(w, flip, o0, o1, G, gt, ht, transform, x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT,
-                 oh0, oh1, Wo, bias, has_bias, res, has_res, relu, xs, wt, V, M, wo, out, c0, flags, post, job):
+                 oh0, oh1, Wo, bias, has_bias, res, has_res, relu, xs, wt, V, M, wo, out, c0, mailbox, tag, polls,
+                 flags, post, job):
     """One block of a Winograd forward split by output channel, as ``parallel.run_kernels`` calls it:
     posts the job (``spin.post``: the other threads start while this one holds no GIL), transforms
     the filter of output channels [o0, o1) into U (``wino_filter``; unless ``transform`` is False: U
-    is given), then ``_wino_unit`` with those channels' bias, residual and output columns (c0 = o0)."""
+    is given), then ``_wino_unit`` with those channels' bias, residual and output columns (c0 = o0).
+
+    Called with ``post = spin.serving(h)`` (``parallel.Serve``), on pool thread h, it then serves:
+    says the block of job ``job`` is done (flags[1 + h] = job) and polls for the next job; while
+    that job's row of ``mailbox`` has this ``tag`` (the same fixed arguments: ``stage_split``) and its
+    arrays x, w, bias, U, res and out have the shapes and strides of these, it runs that job's block
+    over them too, with no return to Python in between. Returns then the last job done when
+    ``polls`` polls pass with no new job, or minus the next job when that one is not for it (else 0)."""
+    helper = served_by(post)
     post_job(flags, post, job)
-    if transform:
-        filter_2(w, flip, o0, o1, G, U, gt, ht)
-    args = (x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias, has_bias, res, has_res, relu,
-            xs, wt, V, M, wo, out, c0)
-    unit_2(*args)
+    row = mailbox[max(helper, 0)]
+    while True:
+        if transform:
+            filter_2(w, flip, o0, o1, G, U, gt, ht)
+        unit_2(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias, has_bias, res, has_res, relu,
+                  xs, wt, V, M, wo, out, c0)
+        if helper < 0:
+            return 0
+        post_job(flags, 1 + helper, job)
+        if not spin_until(flags, 0, job + 1, polls):
+            return job
+        job += 1
+        if row[0] != tag:
+            return -job
+        x2, ok_x = staged(row, 1, x)
+        w2, ok_w = staged(row, 1 + STAGED_SLOTS, w)
+        bias2, ok_bias = staged(row, 1 + 2 * STAGED_SLOTS, bias)
+        U2, ok_U = staged(row, 1 + 3 * STAGED_SLOTS, U)
+        res2, ok_res = staged(row, 1 + 4 * STAGED_SLOTS, res)
+        out2, ok_out = staged(row, 1 + 5 * STAGED_SLOTS, out)
+        if not (ok_x and ok_w and ok_bias and ok_U and ok_res and ok_out):
+            return -job
+        x, w, bias, U, res, out = x2, w2, bias2, U2, res2, out2
 
 
 def grad_unit_2(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, first,
@@ -565,17 +592,44 @@ def unit_3(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias,
 
 
 def split_unit_3(w, flip, o0, o1, G, gt, ht, transform, x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT,
-                 oh0, oh1, Wo, bias, has_bias, res, has_res, relu, xs, wt, V, M, wo, out, c0, flags, post, job):
+                 oh0, oh1, Wo, bias, has_bias, res, has_res, relu, xs, wt, V, M, wo, out, c0, mailbox, tag, polls,
+                 flags, post, job):
     """One block of a Winograd forward split by output channel, as ``parallel.run_kernels`` calls it:
     posts the job (``spin.post``: the other threads start while this one holds no GIL), transforms
     the filter of output channels [o0, o1) into U (``wino_filter``; unless ``transform`` is False: U
-    is given), then ``_wino_unit`` with those channels' bias, residual and output columns (c0 = o0)."""
+    is given), then ``_wino_unit`` with those channels' bias, residual and output columns (c0 = o0).
+
+    Called with ``post = spin.serving(h)`` (``parallel.Serve``), on pool thread h, it then serves:
+    says the block of job ``job`` is done (flags[1 + h] = job) and polls for the next job; while
+    that job's row of ``mailbox`` has this ``tag`` (the same fixed arguments: ``stage_split``) and its
+    arrays x, w, bias, U, res and out have the shapes and strides of these, it runs that job's block
+    over them too, with no return to Python in between. Returns then the last job done when
+    ``polls`` polls pass with no new job, or minus the next job when that one is not for it (else 0)."""
+    helper = served_by(post)
     post_job(flags, post, job)
-    if transform:
-        filter_3(w, flip, o0, o1, G, U, gt, ht)
-    args = (x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias, has_bias, res, has_res, relu,
-            xs, wt, V, M, wo, out, c0)
-    unit_3(*args)
+    row = mailbox[max(helper, 0)]
+    while True:
+        if transform:
+            filter_3(w, flip, o0, o1, G, U, gt, ht)
+        unit_3(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias, has_bias, res, has_res, relu,
+                  xs, wt, V, M, wo, out, c0)
+        if helper < 0:
+            return 0
+        post_job(flags, 1 + helper, job)
+        if not spin_until(flags, 0, job + 1, polls):
+            return job
+        job += 1
+        if row[0] != tag:
+            return -job
+        x2, ok_x = staged(row, 1, x)
+        w2, ok_w = staged(row, 1 + STAGED_SLOTS, w)
+        bias2, ok_bias = staged(row, 1 + 2 * STAGED_SLOTS, bias)
+        U2, ok_U = staged(row, 1 + 3 * STAGED_SLOTS, U)
+        res2, ok_res = staged(row, 1 + 4 * STAGED_SLOTS, res)
+        out2, ok_out = staged(row, 1 + 5 * STAGED_SLOTS, out)
+        if not (ok_x and ok_w and ok_bias and ok_U and ok_res and ok_out):
+            return -job
+        x, w, bias, U, res, out = x2, w2, bias2, U2, res2, out2
 
 
 def grad_unit_3(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, first,
@@ -922,17 +976,44 @@ def unit_4(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias,
 
 
 def split_unit_4(w, flip, o0, o1, G, gt, ht, transform, x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT,
-                 oh0, oh1, Wo, bias, has_bias, res, has_res, relu, xs, wt, V, M, wo, out, c0, flags, post, job):
+                 oh0, oh1, Wo, bias, has_bias, res, has_res, relu, xs, wt, V, M, wo, out, c0, mailbox, tag, polls,
+                 flags, post, job):
     """One block of a Winograd forward split by output channel, as ``parallel.run_kernels`` calls it:
     posts the job (``spin.post``: the other threads start while this one holds no GIL), transforms
     the filter of output channels [o0, o1) into U (``wino_filter``; unless ``transform`` is False: U
-    is given), then ``_wino_unit`` with those channels' bias, residual and output columns (c0 = o0)."""
+    is given), then ``_wino_unit`` with those channels' bias, residual and output columns (c0 = o0).
+
+    Called with ``post = spin.serving(h)`` (``parallel.Serve``), on pool thread h, it then serves:
+    says the block of job ``job`` is done (flags[1 + h] = job) and polls for the next job; while
+    that job's row of ``mailbox`` has this ``tag`` (the same fixed arguments: ``stage_split``) and its
+    arrays x, w, bias, U, res and out have the shapes and strides of these, it runs that job's block
+    over them too, with no return to Python in between. Returns then the last job done when
+    ``polls`` polls pass with no new job, or minus the next job when that one is not for it (else 0)."""
+    helper = served_by(post)
     post_job(flags, post, job)
-    if transform:
-        filter_4(w, flip, o0, o1, G, U, gt, ht)
-    args = (x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias, has_bias, res, has_res, relu,
-            xs, wt, V, M, wo, out, c0)
-    unit_4(*args)
+    row = mailbox[max(helper, 0)]
+    while True:
+        if transform:
+            filter_4(w, flip, o0, o1, G, U, gt, ht)
+        unit_4(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias, has_bias, res, has_res, relu,
+                  xs, wt, V, M, wo, out, c0)
+        if helper < 0:
+            return 0
+        post_job(flags, 1 + helper, job)
+        if not spin_until(flags, 0, job + 1, polls):
+            return job
+        job += 1
+        if row[0] != tag:
+            return -job
+        x2, ok_x = staged(row, 1, x)
+        w2, ok_w = staged(row, 1 + STAGED_SLOTS, w)
+        bias2, ok_bias = staged(row, 1 + 2 * STAGED_SLOTS, bias)
+        U2, ok_U = staged(row, 1 + 3 * STAGED_SLOTS, U)
+        res2, ok_res = staged(row, 1 + 4 * STAGED_SLOTS, res)
+        out2, ok_out = staged(row, 1 + 5 * STAGED_SLOTS, out)
+        if not (ok_x and ok_w and ok_bias and ok_U and ok_res and ok_out):
+            return -job
+        x, w, bias, U, res, out = x2, w2, bias2, U2, res2, out2
 
 
 def grad_unit_4(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, first,

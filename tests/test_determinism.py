@@ -58,6 +58,7 @@ def test_run_blocks_order_errors_and_nesting(restore_threads):
 
     from freenet.kernels.parallel import run_blocks
     fn.set_num_threads(2)
+    run_blocks(lambda i: time.sleep(0.05), 8)  # (a new process: the pool's thread loads its kernels)
     threads = set()
 
     def slow_square(i):
@@ -143,6 +144,90 @@ def test_run_kernels_assigns_blocks_by_number_and_re_raises(restore_threads):
     with pytest.raises(Exception):
         run_kernels(kernel, [("not an array", None, 0, 0), (np.zeros(2), np.zeros(2, np.int64), 1, 0)])
     assert run(2) == [True, False]
+
+
+def test_a_pool_thread_serves_split_forwards_from_compiled_code(restore_threads, monkeypatch):
+    """Batch-1 convolutions run as two kernel calls (go9's): after the first, the pool's thread runs
+    its half of each next one from compiled code (``parallel.Serve``), over that call's own arrays
+    (new inputs, weights, biases and outputs every call give one thread's bits). Another shape or
+    other switches (no bias, channels-last input, a residual and ReLU), or a job of another kind,
+    send it back to Python once; then it serves again."""
+    from freenet.kernels import conv, parallel
+
+    rng = np.random.default_rng(0)
+
+    def case(C, nhwc, bias):
+        x = rng.standard_normal((1, C, 9, 9)).astype(np.float32)
+        if nhwc:
+            x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        w = rng.standard_normal((64, C, 3, 3)).astype(np.float32)
+        return x, w, rng.standard_normal(64).astype(np.float32) if bias else None
+
+    plain = [case(64, False, True) for _ in range(4)]
+    others = [case(64, True, True), case(64, False, False), case(96, False, True)]
+    fn.set_num_threads(1)
+    expected = {id(c): np.array(conv.conv2d_forward(*c, 1, 1)) for c in plain + others}
+    prepared = conv.Conv2dPrepared(plain[0][1], plain[0][2], padding=1)
+    residual = rng.standard_normal((1, 64, 9, 9)).astype(np.float32)
+    expected_prepared = [np.array(prepared(x, residual=residual, relu=True)) for x, _, _ in plain[1:3]]
+    fn.set_num_threads(2)
+    assert conv._plan(conv._geometry((1, 64, 9, 9), (64, 64, 3, 3), 1, 1, 1, 1), 4,
+                      wino=conv._wino_cap(conv._geometry((1, 64, 9, 9), (64, 64, 3, 3), 1, 1, 1, 1)),
+                      tile=3).kernel_split
+    monkeypatch.setattr(parallel, "SPIN_POLLS", 10_000_000)  # (tens of ms: no time-outs between calls)
+    entered = []  # the pool thread's entries from Python into a job of run_kernels
+    work = parallel._KernelJob.work
+
+    def counted(job, helper=-1, post=-1, job_number=0):
+        if helper >= 0:
+            entered.append(job_number)
+        return work(job, helper, post, job_number)
+    monkeypatch.setattr(parallel._KernelJob, "work", counted)
+
+    def run(c):
+        y = conv.conv2d_forward(*c, 1, 1)
+        assert np.array_equal(y, expected[id(c)])
+
+    for c in plain * 3:
+        run(c)
+    assert len(entered) == 1  # the first call; the other eleven served
+    for c in others:
+        run(c)
+        run(c)
+        run(plain[0])
+    assert len(entered) == 1 + 2 * len(others)  # each switch of tag: one entry
+    parallel.run_blocks(lambda i: i, 4)  # a job of another kind
+    run(plain[2])
+    run(plain[3])
+    assert len(entered) == 2 + 2 * len(others)
+    # prepared weights (U given per call), a residual and ReLU: served from the second call on
+    for _ in range(2):
+        for (x, _, _), expected_y in zip(plain[1:3], expected_prepared):
+            assert np.array_equal(prepared(x, residual=residual, relu=True), expected_y)
+    assert len(entered) == 3 + 2 * len(others)
+
+
+def test_staged_arrays_are_rebuilt_where_their_shape_and_strides_match():
+    from numba import njit
+
+    from freenet.kernels import spin
+
+    @njit
+    def total(row, like):
+        array, same = spin.staged(row, 0, like)
+        return array.sum(), same
+
+    a = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    row = np.zeros(spin.STAGED_SLOTS, np.int64)
+    spin.stage(row, 0, a)
+    assert row[0] == a.__array_interface__["data"][0] and row[1:4].tolist() == [2, 3, 4]
+    assert total(row, np.zeros_like(a)) == (276.0, True)
+    assert total(row, np.zeros((2, 3, 5), np.float32)) == (0.0, False)  # another shape
+    spin.stage(row, 0, a[:, :, ::2])
+    assert total(row, np.zeros((2, 3, 2), np.float32)) == (0.0, False)  # other strides
+    # the Python forms (NUMBA_DISABLE_JIT=1): like's shape and strides over a's first 12 values
+    view = spin._rebase_python(np.zeros((2, 3, 2), np.float32), spin._address_python(a))
+    assert view.tolist() == a.ravel()[:12].reshape(2, 3, 2).tolist()
 
 
 def test_post_then_spin_posts_before_it_polls():
