@@ -19,13 +19,12 @@ that staged them keeps them alive until the job is done.
 """
 
 import ctypes
-
 import time
 
 import numba
 import numpy as np
-from numba import njit, types
 from llvmlite import ir
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -152,7 +151,7 @@ def _address_python(array):
     return array.__array_interface__["data"][0]
 
 
-def _rebase_python(array, address):
+def _rebase_python(array, address):  # (arrays with strides >= 0, as the staged ones)
     span = array.itemsize + sum((n - 1) * s for n, s in zip(array.shape, array.strides)) if array.size else 0
     buffer = (ctypes.c_char * span).from_address(address)
     return np.ndarray(array.shape, array.dtype, buffer=buffer, strides=array.strides)
@@ -160,6 +159,8 @@ def _rebase_python(array, address):
 
 def _stage(row, at, array):
     """row[at:at + STAGED_SLOTS] = the address, shape and strides of ``array`` (at most 4-d)."""
+    if array.ndim > 4:
+        raise ValueError("stage: arrays of at most 4 dimensions")
     row[at] = address(array)
     for d in range(array.ndim):
         row[at + 1 + d] = array.shape[d]
