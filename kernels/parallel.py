@@ -102,18 +102,15 @@ class _KernelJob:
         self.serve = serve if serve is not None and len(calls) == threads else None
 
     def stage(self, mailbox):
-        """Writes each pool thread's row of ``mailbox`` (tag 0: no thread serves that call)."""
+        """Writes each pool thread's row of ``mailbox``."""
         for h, arrays in enumerate(self.serve.staged):
-            if arrays is None:
-                mailbox[h, 0] = 0
-            else:
-                self.serve.stage(mailbox, h, *arrays)
+            self.serve.stage(mailbox, h, *arrays)
 
     def work(self, helper=-1, post=-1, job_number=0):
         """Runs this thread's blocks; a pool thread that serves returns what its kernel does."""
         _local.busy = True
         try:
-            if helper >= 0 and self.serve is not None and self.serve.staged[helper] is not None:
+            if helper >= 0 and self.serve is not None:
                 try:
                     return self.kernels[helper + 1](*self.calls[helper + 1], self.flags, serving(helper), job_number)
                 except BaseException as e:  # re-raised in the caller
@@ -137,8 +134,7 @@ class Serve:
     with ``post = spin.serving(h)``, runs pool thread h's call, then serves the jobs that follow
     while ``MAILBOX`` row h has the call's tag (as ``winograd._wino_split_unit``);
     ``stage(MAILBOX, h, tag, *arrays)`` writes that row; ``staged[h]`` is (tag, *arrays) for pool
-    thread h's call, or None for a call not to be served (a thread serving another tag then
-    returns to Python)."""
+    thread h's call."""
 
     def __init__(self, stage, staged):
         self.stage, self.staged = stage, staged
