@@ -2,7 +2,9 @@
 
 They know nothing of Tensor or autograd. Each kernel has a plain NumPy reference twin, named
 ``<kernel>_reference``, that the tests hold it to. Results never depend on the thread count
-(see ``parallel.py``).
+(see ``parallel.py``). exp, log, tanh and the other transcendental functions of the training path
+are freenet's own (``elementary.py``, ``erf.py``, ``correctly_rounded.py``), not NumPy's or the
+libm's, whose bits depend on the CPU.
 
 Working on them: Numba's on-disk cache (``cache=True``) checks only the file of the kernel it
 loads, so a kernel that calls one from another file (``winograd_transforms.py`` calls
@@ -13,6 +15,11 @@ rewrites every file, so users never meet it.
 
 from freenet.kernels.parallel import block_ranges, get_num_threads, run_blocks, set_num_threads
 from freenet.kernels.gemm import matmul
+from freenet.kernels.elementary import (exp, exp_reference, expm1, expm1_reference, log, log1p, log1p_reference,
+                                       log_reference, power, power_reference, sigmoid, sigmoid_reference, tanh,
+                                       tanh_reference)
+from freenet.kernels.erf import erf, erf_reference, erfc, erfc_reference
+from freenet.kernels import correctly_rounded
 from freenet.kernels.gelu import gelu, gelu_backward, gelu_backward_reference, gelu_reference
 from freenet.kernels.conv import (conv2d_backward, conv2d_backward_bias, conv2d_backward_bias_reference,
                                   conv2d_backward_input, conv2d_backward_input_reference, conv2d_backward_weight,

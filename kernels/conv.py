@@ -57,6 +57,7 @@ import threading
 import numba
 import numpy as np
 
+from freenet.kernels.gemm import matmul_into
 from freenet.kernels.im2col import (col2im_cols, col2im_rows, cols_forward, im2col_cols, im2col_rows,
                                     pack_rows, store_rows, weight_rows, weight_taps, weight_untaps)
 from freenet.kernels.layout import channels_last, from_nhwc_rows, nhwc_rows
@@ -506,7 +507,7 @@ def _forward(x, nhwc, w, flip, bias, g, y, wq=None):
             h0, xv = _pack(x, g, unit, nhwc)
             for gi in range(g.G):
                 cols = _columns(x, g, unit, gi, h0, xv)
-                np.matmul(cols, wu[gi], out=out[:, gi * (k1 - k0):(gi + 1) * (k1 - k0)])
+                matmul_into(cols, wu[gi], out[:, gi * (k1 - k0):(gi + 1) * (k1 - k0)])
             if bias is not None:
                 out += bias[g.G * k0:g.G * k1]
 
@@ -826,8 +827,7 @@ def _wino_backward_weight(gy, gy_nhwc, x, x_nhwc, g, gw, bias):
                                _A[m][dt.type], u == 0, xs.reshape(nb, m * (a1 - a0) + 2, Wt, g.C),
                                _scratch("wt", a * Wt * g.C, dt), _planes("V", T, g.C, dt, P)[0],
                                gs.reshape(nb, m * (a1 - a0), m * tw, g.K), _scratch("wg", a * m * tw * g.K, dt),
-                               _planes("M", T, g.K, dt, P)[0],
-                               _scratch("tmp", P * g.K * g.C, dt).reshape(P, g.K, g.C), acc, bias_acc)
+                               _planes("M", T, g.K, dt, P)[0], acc, bias_acc)
                 continue
             T, _, V = _wino_input(x, x_nhwc, n0, n1, a0, a1, tw, m, g.ph, g.pw, dt)
             gs = _scratch("gs", nb * m * (a1 - a0) * m * tw * g.K, dt)
@@ -842,7 +842,7 @@ def _wino_backward_weight(gy, gy_nhwc, x, x_nhwc, g, gw, bias):
             gt, ht = _filter_scratch(g.C, dt, "acc", 3 * a)
             for j0 in range(k0, k1, kc):
                 j1 = min(j0 + kc, k1)
-                np.matmul(Gy[:, :, j0:j1].transpose(0, 2, 1), V, out=S[:, :j1 - j0])
+                matmul_into(Gy[:, :, j0:j1].transpose(0, 2, 1), V, S[:, :j1 - j0])
                 FILTER_GRAD[m](S3, G, j0, j1, gw, gt, ht)
         return acc, bias_acc
 
@@ -910,7 +910,7 @@ def _col_backward_input(gy, w, g, gx):
     def task(t):
         for n0, n1 in tasks[t]:
             cols = _scratch("cols", (n1 - n0) * Q * L, gx.dtype).reshape(n1 - n0, Q, L)
-            np.matmul(wt, gy3[n0:n1], out=cols)
+            matmul_into(wt, gy3[n0:n1], cols)
             col2im_cols(cols, n0, *_cols_args(g), _image_scratch(g, gx.dtype), gx)
 
     run_blocks(task, len(tasks))
@@ -934,7 +934,7 @@ def _col_backward_weight(gy, gy_nhwc, x, g, gw, bias):
             cols[:, Q:] = 1
             im2col_cols(x, n0, *_cols_args(g), _image_scratch(g, gw.dtype), cols)
             per_image = _scratch("tmp", nb * g.K * rows, gw.dtype).reshape(nb, g.K, rows)
-            np.matmul(gy3[n0:n1], cols.transpose(0, 2, 1), out=per_image)
+            matmul_into(gy3[n0:n1], cols.transpose(0, 2, 1), per_image)
             block = np.add.reduce(per_image, axis=0)  # image after image, in order
             if acc is None:
                 acc = block
@@ -1211,7 +1211,7 @@ def _backward_input_col2im(gy, w, g, gx):
             cols = _scratch("cols", b * L * Q, gx.dtype).reshape(b * L, Q)
             for gi in range(g.G):
                 ks = slice(gi * g.Kg, (gi + 1) * g.Kg)
-                np.matmul(rows[:, ks], wm[ks], out=cols)
+                matmul_into(rows[:, ks], wm[ks], cols)
                 col2im_rows(cols, 0, g.H, g.W, gi * g.Cg, g.Cg, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw,
                             g.dh, g.dw, 0, g.Ho, g.Wo, xv)
             store_rows(xv.reshape(b * g.H * g.W, g.C), gx3, n0 * g.H * g.W, 0, zero, False)
@@ -1275,13 +1275,13 @@ def _backward_weight(gy, x, g, dt, bias):
                 cols = _columns(x, g, unit, gi, h0, xv)
                 if plan.channel_split:  # the unit owns gw[k0:k1] (G == 1): the result, in place
                     m = _scratch("acc", kk * Q, dt).reshape(kk, Q)
-                    np.matmul(gv, cols, out=m)
+                    matmul_into(gv, cols, m)
                     weight_untaps(m, gw3[ks])
                 elif u == 0:
-                    np.matmul(gv, cols, out=acc[ks])
+                    matmul_into(gv, cols, acc[ks])
                 else:
                     tmp = _scratch("tmp", kk * Q, dt).reshape(kk, Q)
-                    np.matmul(gv, cols, out=tmp)
+                    matmul_into(gv, cols, tmp)
                     acc[ks] += tmp
         return acc
 

@@ -1,13 +1,14 @@
-"""Exact GELU, x * Phi(x), and its derivative. NumPy has no erf, so this one is a kernel.
+"""Exact GELU, x * Phi(x), and its derivative, with Phi(x) = erfc(-x / sqrt(2)) / 2.
 
-Computed in float64 and rounded to the input's dtype, so float32 results are correctly rounded
-up to libm's erf.
+Computed in float64 and rounded to the input's dtype, with freenet's own erfc and exp (no libm), so
+the bits are the same on every CPU; float32 results are correctly rounded but for rare near-ties.
 """
-
-import math
 
 import numpy as np
 from numba import njit
+
+from freenet.kernels.elementary import exp_square_f64
+from freenet.kernels.erf import erfc_f64
 
 _SQRT_HALF = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
@@ -16,18 +17,18 @@ _INV_SQRT_2PI = 0.3989422804014327
 def _gelu_flat(x, out):
     for i in range(x.size):
         v = np.float64(x[i])
-        out[i] = 0.5 * v * (1.0 + math.erf(v * _SQRT_HALF))
+        out[i] = v * (0.5 * erfc_f64(-v * _SQRT_HALF))
 
 
 def _gelu_backward_flat(x, g, out):
     for i in range(x.size):
         v = np.float64(x[i])
-        cdf = 0.5 * (1.0 + math.erf(v * _SQRT_HALF))
-        out[i] = g[i] * (cdf + v * _INV_SQRT_2PI * math.exp(-0.5 * v * v))
+        cdf = 0.5 * erfc_f64(-v * _SQRT_HALF)
+        out[i] = g[i] * (cdf + v * _INV_SQRT_2PI * exp_square_f64(v, -0.5))
 
 
-gelu_flat = njit(cache=True, nogil=True)(_gelu_flat)
-gelu_backward_flat = njit(cache=True, nogil=True)(_gelu_backward_flat)
+gelu_flat = njit(cache=True, nogil=True, error_model="numpy")(_gelu_flat)
+gelu_backward_flat = njit(cache=True, nogil=True, error_model="numpy")(_gelu_backward_flat)
 
 
 def gelu(x):
@@ -47,15 +48,16 @@ def gelu_backward(x, g):
     return out
 
 
-_erf = np.vectorize(math.erf, otypes=[np.float64])
-
-
 def gelu_reference(x):
+    from scipy.special import erfc
+
     v = np.asarray(x, dtype=np.float64)
-    return (0.5 * v * (1.0 + _erf(v * _SQRT_HALF))).astype(np.asarray(x).dtype)
+    return (v * (0.5 * erfc(-v * _SQRT_HALF))).astype(np.asarray(x).dtype)
 
 
 def gelu_backward_reference(x, g):
+    from scipy.special import erfc
+
     v = np.asarray(x, dtype=np.float64)
-    d = 0.5 * (1.0 + _erf(v * _SQRT_HALF)) + v * _INV_SQRT_2PI * np.exp(-0.5 * v * v)
+    d = 0.5 * erfc(-v * _SQRT_HALF) + v * _INV_SQRT_2PI * np.exp(-0.5 * v * v)
     return (np.asarray(g, dtype=np.float64) * d).astype(np.asarray(x).dtype)

@@ -1,5 +1,5 @@
 """Kernels said in LLVM IR vectors, where Numba's own loops leave speed behind: a register
-transpose, the products of small matrices and the Winograd filter transform.
+transpose and the Winograd filter transform (the GEMM's register tiles are in ``gemm.py``).
 
 ``transpose_block``: a copy LLVM does not vectorize by itself, a filter's taps copied into
 tap-major order (``winograd.wino_filter``).
@@ -11,13 +11,6 @@ of L values (one 64-byte vector each: L = 16 float32 or 8 float64), transposes t
 rounds of two-input shuffles (round j swaps bit j of the row and the column index) and stores the
 first ``n_out`` transposed rows where ``out_offsets`` says.
 
-``matmul_small``: C = A @ B for the small products of a Winograd unit at batch 1 (go9: 25 products
-of 9 x 64 by 64 x 32), where OpenBLAS's call overhead and blocking cost more than the arithmetic.
-C is cut into register tiles of up to MATMUL_ROWS rows by two vectors of columns; each tile
-sums its products over k in order, one fused multiply-add (``llvm.fma``: one rounding) at a time,
-starting from zero, and is stored once. Numba's loops cannot say a fused multiply-add without
-fastmath flags, and leave a vectorized loop at 256 bits where the IR vectors here are 512.
-
 Plain IR vectors: on a CPU without 512-bit vectors LLVM splits them into halves or quarters, with
 the same results. Under ``NUMBA_DISABLE_JIT=1`` both are Python loops.
 """
@@ -25,11 +18,9 @@ the same results. Under ``NUMBA_DISABLE_JIT=1`` both are Python loops.
 import llvmlite.ir as ir
 import numba
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
-
-MATMUL_ROWS = 5  # rows of a matmul_small register tile (x 2 vectors: 10 accumulators)
 
 
 def _round_masks(j, lanes):
@@ -180,107 +171,3 @@ def filter_block(G):
                 U2[xi, col + j] = value
 
     return block_python if numba.config.DISABLE_JIT else block
-
-
-def _matmul_tile(nvec):
-    """An intrinsic ``tile(A, B, C, r0, rows, n0)``: C[r0 + r, n0 + j] = sum over k of A[r0 + r, k]
-    B[k, n0 + j] for r < rows (1..MATMUL_ROWS) and j < nvec vectors, summed in order of k by fused
-    multiply-adds from zero. A, B, C: 2-d arrays of one float dtype, unit column stride."""
-
-    @intrinsic
-    def tile(typingctx, A, B, C, r0, rows, n0):
-        if not all(isinstance(t, types.Array) and t.ndim == 2 and t.dtype == A.dtype for t in (A, B, C)) \
-                or A.dtype not in (types.float32, types.float64):
-            return None
-        sig = types.void(A, B, C, r0, rows, n0)
-
-        def codegen(context, builder, signature, args):
-            i64 = ir.IntType(64)
-            vector, lanes = _vector(context, signature.args[0].dtype)
-            scalar_ptr = vector.element.as_pointer()
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3),
-                                                 f"llvm.fma.v{lanes}f{512 // lanes}")
-            arrays = [context.make_array(t)(context, builder, a) for t, a in zip(signature.args[:3], args[:3])]
-            row_strides = [cgutils.unpack_tuple(builder, a.strides, 2)[0] for a in arrays]
-            depth = cgutils.unpack_tuple(builder, arrays[0].shape, 2)[1]
-            r0_, rows_, n0_ = (context.cast(builder, args[k], signature.args[k], types.int64) for k in (3, 4, 5))
-
-            def at(which, row, col):  # &array[row, col]
-                base = builder.bitcast(arrays[which].data, ir.IntType(8).as_pointer())
-                start = builder.gep(base, [builder.mul(row, row_strides[which])])
-                return builder.gep(builder.bitcast(start, scalar_ptr), [col])
-
-            def const(v):
-                return ir.Constant(i64, v)
-
-            splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
-            end = builder.append_basic_block("tile.end")
-            switch = builder.switch(rows_, end)
-            for rows in range(1, MATMUL_ROWS + 1):
-                block = builder.append_basic_block(f"tile.rows{rows}")
-                switch.add_case(const(rows), block)
-                builder.position_at_end(block)
-                acc = [[cgutils.alloca_once(builder, vector) for _ in range(nvec)] for _ in range(rows)]
-                for cell in (c for row in acc for c in row):
-                    builder.store(ir.Constant(vector, None), cell)
-                a_rows = [at(0, builder.add(r0_, const(r)), const(0)) for r in range(rows)]
-                with cgutils.for_range(builder, depth) as loop:
-                    k = loop.index
-                    b_row = at(1, k, n0_)
-                    b = [builder.load(builder.bitcast(builder.gep(b_row, [const(v * lanes)]), vector.as_pointer()),
-                                      align=1) for v in range(nvec)]
-                    for r in range(rows):  # A[r0 + r, k] in every lane
-                        a = builder.load(builder.gep(a_rows[r], [k]))
-                        a = builder.insert_element(ir.Constant(vector, ir.Undefined), a, ir.Constant(ir.IntType(32), 0))
-                        a = builder.shuffle_vector(a, ir.Constant(vector, ir.Undefined), splat)
-                        for v in range(nvec):
-                            builder.store(builder.call(fma, [a, b[v], builder.load(acc[r][v])]), acc[r][v])
-                for r in range(rows):
-                    c_row = at(2, builder.add(r0_, const(r)), n0_)
-                    for v in range(nvec):
-                        pointer = builder.bitcast(builder.gep(c_row, [const(v * lanes)]), vector.as_pointer())
-                        builder.store(builder.load(acc[r][v]), pointer, align=1)
-                builder.branch(end)
-            builder.position_at_end(end)
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return tile
-
-
-_tile2 = _matmul_tile(2)  # (one vector wide: as many loop bodies again to compile, for K of 16, 48, ...)
-
-
-def _matmul_small(A, B, C):
-    """C = A @ B: A (M, K), B (K, N), C (M, N), float32 or float64, unit column strides, N a multiple
-    of two vectors (32 float32, 16 float64). The rows are cut into the fewest tiles of at most
-    MATMUL_ROWS, as even as can be, and the columns into pairs of vectors."""
-    M, N = C.shape
-    lanes = 64 // C.itemsize
-    tiles = (M + MATMUL_ROWS - 1) // MATMUL_ROWS
-    r0 = 0
-    for t in range(tiles):
-        rows = (M - r0) // (tiles - t)
-        for n0 in range(0, N, 2 * lanes):
-            _tile2(A, B, C, r0, rows, n0)
-        r0 += rows
-
-
-def _matmul_small_python(A, B, C):
-    for i in range(C.shape[0]):
-        for j in range(C.shape[1]):
-            s = C.dtype.type(0)
-            for k in range(A.shape[1]):
-                s = C.dtype.type(s + A[i, k] * B[k, j])  # (not fused: a Python loop for debugging)
-            C[i, j] = s
-
-
-# Called from compiled kernels; a Python loop when they run as Python.
-matmul_small = _matmul_small_python if numba.config.DISABLE_JIT else njit(cache=True, nogil=True)(_matmul_small)
-
-
-def matmul_small_reference(A, B):
-    """The NumPy twin of ``matmul_small``: A @ B in float64 (the kernel's single roundings per
-    multiply-add stay within K units in the last place of the sums of |A| |B|)."""
-    return A.astype(np.float64) @ B.astype(np.float64)

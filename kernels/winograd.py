@@ -35,11 +35,10 @@ over runs of (input, output) channel pairs, from and to copies of the taps in ta
 import numpy as np
 from numba import njit
 
-from freenet.kernels.simd import matmul_small, transpose_block
+from freenet.kernels.gemm import gemm_into
+from freenet.kernels.simd import transpose_block
 from freenet.kernels.spin import STAGED_SLOTS, post as post_job, served_by, spin_until, stage, staged
 from freenet.kernels.winograd_matrices import WINOGRAD  # noqa: F401 (m: (B^T, G, A^T))
-
-SMALL_PRODUCT_ROWS = 16  # the products of a unit of at most this many tiles: simd.matmul_small, not BLAS
 
 
 def _wino_pack(x, n0, n1, r0, ph, pw, out):
@@ -387,7 +386,7 @@ def _wino_unit(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, b
                relu, xs, wt, V, M, wo, out, c0):
     """One unit of the Winograd forward, start to finish without the GIL: pack the input rows of images
     [n0, n1) from row r0 (x NCHW, or channels-last (N, H, W, C) with ``nhwc``) into ``xs``, transform
-    them into the planes V, the (m + 2)^2 GEMMs M[xi] = V[xi] @ U[xi] (BLAS; U's planes may have more
+    them into the planes V, the (m + 2)^2 GEMMs M[xi] = V[xi] @ U[xi] (``gemm``; U's planes may have more
     rows than the C used), the output transform into columns [c0, c0 + K) of the pixel rows ``out``
     (output rows [oh0, oh1) of each image; K = U's width), then the bias, then the same columns of
     the rows ``res`` (with ``has_res``), then ReLU (with ``relu``; NaN stays NaN, as np.maximum). One call per
@@ -415,17 +414,10 @@ def _wino_unit(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, b
 
 def _wino_products(V, U, M, T):
     """The (m + 2)^2 GEMMs of a forward unit, M[xi, :T] = V[xi, :T] @ U[xi, :C] (U's planes may have
-    more rows than the C channels of V). Up to SMALL_PRODUCT_ROWS tiles, with whole pairs of vectors
-    of output channels, by ``simd.matmul_small``: go9-b1's 25 products of 9 x 64 by 64 x 32 took 11.6 us
-    instead of OpenBLAS's 13.8, 64 x 64 outputs 17.9 against 18.8; 25 tiles were even, 32 tiles
-    4-10% slower (an Intel Xeon host, one thread, medians). Else BLAS."""
+    more rows than the C channels of V), by ``gemm``."""
     C = V.shape[2]
-    if T <= SMALL_PRODUCT_ROWS and M.shape[2] % (128 // M.itemsize) == 0:
-        for xi in range(V.shape[0]):
-            matmul_small(V[xi, :T], U[xi, :C], M[xi, :T])
-    else:
-        for xi in range(V.shape[0]):
-            np.dot(V[xi, :T], U[xi, :C], M[xi, :T])
+    for xi in range(V.shape[0]):
+        gemm_into(V[xi, :T], U[xi, :C], M[xi, :T], False)
 
 
 def _wino_split_unit(w, flip, o0, o1, G, gt, ht, transform, x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT,
@@ -483,10 +475,10 @@ def _stage_split(mailbox, helper, tag, x, w, bias, U, res, out):
 
 
 def _wino_grad_unit(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, first,
-                    xs, wt, V, gs, wg, G, tmp, acc, bias_acc):
+                    xs, wt, V, gs, wg, G, acc, bias_acc):
     """One unit of the Winograd weight gradient without the GIL: the input tiles V = B^T d B and the
     gradient tiles G = A gy A^T of images [n0, n1) from tile row r0 / m, then for each plane
-    acc[xi] = G[xi]^T V[xi] (``first``) or acc[xi] += G[xi]^T V[xi] (through ``tmp``).
+    acc[xi] = G[xi]^T V[xi] (``first``) or acc[xi] += G[xi]^T V[xi] (each sum's chain carried on).
 
     With a non-empty ``bias_acc`` (K,), float64, it also adds gy's sum over the unit's pixels (the
     bias gradient): row 1 of A is all ones (the point 1), so plane (1, 1) of each G tile is the sum
@@ -501,17 +493,7 @@ def _wino_grad_unit(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A,
             for k in range(bias_acc.shape[0]):
                 bias_acc[k] += np.float64(plane[t, k])
     for xi in range(V.shape[0]):
-        if first:
-            np.dot(G[xi, :T].T, V[xi, :T], acc[xi])
-        else:
-            np.dot(G[xi, :T].T, V[xi, :T], tmp[xi])
-            a2 = acc[xi]
-            t2 = tmp[xi]
-            for k in range(a2.shape[0]):
-                ar = a2[k]
-                tr = t2[k]
-                for c in range(ar.shape[0]):
-                    ar[c] += tr[c]
+        gemm_into(G[xi, :T].T, V[xi, :T], acc[xi], not first)
 
 
 def _wino_grad_split_unit(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, G, k0, k1, xs, wt, V, gs,
@@ -539,7 +521,7 @@ def _wino_grad_split_unit(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, 
             for k in range(kk):
                 bias_acc[k] += np.float64(plane[t, k])
     for xi in range(V.shape[0]):
-        np.dot(Gk[xi, :T].T, V[xi, :T], S[xi, :kk])
+        gemm_into(Gk[xi, :T].T, V[xi, :T], S[xi, :kk], False)
     wino_filter_grad(S, G, k0, k1, gw, gt, ht)
 
 

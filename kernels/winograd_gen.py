@@ -49,6 +49,7 @@ WINO_GRAD_SPLIT_UNIT.
 import numpy as np
 from numba import njit
 
+from freenet.kernels.gemm import gemm_into
 from freenet.kernels.simd import filter_block
 from freenet.kernels.spin import STAGED_SLOTS, post as post_job, served_by, spin_until, staged
 from freenet.kernels.winograd import taps_by_tap, taps_flipped, wino_pack_any, wino_products

@@ -14,6 +14,7 @@ WINO_GRAD_SPLIT_UNIT.
 import numpy as np
 from numba import njit
 
+from freenet.kernels.gemm import gemm_into
 from freenet.kernels.simd import filter_block
 from freenet.kernels.spin import STAGED_SLOTS, post as post_job, served_by, spin_until, staged
 from freenet.kernels.winograd import taps_by_tap, taps_flipped, wino_pack_any, wino_products
@@ -213,7 +214,7 @@ def unit_2(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias,
            relu, xs, wt, V, M, wo, out, c0):
     """One unit of the Winograd forward, start to finish without the GIL: pack the input rows of images
     [n0, n1) from row r0 (x NCHW, or channels-last (N, H, W, C) with ``nhwc``) into ``xs``, transform
-    them into the planes V, the (m + 2)^2 GEMMs M[xi] = V[xi] @ U[xi] (BLAS; U's planes may have more
+    them into the planes V, the (m + 2)^2 GEMMs M[xi] = V[xi] @ U[xi] (``gemm``; U's planes may have more
     rows than the C used), the output transform into columns [c0, c0 + K) of the pixel rows ``out``
     (output rows [oh0, oh1) of each image; K = U's width), then the bias, then the same columns of
     the rows ``res`` (with ``has_res``), then ReLU (with ``relu``; NaN stays NaN, as np.maximum). One call per
@@ -281,10 +282,10 @@ def split_unit_2(w, flip, o0, o1, G, gt, ht, transform, x, nhwc, n0, n1, r0, ph,
 
 
 def grad_unit_2(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, first,
-                xs, wt, V, gs, wg, G, tmp, acc, bias_acc):
+                xs, wt, V, gs, wg, G, acc, bias_acc):
     """One unit of the Winograd weight gradient without the GIL: the input tiles V = B^T d B and the
     gradient tiles G = A gy A^T of images [n0, n1) from tile row r0 / m, then for each plane
-    acc[xi] = G[xi]^T V[xi] (``first``) or acc[xi] += G[xi]^T V[xi] (through ``tmp``).
+    acc[xi] = G[xi]^T V[xi] (``first``) or acc[xi] += G[xi]^T V[xi] (each sum's chain carried on).
 
     With a non-empty ``bias_acc`` (K,), float64, it also adds gy's sum over the unit's pixels (the
     bias gradient): row 1 of A is all ones (the point 1), so plane (1, 1) of each G tile is the sum
@@ -299,17 +300,7 @@ def grad_unit_2(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, fir
             for k in range(bias_acc.shape[0]):
                 bias_acc[k] += np.float64(plane[t, k])
     for xi in range(V.shape[0]):
-        if first:
-            np.dot(G[xi, :T].T, V[xi, :T], acc[xi])
-        else:
-            np.dot(G[xi, :T].T, V[xi, :T], tmp[xi])
-            a2 = acc[xi]
-            t2 = tmp[xi]
-            for k in range(a2.shape[0]):
-                ar = a2[k]
-                tr = t2[k]
-                for c in range(ar.shape[0]):
-                    ar[c] += tr[c]
+        gemm_into(G[xi, :T].T, V[xi, :T], acc[xi], not first)
 
 
 def grad_split_unit_2(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, G, k0, k1, xs, wt, V, gs,
@@ -337,7 +328,7 @@ def grad_split_unit_2(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, 
             for k in range(kk):
                 bias_acc[k] += np.float64(plane[t, k])
     for xi in range(V.shape[0]):
-        np.dot(Gk[xi, :T].T, V[xi, :T], S[xi, :kk])
+        gemm_into(Gk[xi, :T].T, V[xi, :T], S[xi, :kk], False)
     filter_grad_2(S, G, k0, k1, gw, gt, ht)
 
 
@@ -565,7 +556,7 @@ def unit_3(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias,
            relu, xs, wt, V, M, wo, out, c0):
     """One unit of the Winograd forward, start to finish without the GIL: pack the input rows of images
     [n0, n1) from row r0 (x NCHW, or channels-last (N, H, W, C) with ``nhwc``) into ``xs``, transform
-    them into the planes V, the (m + 2)^2 GEMMs M[xi] = V[xi] @ U[xi] (BLAS; U's planes may have more
+    them into the planes V, the (m + 2)^2 GEMMs M[xi] = V[xi] @ U[xi] (``gemm``; U's planes may have more
     rows than the C used), the output transform into columns [c0, c0 + K) of the pixel rows ``out``
     (output rows [oh0, oh1) of each image; K = U's width), then the bias, then the same columns of
     the rows ``res`` (with ``has_res``), then ReLU (with ``relu``; NaN stays NaN, as np.maximum). One call per
@@ -633,10 +624,10 @@ def split_unit_3(w, flip, o0, o1, G, gt, ht, transform, x, nhwc, n0, n1, r0, ph,
 
 
 def grad_unit_3(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, first,
-                xs, wt, V, gs, wg, G, tmp, acc, bias_acc):
+                xs, wt, V, gs, wg, G, acc, bias_acc):
     """One unit of the Winograd weight gradient without the GIL: the input tiles V = B^T d B and the
     gradient tiles G = A gy A^T of images [n0, n1) from tile row r0 / m, then for each plane
-    acc[xi] = G[xi]^T V[xi] (``first``) or acc[xi] += G[xi]^T V[xi] (through ``tmp``).
+    acc[xi] = G[xi]^T V[xi] (``first``) or acc[xi] += G[xi]^T V[xi] (each sum's chain carried on).
 
     With a non-empty ``bias_acc`` (K,), float64, it also adds gy's sum over the unit's pixels (the
     bias gradient): row 1 of A is all ones (the point 1), so plane (1, 1) of each G tile is the sum
@@ -651,17 +642,7 @@ def grad_unit_3(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, fir
             for k in range(bias_acc.shape[0]):
                 bias_acc[k] += np.float64(plane[t, k])
     for xi in range(V.shape[0]):
-        if first:
-            np.dot(G[xi, :T].T, V[xi, :T], acc[xi])
-        else:
-            np.dot(G[xi, :T].T, V[xi, :T], tmp[xi])
-            a2 = acc[xi]
-            t2 = tmp[xi]
-            for k in range(a2.shape[0]):
-                ar = a2[k]
-                tr = t2[k]
-                for c in range(ar.shape[0]):
-                    ar[c] += tr[c]
+        gemm_into(G[xi, :T].T, V[xi, :T], acc[xi], not first)
 
 
 def grad_split_unit_3(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, G, k0, k1, xs, wt, V, gs,
@@ -689,7 +670,7 @@ def grad_split_unit_3(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, 
             for k in range(kk):
                 bias_acc[k] += np.float64(plane[t, k])
     for xi in range(V.shape[0]):
-        np.dot(Gk[xi, :T].T, V[xi, :T], S[xi, :kk])
+        gemm_into(Gk[xi, :T].T, V[xi, :T], S[xi, :kk], False)
     filter_grad_3(S, G, k0, k1, gw, gt, ht)
 
 
@@ -949,7 +930,7 @@ def unit_4(x, nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, U, AT, oh0, oh1, Wo, bias,
            relu, xs, wt, V, M, wo, out, c0):
     """One unit of the Winograd forward, start to finish without the GIL: pack the input rows of images
     [n0, n1) from row r0 (x NCHW, or channels-last (N, H, W, C) with ``nhwc``) into ``xs``, transform
-    them into the planes V, the (m + 2)^2 GEMMs M[xi] = V[xi] @ U[xi] (BLAS; U's planes may have more
+    them into the planes V, the (m + 2)^2 GEMMs M[xi] = V[xi] @ U[xi] (``gemm``; U's planes may have more
     rows than the C used), the output transform into columns [c0, c0 + K) of the pixel rows ``out``
     (output rows [oh0, oh1) of each image; K = U's width), then the bias, then the same columns of
     the rows ``res`` (with ``has_res``), then ReLU (with ``relu``; NaN stays NaN, as np.maximum). One call per
@@ -1017,10 +998,10 @@ def split_unit_4(w, flip, o0, o1, G, gt, ht, transform, x, nhwc, n0, n1, r0, ph,
 
 
 def grad_unit_4(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, first,
-                xs, wt, V, gs, wg, G, tmp, acc, bias_acc):
+                xs, wt, V, gs, wg, G, acc, bias_acc):
     """One unit of the Winograd weight gradient without the GIL: the input tiles V = B^T d B and the
     gradient tiles G = A gy A^T of images [n0, n1) from tile row r0 / m, then for each plane
-    acc[xi] = G[xi]^T V[xi] (``first``) or acc[xi] += G[xi]^T V[xi] (through ``tmp``).
+    acc[xi] = G[xi]^T V[xi] (``first``) or acc[xi] += G[xi]^T V[xi] (each sum's chain carried on).
 
     With a non-empty ``bias_acc`` (K,), float64, it also adds gy's sum over the unit's pixels (the
     bias gradient): row 1 of A is all ones (the point 1), so plane (1, 1) of each G tile is the sum
@@ -1035,17 +1016,7 @@ def grad_unit_4(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, fir
             for k in range(bias_acc.shape[0]):
                 bias_acc[k] += np.float64(plane[t, k])
     for xi in range(V.shape[0]):
-        if first:
-            np.dot(G[xi, :T].T, V[xi, :T], acc[xi])
-        else:
-            np.dot(G[xi, :T].T, V[xi, :T], tmp[xi])
-            a2 = acc[xi]
-            t2 = tmp[xi]
-            for k in range(a2.shape[0]):
-                ar = a2[k]
-                tr = t2[k]
-                for c in range(ar.shape[0]):
-                    ar[c] += tr[c]
+        gemm_into(G[xi, :T].T, V[xi, :T], acc[xi], not first)
 
 
 def grad_split_unit_4(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, A, G, k0, k1, xs, wt, V, gs,
@@ -1073,7 +1044,7 @@ def grad_split_unit_4(x, x_nhwc, gy, gy_nhwc, n0, n1, r0, ph, pw, m, tw, T, BT, 
             for k in range(kk):
                 bias_acc[k] += np.float64(plane[t, k])
     for xi in range(V.shape[0]):
-        np.dot(Gk[xi, :T].T, V[xi, :T], S[xi, :kk])
+        gemm_into(Gk[xi, :T].T, V[xi, :T], S[xi, :kk], False)
     filter_grad_4(S, G, k0, k1, gw, gt, ht)
 
 

@@ -12,6 +12,7 @@ import pytest
 import freenet as fn
 from freenet.checkpoint import Checkpointer
 from freenet.cli import main
+from freenet.kernels import settings
 from freenet.recipes import mnist
 
 QUIET = dict(progress=False, log=lambda *a: None)
@@ -73,6 +74,18 @@ def test_resume_refuses_an_empty_folder_and_another_recipe(tmp_path):
     mnist.train(mnist.Recipe(epochs=1, max_steps=2, seed=1), checkpoint_every=2, checkpoint_dir=tmp_path, **QUIET)
     with pytest.raises(fn.FreenetError, match="made by another recipe"):
         mnist.train(mnist.Recipe(epochs=1, max_steps=2, seed=2), resume=tmp_path, **QUIET)
+
+
+def test_resume_refuses_another_matmul_path(tmp_path):
+    """A run's weights come from one matmul path: resuming with the other would mix them."""
+    recipe = mnist.Recipe(epochs=1, max_steps=4, seed=1)
+    mnist.train(recipe, checkpoint_every=2, checkpoint_dir=tmp_path, **QUIET)
+    old = settings.set_matmul_path("blas")
+    try:
+        with pytest.raises(fn.FreenetError, match="matmul path, not blas; resume with FREENET_MATMUL=freenet"):
+            mnist.train(recipe, resume=tmp_path, **QUIET)
+    finally:
+        settings.set_matmul_path(old)
 
 
 def test_cli_checkpoint_and_resume(tmp_path, capsys):

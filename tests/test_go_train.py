@@ -16,6 +16,7 @@ from freenet.go.net import Evaluator, load_net, new_net
 from freenet.go.selfplay import SelfPlayConfig, load_games, play_games, save_games
 from freenet.go.sgf import game_to_sgf, read_sgf
 from freenet.go.train import ReplayBuffer, TrainConfig, game_positions, selfplay_loop, supervised_loop
+from freenet.kernels import settings
 
 TINY = dict(size=5, blocks=1, filters=4)
 SP = dict(playouts=8, parallel=3, batch=4)
@@ -98,6 +99,12 @@ def test_selfplay_loop_resumes_to_the_same_net(tmp_path):
                         selfplay=dict(SP))
     with pytest.raises(FreenetError, match="other settings"):
         selfplay_loop(str(resumed), other, 4, progress=False, log=lambda *a: None)
+    old = settings.set_matmul_path("blas")
+    try:
+        with pytest.raises(FreenetError, match="trained with the freenet matmul path, not blas"):
+            selfplay_loop(str(resumed), config, 4, progress=False, log=lambda *a: None)
+    finally:
+        settings.set_matmul_path(old)
 
 
 def test_sgf_round_trip_and_bad_records():

@@ -1,7 +1,6 @@
-"""The register transpose (``simd.transpose_block``) and the small products (``simd.matmul_small``)
-against their NumPy twins, the filter-tap copies built on the transpose (``winograd.taps_by_tap``,
-``taps_flipped``) against plain loops, and the Python forms of the IR kernels (under
-NUMBA_DISABLE_JIT). The filter transform in registers (``filter_block``) is held to the generic
+"""The register transpose (``simd.transpose_block``) against its NumPy twin, the filter-tap copies
+built on it (``winograd.taps_by_tap``, ``taps_flipped``) against plain loops, and the Python forms
+of the IR kernels (under NUMBA_DISABLE_JIT). The filter transform in registers (``filter_block``) is held to the generic
 Winograd loops bit for bit in test_kernel_conv.py."""
 
 import os
@@ -85,48 +84,6 @@ def test_filter_taps_take_the_register_blocks():
         (_flipped if flip else _by_tap)(w2, o0, 32, i0, i1, want)
         (winograd.taps_flipped if flip else winograd.taps_by_tap)(w2, o0, 32, i0, i1, got, np.empty(16, np.int64))
         assert got.tobytes() == want.tobytes()
-
-
-@njit
-def _matmul(A, B, C):  # as the Winograd units call it
-    simd.matmul_small(A, B, C)
-
-
-@given(dtype=st.sampled_from([np.float32, np.float64]), data=st.data())
-def test_matmul_small_matches_reference(dtype, data):
-    """Every row count (whole register tiles and the rest), one to three pairs of vectors of columns,
-    rows of A, B and C apart by more than their length (views into wider arrays): within the rounding of
-    one fused multiply-add per term of the float64 product, and nothing written outside C."""
-    lanes = 64 // np.dtype(dtype).itemsize
-    M = data.draw(st.integers(1, 3 * simd.MATMUL_ROWS + 2))
-    K = data.draw(st.integers(1, 70))
-    N = 2 * lanes * data.draw(st.integers(1, 3))
-    pad = data.draw(st.integers(0, 3))
-    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
-    A = rng.standard_normal((M, K + pad)).astype(dtype)[:, pad:]
-    B = rng.standard_normal((K, N + pad)).astype(dtype)[:, :N]
-    out = np.full((M + 2, N + pad), -7, dtype)
-    C = out[1:M + 1, :N]
-    _matmul(A, B, C)
-    want = simd.matmul_small_reference(A, B)
-    bound = K * np.finfo(dtype).eps * (np.abs(A).astype(np.float64) @ np.abs(B).astype(np.float64))
-    assert (np.abs(C - want) <= bound).all()
-    untouched = np.ones(out.shape, bool)
-    untouched[1:M + 1, :N] = False
-    assert (out[untouched] == -7).all()
-
-
-@given(dtype=st.sampled_from([np.float32, np.float64]), M=st.integers(1, 12), K=st.integers(1, 40))
-def test_matmul_small_is_exact_on_small_integers(dtype, M, K):
-    """Products and sums of small integers are exact in any order: the kernel must give the
-    reference's values exactly (a wrong row, column or term would show)."""
-    lanes = 64 // np.dtype(dtype).itemsize
-    rng = np.random.default_rng(M * 100 + K)
-    A = rng.integers(-8, 9, (M, K)).astype(dtype)
-    B = rng.integers(-8, 9, (K, 4 * lanes)).astype(dtype)
-    C = np.empty((M, B.shape[1]), dtype)
-    _matmul(A, B, C)
-    assert np.array_equal(C, simd.matmul_small_reference(A, B))
 
 
 _PYTHON_KERNELS = """

@@ -14,6 +14,7 @@ import pytest
 import freenet as fn
 from freenet import provenance
 from freenet.cli import main
+from freenet.kernels import settings
 from freenet.recipes import mnist
 
 QUIET = dict(progress=False, log=lambda *a: None)
@@ -56,7 +57,8 @@ def test_record_has_everything_the_issue_asks_for(model_file):
     assert len(record["code"]["freenet_source_sha256"]) == 64
     assert record["data"]["license"] == "CC-BY-SA-3.0" and len(record["data"]["files"]) == 2
     env = record["environment"]
-    assert {"python", "numpy", "numba", "blas", "cpu_isa", "freenet_threads"} <= env.keys()
+    assert {"python", "numpy", "numba", "blas", "cpu_isa", "cpu", "freenet_threads"} <= env.keys()
+    assert env["cpu"] == provenance.cpu_identity() and record["reproducibility"]["class"] in ("x86-64-fma", "same-cpu")
     assert record["license"] == "CC-BY-SA-3.0" and "test_accuracy" in record["metrics"]
     assert record["weights_sha256"] == fn.serialize.weights_sha256(fn.load(model_file))
 
@@ -248,3 +250,221 @@ def test_go_supervised_training_records_its_sgf_files(tmp_path, capsys):
     capsys.readouterr()
     assert main(["reproduce", str(run / "net.safetensors"), "--quiet"]) == 2
     assert "a.sgf differ" in capsys.readouterr().err
+
+
+# -- reproducibility classes ------------------------------------------------------------------------------
+
+EPYC = {"name": "AMD EPYC", "vendor": "AuthenticAMD", "family": 25, "model": 1}
+XEON = {"name": "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", "vendor": "GenuineIntel", "family": 6, "model": 106}
+SOURCE = "a" * 64
+
+
+@pytest.fixture
+def matmul_path():
+    """``settings.set_matmul_path``, with the path in force restored after the test."""
+    previous = settings.matmul_path()
+    yield settings.set_matmul_path
+    settings.set_matmul_path(previous)
+
+
+def _machine(**changes):
+    return {"arch": "x86_64", "x86_64": True, "fma": True, "cpu": EPYC, "numpy": "2.0.0", "numba": "0.60.0",
+            "freenet_source_sha256": SOURCE, **changes}
+
+
+def _record_of(reproducibility, **environment):
+    record = {"code": {"freenet_source_sha256": SOURCE},
+              "environment": {"numpy": "2.0.0", "numba": "0.60.0", "cpu_isa": "x86-64-v3", **environment}}
+    if reproducibility is not None:
+        record["reproducibility"] = reproducibility
+    return record
+
+
+def test_a_fresh_record_names_the_class_of_its_matmul_path(matmul_path):
+    state = {"w": fn.tensor(np.ones((2, 2), np.float32))}
+    here = provenance.this_machine()
+    for path in ("freenet", "blas"):
+        matmul_path(path)
+        record = provenance.make_record(recipe="mnist", params={}, architecture={}, data={}, metrics={},
+                                        license="MIT", state_dict=state)
+        if path == "blas":
+            assert record["reproducibility"] == {"class": "same-cpu", "matmul": "blas", "cpu": here["cpu"]}
+        elif here["fma"]:  # the tested machines: x86-64 with AVX2 and FMA
+            assert record["reproducibility"] == {"class": "x86-64-fma", "matmul": "freenet"}
+        else:
+            assert record["reproducibility"]["class"] == "same-cpu" and "reason" in record["reproducibility"]
+        assert json.loads(json.dumps(record)) == record
+    assert here["cpu"]["name"] == record["environment"]["cpu"]["name"]
+
+
+def test_untested_hosts_give_same_cpu_records():
+    arm = provenance.reproducibility("freenet", _machine(arch="aarch64", x86_64=False, fma=False, cpu={"name": "N1"}))
+    assert arm == {"class": "same-cpu", "matmul": "freenet", "cpu": {"name": "N1"},
+                   "reason": "trained on aarch64, not x86-64: freenet is bitwise-tested on x86-64 with FMA only"}
+    old_x86 = provenance.reproducibility("freenet", _machine(fma=False))
+    assert old_x86["class"] == "same-cpu" and "x86-64 without FMA" in old_x86["reason"]
+    assert provenance.reproducibility("freenet", _machine()) == {"class": "x86-64-fma", "matmul": "freenet"}
+
+
+def test_training_commands_warn_only_on_the_blas_path(matmul_path):
+    matmul_path("blas")
+    notice = provenance.training_notice()
+    assert "reproducible on this CPU model only" in notice and provenance.cpu_identity()["name"] in notice
+    matmul_path("freenet")
+    assert (provenance.training_notice() is None) == provenance.this_machine()["fma"]
+
+
+BLAS_ON_EPYC = {"class": "same-cpu", "matmul": "blas", "cpu": EPYC}
+FMA = {"class": "x86-64-fma", "matmul": "freenet"}
+MISMATCHES = {  # record, machine here -> expected here, words the explanation must have
+    "blas-other-cpu": (_record_of(BLAS_ON_EPYC), _machine(cpu=XEON), "no",
+                       ["trained on the OpenBLAS fast path", "only reproducible on AMD EPYC (AuthenticAMD family 25 "
+                        "model 1)", "this CPU is Intel(R) Xeon(R)", "not evidence of tampering"]),
+    "blas-unknown-cpu": (_record_of(BLAS_ON_EPYC), _machine(cpu={"name": None, "vendor": None, "family": None,
+                                                                   "model": None}), "no",
+                         ["trained on the OpenBLAS fast path", "this CPU's model is unknown",
+                          "not evidence of tampering"]),
+    "blas-cpu-not-recorded": (_record_of({"class": "same-cpu", "matmul": "blas"}), _machine(), "no",
+                              ["only reproducible on its training CPU model, which the record does not name",
+                               "this CPU cannot be compared with it"]),
+    "arm-record-on-x86": (_record_of(provenance.reproducibility("freenet", _machine(
+                              arch="aarch64", x86_64=False, fma=False, cpu={"name": "Neoverse-N1"}))), _machine(), "no",
+                          ["trained on an untested machine (trained on aarch64, not x86-64",
+                           "only reproducible on Neoverse-N1", "this CPU is AMD EPYC", "not evidence of tampering"]),
+    "fma-on-arm": (_record_of(FMA), _machine(arch="aarch64", x86_64=False, fma=False), "no",
+                   ["bitwise on x86-64 CPUs with FMA", "this machine is aarch64, not x86-64", "untested"]),
+    "fma-without-fma": (_record_of(FMA), _machine(fma=False), "no", ["this machine is x86-64 without FMA"]),
+    "other-code": (_record_of(FMA), _machine(freenet_source_sha256="b" * 64), "not guaranteed",
+                   ["the freenet source here differs from the recorded one", "--extract-source"]),
+    "other-numpy": (_record_of(FMA, numpy="1.26.4"), _machine(), "not guaranteed",
+                    ["NumPy is 2.0.0 here and was 1.26.4 for the record", "same package versions"]),
+    "before-classes": (_record_of(None), _machine(), "not guaranteed",
+                       ["made before reproducibility classes", "OpenBLAS", "x86-64-v3"]),
+    "blas-same-cpu": (_record_of(BLAS_ON_EPYC), _machine(cpu=dict(EPYC, name="AMD EPYC 7R13 Processor")), "yes",
+                      ["should have matched", "freenet bug"]),
+    "fma-here-too": (_record_of(FMA), _machine(cpu=XEON), "yes", ["should have matched", "freenet bug"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MISMATCHES))
+def test_explain_mismatch_says_why(case):
+    record, here, expected, words = MISMATCHES[case]
+    assert provenance.expected_here(record, here)[0] == expected
+    text = provenance.explain_mismatch(record, here)
+    for w in words:
+        assert w in text, (w, text)
+    assert ("not evidence of tampering" in text) == (expected == "no")
+
+
+def test_same_cpu_model_compares_vendor_family_and_model():
+    assert provenance.same_cpu_model(EPYC, dict(EPYC, name="AMD EPYC 9R14"))  # names vary between VMs
+    assert provenance.same_cpu_model(EPYC, dict(EPYC, model=17)) is False
+    assert provenance.same_cpu_model({"name": "N1"}, {"name": "N1"})
+    assert not provenance.same_cpu_model({"name": "N1"}, {"name": "A72"})
+    assert provenance.same_cpu_model({}, EPYC) is None and provenance.same_cpu_model("garbage", EPYC) is None
+
+
+def _set_reproducibility(value):
+    def edit(m):
+        record = json.loads(m[provenance.RECORD_KEY])
+        if value is _DROP:
+            del record["reproducibility"]
+        else:
+            record["reproducibility"] = value
+        m[provenance.RECORD_KEY] = json.dumps(record)
+    return edit
+
+
+_DROP = object()
+BAD_REPRODUCIBILITY = {  # value -> what inspect shows and reproduce's error names
+    "string": ("x86-64-fma", "malformed: a JSON string, not an object"),
+    "list": (["x86-64-fma", "freenet"], "malformed: a JSON array, not an object"),
+    "null": (None, "malformed: a JSON null, not an object"),
+    "unknown-class": ({"class": "xyz", "matmul": "freenet"},
+                      "unknown class 'xyz' (this freenet knows x86-64-fma, same-cpu)"),
+    "no-class": ({"matmul": "freenet"}, "unknown class None (this freenet knows x86-64-fma, same-cpu)"),
+    "unknown-path": ({"class": "x86-64-fma", "matmul": "cublas"},
+                     "unknown matmul path 'cublas' (this freenet knows freenet, blas)"),
+    "unhashable-path": ({"class": "same-cpu", "matmul": ["blas"]},
+                        "unknown matmul path ['blas'] (this freenet knows freenet, blas)"),
+    "contradiction": ({"class": "x86-64-fma", "matmul": "blas"},
+                      "malformed: class 'x86-64-fma' with matmul path 'blas'"),
+    "cpu-string": ({"class": "same-cpu", "matmul": "blas", "cpu": "EPYC"},
+                   "malformed: its cpu is a JSON string, not an object"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_REPRODUCIBILITY))
+def test_bad_reproducibility_is_shown_by_inspect_and_refused_by_reproduce(case, model_file, tmp_path, capsys):
+    value, message = BAD_REPRODUCIBILITY[case]
+    bad = _rewrite(model_file, tmp_path / "bad.safetensors", _set_reproducibility(value))
+    assert main(["inspect", str(bad)]) == 0  # the weights still match; the line says what is wrong
+    out = capsys.readouterr().out
+    assert f"  reproducible {message}" in out and "verdict: Free Model" in out
+    assert main(["inspect", str(bad), "--json"]) == 0
+    checks = json.loads(capsys.readouterr().out)["checks"]
+    assert checks["reproducibility_understood"] is False and checks["reproducible"].startswith(message)
+    assert main(["reproduce", str(bad), "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"freenet: error: {bad}: the record's reproducibility: {message}")
+    assert "Traceback" not in captured.err and captured.out == ""  # refused before training
+
+
+def test_inspect_shows_the_class(model_file, tmp_path, capsys, matmul_path):
+    assert main(["inspect", str(model_file)]) == 0
+    line = provenance.describe_reproducibility(provenance.read_record(model_file)["reproducibility"])
+    assert f"  reproducible {line}\n" in capsys.readouterr().out
+    record = {"class": "same-cpu", "matmul": "blas", "cpu": EPYC}
+    blas = _rewrite(model_file, tmp_path / "b.safetensors", _set_reproducibility(record))
+    assert main(["inspect", str(blas)]) == 0
+    assert ("  reproducible same CPU model only: AMD EPYC (AuthenticAMD family 25 model 1) (OpenBLAS fast path)\n"
+            in capsys.readouterr().out)
+    fma = _rewrite(model_file, tmp_path / "f.safetensors", _set_reproducibility(FMA))
+    assert main(["inspect", str(fma)]) == 0
+    assert "  reproducible bitwise on every x86-64 CPU with FMA (freenet GEMM)\n" in capsys.readouterr().out
+    old = _rewrite(model_file, tmp_path / "o.safetensors", _set_reproducibility(_DROP))
+    assert main(["inspect", str(old)]) == 0
+    assert "  reproducible unknown: made before reproducibility classes\n" in capsys.readouterr().out
+
+
+def test_reproduce_trains_with_the_recorded_matmul_path(tmp_path, capsys, matmul_path, monkeypatch):
+    """A model trained on the blas path reproduces with the freenet path in force (and the other way
+    round), and the path in force is back afterwards."""
+    paths_seen = []
+    real_train = mnist.train
+
+    def train(*args, **kwargs):
+        paths_seen.append(settings.matmul_path())
+        return real_train(*args, **kwargs)
+
+    for recorded, in_force in (("blas", "freenet"), ("freenet", "blas")):
+        matmul_path(recorded)
+        path = tmp_path / f"{recorded}.safetensors"
+        _model_file(path, mnist.Recipe(epochs=1, max_steps=2, seed=7), embed=False)
+        assert provenance.read_record(path)["reproducibility"]["matmul"] == recorded
+        matmul_path(in_force)
+        monkeypatch.setattr(mnist, "train", train)
+        status = main(["reproduce", str(path), "--quiet"])
+        monkeypatch.setattr(mnist, "train", real_train)
+        out = capsys.readouterr().out
+        assert f"training with the {recorded} matmul path, as recorded" in out
+        assert paths_seen.pop() == recorded
+        assert settings.matmul_path() == in_force
+        assert status == 0 and "bit-identical: reproduced" in out, out
+
+
+def test_reproduce_of_a_record_without_a_class_uses_the_path_in_force(model_file, tmp_path, capsys):
+    old = _rewrite(model_file, tmp_path / "o.safetensors", _set_reproducibility(_DROP))
+    main(["reproduce", str(old), "--quiet"])
+    out = capsys.readouterr().out
+    assert "recorded class: unknown: made before reproducibility classes" in out
+    assert f"training with the {settings.matmul_path()} matmul path\n" in out
+    expected = out.split("bitwise match expected here: ")[1].split("\n")[0]
+    assert expected.startswith("not guaranteed (") and "the record predates reproducibility classes" in expected
+
+
+def test_inspect_reads_a_model_made_before_reproducibility_classes(capsys):
+    shipped = os.path.join(os.path.dirname(__file__), "..", "docs", "go-match", "net-9x9-6x64-gnugo5.safetensors")
+    assert "reproducibility" not in provenance.read_record(shipped)
+    assert main(["inspect", shipped]) == 0
+    assert "  reproducible unknown: made before reproducibility classes\n" in capsys.readouterr().out

@@ -305,9 +305,13 @@ def run_selfplay(args):
 
 
 def run_train(args):
+    from freenet import provenance
     from freenet.go.train import TrainConfig, selfplay_loop, supervised_loop
 
     set_threads(args.threads)
+    notice = provenance.training_notice()
+    if notice:
+        print(notice)
     sp = _selfplay_config(args, args.size).as_dict()
     config = TrainConfig(size=args.size, blocks=args.blocks, filters=args.filters, seed=args.seed,
                          games_per_generation=args.games, window=args.window, steps_per_generation=args.steps,

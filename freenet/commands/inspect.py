@@ -30,11 +30,15 @@ def inspect_file(path):
         _, members = provenance.archive_members(archive)
         files = len(members)
     verdict, reason = provenance.classify(record, archive is not None)
+    # Shown, not raised: the rest of the file is worth seeing, and a newer freenet may know more classes.
+    problem = provenance.reproducibility_problem(record["reproducibility"]) if "reproducibility" in record else None
+    reproducible = problem or provenance.describe_reproducibility(record.get("reproducibility"))
     return {"file": os.fspath(path), "record": record,
             "checks": {"weights_sha256": actual, "weights_match_record": weights_ok,
                        "tensors": len(state), "parameters": int(sum(t.numel() for t in state.values())),
                        "source_archive_bytes": None if archive is None else len(archive),
-                       "source_archive_files": files},
+                       "source_archive_files": files, "reproducible": reproducible,
+                       "reproducibility_understood": problem is None},
             "verdict": verdict, "reason": reason}
 
 
@@ -57,6 +61,8 @@ def run(args):
 
 
 def _readable(report):
+    from freenet import provenance
+
     r, c = report["record"], report["checks"]
     recipe, code, data, env, metrics = (r.get(k) or {} for k in ("recipe", "code", "data", "environment", "metrics"))
     git = code.get("git") or {}
@@ -67,7 +73,7 @@ def _readable(report):
                                                                      "were changed after training)"),
         f"  licence      {r.get('license')}",
         f"  trained by   freenet {r.get('freenet_version')}, recipe '{recipe.get('name')}' on {r.get('created')}",
-        f"  recipe       " + ", ".join(f"{k}={v}" for k, v in (recipe.get("params") or {}).items()),
+        "  recipe       " + ", ".join(f"{k}={v}" for k, v in (recipe.get("params") or {}).items()),
         f"  command      {' '.join(map(str, recipe.get('command') or []))}",
         f"  architecture {(r.get('architecture') or {}).get('description')}",
         f"  code         freenet source sha256 {str(code.get('freenet_source_sha256'))[:16]}... "
@@ -80,11 +86,14 @@ def _readable(report):
     lines += [
         f"  preprocess   {data.get('preprocessing')}",
         f"  environment  Python {env.get('python')}, NumPy {env.get('numpy')}, Numba {env.get('numba')}, "
-        f"{env.get('cpu_isa')}, {env.get('freenet_threads')} threads",
-        f"  metrics      " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+        f"{env.get('cpu_isa')}" + (f" ({provenance.describe_cpu(env['cpu'])})" if env.get("cpu") else "")
+        + f", {env.get('freenet_threads')} threads",
+        f"  reproducible {c['reproducible']}",
+        "  metrics      " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                        for k, v in metrics.items() if k != "history"),
-        f"  program      " + (f"embedded: tar.xz, {c['source_archive_files']} files, {c['source_archive_bytes']:,} bytes "
-                              "(verified)" if c["source_archive_bytes"] else "not embedded"),
+        "  program      " + (f"embedded: tar.xz, {c['source_archive_files']} files, "
+                             f"{c['source_archive_bytes']:,} bytes (verified)" if c["source_archive_bytes"]
+                             else "not embedded"),
         f"verdict: {report['verdict']}: {report['reason']}",
     ]
     if "extracted" in report:

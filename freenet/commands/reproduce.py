@@ -22,8 +22,10 @@ def run(args):
     import freenet as fn
     from freenet import provenance, recipes
     from freenet.errors import FreenetError
+    from freenet.kernels import settings
 
     record = provenance.read_record(args.file)
+    repro = provenance.recorded_reproducibility(record, args.file)
     _, actual, weights_ok = provenance.check_weights(args.file, record)
     if not weights_ok:
         raise FreenetError(f"{args.file}: its weights (sha256 {actual[:16]}...) are not the ones its record "
@@ -43,15 +45,30 @@ def run(args):
         raise FreenetError(f"the data here is not the data the model was trained on: {', '.join(differing)} "
                            f"differ (recorded: {recorded}; here: {here})")
     code = provenance.code_identity()
-    same_code = code["freenet_source_sha256"] == (record.get("code") or {}).get("freenet_source_sha256")
+    recorded_code = record.get("code") if isinstance(record.get("code"), dict) else {}
+    same_code = code["freenet_source_sha256"] == recorded_code.get("freenet_source_sha256")
     print(f"data verified ({len(here)} files); freenet source "
           + ("is the recorded one" if same_code else "differs from the recorded one (the result may differ)"))
+    machine = {**provenance.this_machine(), "freenet_source_sha256": code["freenet_source_sha256"]}
+    expected, reasons = provenance.expected_here(record, machine)
+    matmul = repro["matmul"] if repro else settings.matmul_path()  # older records: the path in force here
+    print(f"recorded class: {repro['class'] + ': ' if repro else ''}{provenance.describe_reproducibility(repro)}\n"
+          f"this machine:   {provenance.describe_machine(machine)}; "
+          f"NumPy {machine['numpy']}, Numba {machine['numba']}\n"
+          f"bitwise match expected here: {expected}" + (f" ({'; '.join(reasons)})" if reasons else "")
+          + f"; training with the {matmul} matmul path" + (", as recorded" if repro else ""))
     if args.threads:
         fn.set_num_threads(args.threads)
-    result = module.train(recipe, progress=not args.quiet)
+    previous = settings.set_matmul_path(matmul)
+    try:
+        result = module.train(recipe, progress=not args.quiet)
+    finally:
+        settings.set_matmul_path(previous)
     identical = result.sha256 == record["weights_sha256"]
-    print(f"retrained weights sha256 {result.sha256}\nrecorded weights sha256 {record['weights_sha256']}\n"
-          + ("bit-identical: reproduced" if identical else "DIFFERENT: not reproduced"))
+    print(f"retrained weights sha256 {result.sha256}\nrecorded weights sha256 {record['weights_sha256']}")
+    if not identical:
+        print(provenance.explain_mismatch(record, machine))
+    print("bit-identical: reproduced" if identical else "DIFFERENT: not reproduced")
     return 0 if identical else 1
 
 

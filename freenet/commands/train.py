@@ -54,6 +54,9 @@ def train_mnist(args):
     recipe = mnist.Recipe(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                           data=args.data)
     data = mnist.data_identity(recipe)  # hashes the data files before training on them
+    notice = provenance.training_notice()
+    if notice:
+        print(notice)
     result = mnist.train(recipe, progress=not args.quiet, checkpoint_every=args.checkpoint_every,
                          checkpoint_dir=args.checkpoint_dir, resume=args.resume)
     state = result.model.state_dict()

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from freenet import kernels
 from freenet.go.board import BLACK, EMPTY
 
 
@@ -241,7 +242,7 @@ class MCTS:
         if temperature <= 1e-3:
             best = np.flatnonzero(N == N.max())
             return int(root.moves[best[np.argmax(root.P_raw[best])]])
-        w = (N / N.max()) ** (1.0 / temperature)
+        w = kernels.power(N / N.max(), 1.0 / temperature)  # not NumPy's power, whose bits depend on the CPU
         return int(root.moves[self.rng.choice(len(N), p=w / w.sum())])
 
     def root_value(self):

@@ -146,11 +146,11 @@ class GoNetInference:
             x = conv2(conv1(x, relu=True), residual=x, relu=True)
         h = x.reshape(x.shape[0], x.shape[1], -1)
         (wp, bp), (wv, bv) = self.policy_conv, self.value_conv
-        p = np.maximum(np.matmul(wp, h) + bp, 0).reshape(len(x), -1)
-        v = np.maximum(np.matmul(wv, h) + bv, 0).reshape(len(x), -1)
+        p = np.maximum(kernels.matmul(wp, h) + bp, 0).reshape(len(x), -1)
+        v = np.maximum(kernels.matmul(wv, h) + bv, 0).reshape(len(x), -1)
         (w1, b1), (w2, b2), (w3, b3) = self.linears
-        logits = p @ w1 + b1
-        v = np.tanh(np.maximum(v @ w2 + b2, 0) @ w3 + b3)
+        logits = kernels.matmul(p, w1) + b1
+        v = kernels.tanh(kernels.matmul(np.maximum(kernels.matmul(v, w2) + b2, 0), w3) + b3)
         return logits, v.reshape(-1)
 
 
@@ -208,7 +208,7 @@ class Evaluator:
         logits, values = self.forward(planes)
         logits = logits.astype(np.float64)
         logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
+        p = kernels.exp(logits)
         p /= p.sum(axis=1, keepdims=True)
         return p, values.astype(np.float64)
 

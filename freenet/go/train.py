@@ -26,6 +26,7 @@ import freenet as fn
 from freenet import optim
 from freenet.errors import FreenetError
 from freenet.go import symmetry
+from freenet.kernels import settings
 from freenet.go.board import BLACK, EMPTY, Board
 from freenet.go.features import PLANES, planes
 from freenet.checkpoint import Checkpointer
@@ -167,11 +168,16 @@ def open_run(run_dir, config, kind):
     """The run's config: the saved one when resuming (new settings must agree), else ``config`` saved."""
     os.makedirs(run_dir, exist_ok=True)
     saved = _read_json(os.path.join(run_dir, "config.json"))
+    path = settings.matmul_path()
     if saved is None:
-        _write_json(os.path.join(run_dir, "config.json"), {"kind": kind, **config.as_dict()})
+        _write_json(os.path.join(run_dir, "config.json"), {"kind": kind, "matmul": path, **config.as_dict()})
         return config
     if saved.pop("kind", kind) != kind:
         raise FreenetError(f"{run_dir} holds a different kind of run")
+    recorded = saved.pop("matmul", path)  # one run, one matmul path (older runs did not say theirs)
+    if recorded != path:
+        raise FreenetError(f"{run_dir} was trained with the {recorded} matmul path, not {path}; resume it with "
+                           f"FREENET_MATMUL={recorded}")
     if saved != config.as_dict():
         changed = sorted(k for k in set(saved) | set(config.as_dict()) if saved.get(k) != config.as_dict().get(k))
         raise FreenetError(f"{run_dir} was started with other settings ({', '.join(changed)}); resume it with the "

@@ -11,13 +11,14 @@ tensor(10000., requires_grad=True)
 
 import numpy as np
 
+from freenet import kernels
 from freenet.errors import FreenetError, op
 from freenet.ops.arith import lift
 from freenet.ops.conv import adaptive_avg_pool2d, avg_pool2d, conv2d, max_pool2d
 from freenet.ops.norm import batch_norm, batch_norm_relu, dropout
 from freenet.ops.reduce import log_softmax, softmax
 from freenet.ops.shape import pad
-from freenet.ops.unary import gelu, leaky_relu, relu, sigmoid, stable_sigmoid, tanh
+from freenet.ops.unary import gelu, leaky_relu, relu, sigmoid, tanh
 from freenet.tensor import Tensor, _constant, record
 
 __all__ = ["linear", "relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax", "pad", "conv2d", "max_pool2d",
@@ -142,6 +143,6 @@ def binary_cross_entropy_with_logits(input, target, reduction="mean"):
         raise FreenetError(f"binary_cross_entropy_with_logits: input {input.shape} and target {target.shape} "
                            "differ in shape")
     x, y = input.data, target.data
-    losses = np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
-    backward = lambda g: (g * (stable_sigmoid(x) - y), -g * x if target.requires_grad else None)  # noqa: E731
+    losses = np.maximum(x, 0) - x * y + kernels.log1p(kernels.exp(-np.abs(x)))
+    backward = lambda g: (g * (kernels.sigmoid(x) - y), -g * x if target.requires_grad else None)  # noqa: E731
     return _reduce(record(losses, (input, target), backward), reduction, losses.size)

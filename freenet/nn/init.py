@@ -43,7 +43,7 @@ def calculate_gain(nonlinearity, param=None):
             slope = param
         else:
             raise FreenetError(f"calculate_gain: negative_slope {param!r} is not a number")
-        return math.sqrt(2.0 / (1 + slope ** 2))
+        return math.sqrt(2.0 / (1 + slope * slope))  # a product, not the libm's pow: the same bits everywhere
     if nonlinearity == "selu":
         return 3.0 / 4
     raise FreenetError(f"calculate_gain: unsupported nonlinearity {nonlinearity!r}")

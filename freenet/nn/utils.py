@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 
+from freenet import kernels
 from freenet.errors import FreenetError
 from freenet.factory import tensor
 from freenet.tensor import Tensor
@@ -27,8 +28,8 @@ def _norm(array, p):
     if p == 0:
         return float(np.count_nonzero(flat))
     if p == 2:
-        return math.sqrt(float(np.dot(flat, flat)))
-    return float(np.sum(np.abs(flat) ** p) ** (1.0 / p))
+        return math.sqrt(float(np.sum(flat * flat)))
+    return float(kernels.power(np.sum(kernels.power(np.abs(flat), p)), 1.0 / p))  # not NumPy's CPU-dependent power
 
 
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):

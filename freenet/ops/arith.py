@@ -5,6 +5,7 @@ Gradients are written at the broadcast output shape; the engine sums them back t
 
 import numpy as np
 
+from freenet import kernels
 from freenet.errors import FreenetError, op
 from freenet.tensor import Tensor, _constant, record
 
@@ -54,14 +55,31 @@ def div(a, b):
     return record(out, (a, b), lambda g: (g / b.data, -g * out / b.data))
 
 
+def _power(a, b):
+    """a ** b elementwise, with bits that do not depend on the CPU (NumPy's float power does): a
+    single exponent 2 or 0.5 is one correctly rounded product or square root, other float powers
+    go to ``kernels.power`` (repeated squaring for small integer exponents, else exp(b log a))."""
+    dtype = np.result_type(a, b)
+    if dtype.kind != "f":
+        return a ** b  # integers: exact
+    if b.size == 1 and np.broadcast_shapes(a.shape, b.shape) == a.shape:
+        k = float(b.reshape(-1)[0])
+        if k == 2:
+            a = a.astype(dtype, copy=False)
+            return a * a
+        if k == 0.5:
+            return np.sqrt(a.astype(dtype, copy=False))
+    return kernels.power(a, b)
+
+
 @op
 def pow(a, b):
     a, b = pair(a, b)
-    out = a.data ** b.data
+    out = _power(a.data, b.data)
 
     def backward(g):
-        ga = g * b.data * a.data ** (b.data - 1)
-        gb = g * out * np.log(a.data) if b._requires_grad else None
+        ga = g * b.data * _power(a.data, b.data - 1)
+        gb = g * out * kernels.log(a.data) if b._requires_grad else None
         return ga, gb
 
     return record(out, (a, b), backward)

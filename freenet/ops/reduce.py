@@ -1,8 +1,10 @@
-"""Reductions over any axes (``dim`` an int, a tuple, or None for all), and softmax."""
+"""Reductions over any axes (``dim`` an int, a tuple, or None for all), and softmax (with freenet's own
+exp and log, whose bits do not depend on the CPU)."""
 
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
 
+from freenet import kernels
 from freenet.errors import op
 from freenet.tensor import _constant, record
 
@@ -79,7 +81,7 @@ def logsumexp(x, dim=None, keepdim=False):
     axes = _axes(dim, x.data.ndim)
     out = _logsumexp(x.data, axes, keepdims=keepdim)
     return record(out, (x,), lambda g: (_spread(g, x.data.shape, axes, keepdim)
-                                        * np.exp(x.data - _spread(out, x.data.shape, axes, keepdim)),))
+                                        * kernels.exp(x.data - _spread(out, x.data.shape, axes, keepdim)),))
 
 
 def _finite_max(v, axes):
@@ -90,14 +92,14 @@ def _finite_max(v, axes):
 
 def _logsumexp(v, axes, keepdims):
     m = _finite_max(v, axes)
-    out = np.log(np.sum(np.exp(v - m), axis=axes, keepdims=True)) + m
+    out = kernels.log(np.sum(kernels.exp(v - m), axis=axes, keepdims=True)) + m
     return out if keepdims else np.squeeze(out, axis=axes)
 
 
 @op
 def softmax(x, dim=-1):
     axes = _axes(dim, x.data.ndim)
-    e = np.exp(x.data - _finite_max(x.data, axes))
+    e = kernels.exp(x.data - _finite_max(x.data, axes))
     out = e / np.sum(e, axis=axes, keepdims=True)
     return record(out, (x,), lambda g: (out * (g - np.sum(g * out, axis=axes, keepdims=True)),))
 
@@ -106,8 +108,8 @@ def softmax(x, dim=-1):
 def log_softmax(x, dim=-1):
     axes = _axes(dim, x.data.ndim)
     shifted = x.data - _finite_max(x.data, axes)  # subtract before the log: keeps precision at 1e4
-    out = shifted - np.log(np.sum(np.exp(shifted), axis=axes, keepdims=True))
-    return record(out, (x,), lambda g: (g - np.exp(out) * np.sum(g, axis=axes, keepdims=True),))
+    out = shifted - kernels.log(np.sum(kernels.exp(shifted), axis=axes, keepdims=True))
+    return record(out, (x,), lambda g: (g - kernels.exp(out) * np.sum(g, axis=axes, keepdims=True),))
 
 
 @op

@@ -1,4 +1,7 @@
-"""Elementwise functions of one tensor, each forward beside its derivative."""
+"""Elementwise functions of one tensor, each forward beside its derivative.
+
+Transcendental functions come from ``freenet.kernels`` (not NumPy's, whose bits depend on the CPU).
+"""
 
 import numpy as np
 
@@ -19,18 +22,18 @@ def abs(x):
 
 @op
 def exp(x):
-    out = np.exp(x.data)
+    out = kernels.exp(x.data)
     return record(out, (x,), lambda g: (g * out,))
 
 
 @op
 def log(x):
-    return record(np.log(x.data), (x,), lambda g: (g / x.data,))
+    return record(kernels.log(x.data), (x,), lambda g: (g / x.data,))
 
 
 @op
 def log1p(x):
-    return record(np.log1p(x.data), (x,), lambda g: (g / (1 + x.data),))
+    return record(kernels.log1p(x.data), (x,), lambda g: (g / (1 + x.data),))
 
 
 @op
@@ -41,19 +44,13 @@ def sqrt(x):
 
 @op
 def tanh(x):
-    out = np.tanh(x.data)
+    out = kernels.tanh(x.data)
     return record(out, (x,), lambda g: (g * (1 - out * out),))
-
-
-def stable_sigmoid(v):
-    """1 / (1 + exp(-v)) on an ndarray, without overflow for any v."""
-    e = np.exp(-np.abs(v))
-    return np.where(v >= 0, 1 / (1 + e), e / (1 + e))
 
 
 @op
 def sigmoid(x):
-    out = stable_sigmoid(x.data)
+    out = kernels.sigmoid(x.data)
     return record(out, (x,), lambda g: (g * out * (1 - out),))
 
 
@@ -86,8 +83,8 @@ def gelu(x, approximate="none"):
     if approximate != "tanh":
         raise FreenetError(f"gelu: approximate must be 'none' or 'tanh', not {approximate!r}")
     v = x.data
-    inner = _SQRT_2_OVER_PI * (v + 0.044715 * v ** 3)
-    t = np.tanh(inner)
+    inner = _SQRT_2_OVER_PI * (v + 0.044715 * (v * v * v))
+    t = kernels.tanh(inner)
     out = 0.5 * v * (1 + t)
 
     def backward(g):

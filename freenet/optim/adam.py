@@ -1,8 +1,11 @@
 """Adam and AdamW (Adam with decoupled weight decay)."""
 
+import math
+
 import numpy as np
 
 from freenet.errors import FreenetError
+from freenet.kernels import correctly_rounded
 from freenet.optim.optimizer import Optimizer
 
 
@@ -14,7 +17,8 @@ class Adam(Optimizer):
         p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
     State per parameter: "step" (an int), "exp_avg", "exp_avg_sq" (and "max_exp_avg_sq"), in the
-    parameter's dtype. Updates work in place with one scratch array per parameter.
+    parameter's dtype. Updates work in place with one scratch array per parameter. beta^t is
+    correctly rounded (not the libm's pow, whose last bit varies between machines).
     """
 
     _decoupled = False
@@ -67,8 +71,8 @@ class Adam(Optimizer):
                 if amsgrad:
                     np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
                     v = state["max_exp_avg_sq"]
-                step_size = lr / (1 - beta1 ** t)
-                bias_correction2_sqrt = (1 - beta2 ** t) ** 0.5
+                step_size = lr / (1 - correctly_rounded.pow_int(beta1, t))
+                bias_correction2_sqrt = math.sqrt(1 - correctly_rounded.pow_int(beta2, t))
                 denom = np.sqrt(v, out=scratch)
                 denom /= bias_correction2_sqrt
                 denom += eps

@@ -2,7 +2,8 @@
 
 Call ``scheduler.step()`` after ``optimizer.step()``. Creating a scheduler counts as its first
 step (epoch 0), as in PyTorch. StepLR and CosineAnnealingLR update the current lr recursively
-(so they compose with other changes to it), exactly as PyTorch computes them:
+(so they compose with other changes to it), exactly as PyTorch computes them. Cosines and powers
+are correctly rounded (``kernels.correctly_rounded``), so the lrs are the same bits on every machine:
 
 >>> import freenet as fn
 >>> opt = fn.optim.SGD([fn.zeros(1, requires_grad=True)], lr=1.0)
@@ -18,6 +19,7 @@ import copy
 import math
 
 from freenet.errors import FreenetError
+from freenet.kernels.correctly_rounded import cos, pow_int
 from freenet.optim.optimizer import Optimizer
 
 __all__ = ["LRScheduler", "StepLR", "CosineAnnealingLR", "OneCycleLR"]
@@ -86,7 +88,7 @@ class StepLR(LRScheduler):
         return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
 
     def _get_closed_form_lr(self):
-        return [base_lr * self.gamma ** (self.last_epoch // self.step_size) for base_lr in self.base_lrs]
+        return [base_lr * pow_int(self.gamma, self.last_epoch // self.step_size) for base_lr in self.base_lrs]
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -107,13 +109,13 @@ class CosineAnnealingLR(LRScheduler):
         if self._step_count == 1 and t > 0:  # resumed at last_epoch > 0: use the closed form once
             return self._get_closed_form_lr()
         if (t - 1 - T) % (2 * T) == 0:
-            return [group["lr"] + (base_lr - eta_min) * (1 - math.cos(math.pi / T)) / 2
+            return [group["lr"] + (base_lr - eta_min) * (1 - cos(math.pi / T)) / 2
                     for base_lr, group in zip(self.base_lrs, groups)]
-        return [(1 + math.cos(math.pi * t / T)) / (1 + math.cos(math.pi * (t - 1) / T)) * (group["lr"] - eta_min)
+        return [(1 + cos(math.pi * t / T)) / (1 + cos(math.pi * (t - 1) / T)) * (group["lr"] - eta_min)
                 + eta_min for group in groups]
 
     def _get_closed_form_lr(self):
-        return [self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
+        return [self.eta_min + (base_lr - self.eta_min) * (1 + cos(math.pi * self.last_epoch / self.T_max)) / 2
                 for base_lr in self.base_lrs]
 
 
@@ -202,7 +204,7 @@ class OneCycleLR(LRScheduler):
 
     def _anneal(self, start, end, pct):
         if self.anneal_strategy == "cos":
-            return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+            return end + (start - end) / 2.0 * (cos(math.pi * pct) + 1)
         return (end - start) * pct + start
 
     def get_lr(self):

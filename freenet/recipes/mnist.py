@@ -14,6 +14,7 @@ from tqdm import tqdm
 import freenet as fn
 from freenet import nn, optim
 from freenet.data import DataLoader, MNIST
+from freenet.kernels import settings
 from freenet.nn import functional as F
 from freenet.checkpoint import Checkpointer
 from freenet.serialize import weights_sha256
@@ -132,6 +133,10 @@ def train(recipe, progress=True, log=print, checkpoint_every=None, checkpoint_di
             raise fn.FreenetError(f"--resume {resume}: no checkpoint there")
         if checkpoint.state["recipe"] != recipe.as_dict():
             raise fn.FreenetError(f"{checkpoint.path} was made by another recipe: {checkpoint.state['recipe']}")
+        recorded = checkpoint.state.get("matmul", settings.matmul_path())  # one run, one matmul path
+        if recorded != settings.matmul_path():
+            raise fn.FreenetError(f"{checkpoint.path} was made with the {recorded} matmul path, not "
+                                  f"{settings.matmul_path()}; resume with FREENET_MATMUL={recorded}")
         model.load_state_dict(checkpoint.arrays)
         optimizer.load_state_dict(checkpoint.state["optimizer"])
         schedule.load_state_dict(checkpoint.state["schedule"])
@@ -169,7 +174,8 @@ def train(recipe, progress=True, log=print, checkpoint_every=None, checkpoint_di
             if checkpointer is not None and (run["step"] % checkpoint_every == 0 or run["step"] == total_steps):
                 checkpointer.save(run["step"], model.state_dict(), {
                     "recipe": recipe.as_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                    "loader": loader.state_dict(), "rng": fn.default_generator().bit_generator.state, "run": run})
+                    "loader": loader.state_dict(), "rng": fn.default_generator().bit_generator.state, "run": run,
+                    "matmul": settings.matmul_path()})
             if run["step"] == total_steps:
                 break
     bar.close()
