@@ -11,16 +11,17 @@ CPU and splits its sums by that kernel's blocking.
 
 The pipeline of one product, GotoBLAS-style (``_gemm``):
 
-    for each block of MC rows:          A's rows stay in L2
-      for each block of KC steps of k:  the chains carry on in C between blocks (one load, one store)
-        for each panel of NR columns:   B's KC x NR panel stays in L1 (copied when B is not row-major
-                                        or the panel is cut by C's edge)
+    for each block of KC steps of k:    the chains carry on in C between blocks (one load, one store)
+      copy B's rows of the block into KC x NR panels, zero-padded (unless B is row-major and read
+                                        in place: few rows of A, or B's rows close together)
+      for each block of MC rows of A:   A's block stays in L2
+        for each panel of NR columns:   the panel stays in L1
           for each tile of MR rows:     ``tile``: MR x NR accumulators in registers, KC FMAs each
 
 ``tile`` is written in LLVM IR vectors, since Numba's loops say no fused multiply-add without
 fastmath flags, and fastmath would also let LLVM reorder the sums. Its width follows the CPU
-(``LANES``: 256-bit vectors on AVX2, 512-bit on AVX-512, MR x 2 vectors of accumulators): that
-changes speed, never bits.
+(``settings.vector_bytes()``: 256-bit vectors on AVX2, 512-bit on AVX-512; MR rows x 2 vectors of
+accumulators): that changes speed, never bits. Tiles cut by C's right edge run on a scratch tile.
 
 ``settings.matmul_path() == "blas"`` sends ``matmul`` (the products of Python code: linear layers,
 the column path of conv) to OpenBLAS instead, on fixed row blocks: faster on some shapes, bitwise
@@ -263,7 +264,7 @@ def matmul(a, b):
     n = b.shape[-1]
     dtype = np.result_type(a, b)
     if dtype.kind != "f" or dtype.itemsize not in (4, 8):
-        return np.matmul(a, b)  # integers and float16 are exact or not on the training path
+        return np.matmul(a, b)  # integer products are exact; float16 is not on the training path
     a, b = a.astype(dtype, copy=False), b.astype(dtype, copy=False)
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     count = math.prod(batch)
@@ -278,14 +279,14 @@ def matmul(a, b):
     if count == 1:
         a2, b2, o2 = a.reshape(m, k), b.reshape(k, n), out.reshape(m, n)
         if flops < MIN_PARALLEL_FLOPS:
-            np.matmul(a2, b2, out=o2) if blas else gemm_block(a2, b2, o2, 0, m, 0, n)
+            matmul_into(a2, b2, o2)
             return out
         if m >= 2 * ROW_BLOCK or blas:
             ranges = block_ranges(m, ROW_BLOCK)
 
             def block(i):
                 lo, hi = ranges[i]
-                np.matmul(a2[lo:hi], b2, out=o2[lo:hi]) if blas else gemm_block(a2, b2, o2, lo, hi, 0, n)
+                matmul_into(a2[lo:hi], b2, o2[lo:hi])
         else:  # few rows: split the columns, in whole panels
             nr = tile_columns(dtype)
             ranges = block_ranges(n, max(nr, -(-n // (2 * nr)) * nr))
@@ -304,7 +305,7 @@ def matmul(a, b):
 
     def items(i):
         lo, hi = ranges[i]
-        np.matmul(a3[lo:hi], b3[lo:hi], out=o3[lo:hi]) if blas else gemm_items(a3, b3, o3, lo, hi)
+        matmul_into(a3[lo:hi], b3[lo:hi], o3[lo:hi])
 
     run_blocks(items, len(ranges))
     return out
