@@ -933,15 +933,11 @@ def _col_backward_weight(gy, gy_nhwc, x, g, gw, bias):
             cols = _scratch("cols", nb * rows * L, gw.dtype).reshape(nb, rows, L)
             cols[:, Q:] = 1
             im2col_cols(x, n0, *_cols_args(g), _image_scratch(g, gw.dtype), cols)
-            per_image = _scratch("tmp", nb * rows * g.K, gw.dtype)
-            if gy_nhwc:  # transposed, (rows, K) = cols @ gy^T, reads gy in place; the same bits
-                per_image = per_image.reshape(nb, rows, g.K)
-                matmul_into(cols, gy3[n0:n1].transpose(0, 2, 1), per_image)
-                block = np.add.reduce(per_image, axis=0)  # image after image, in order
-            else:
-                per_image = per_image.reshape(nb, g.K, rows)
-                matmul_into(gy3[n0:n1], cols.transpose(0, 2, 1), per_image)
-                block = np.add.reduce(per_image, axis=0).T  # (rows, K), as above
+            # transposed, (rows, K) = cols @ gy^T: the few rows of taps along the GEMM's rows, the
+            # channels along its vectors, no lanes wasted (the same bits: fma(a, b, c) = fma(b, a, c))
+            per_image = _scratch("tmp", nb * rows * g.K, gw.dtype).reshape(nb, rows, g.K)
+            matmul_into(cols, gy3[n0:n1].transpose(0, 2, 1), per_image)
+            block = np.add.reduce(per_image, axis=0)  # image after image, in order
             if acc is None:
                 acc = block
             else:

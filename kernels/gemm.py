@@ -39,6 +39,7 @@ from numba.extending import intrinsic
 
 from freenet.kernels import settings
 from freenet.kernels.parallel import block_ranges, run_blocks
+from freenet.kernels.simd import transpose_square
 
 MR = 6  # rows of a register tile (x 2 vectors of columns: 12 accumulators, 16 registers on AVX2)
 KC = 256  # steps of k per block: a float32 panel of B (KC x NR) fits in L1
@@ -182,7 +183,16 @@ def _gemm(A, B, C, accumulate, i_lo, i_hi, j_lo, j_hi, panels, edge):
                 j0 = j_lo + p * nr
                 cols = min(nr, j_hi - j0)
                 panel = panels[p]
-                if B.strides[0] <= B.strides[1]:  # read B down its columns, the shorter stride
+                if B.strides[0] == B.itemsize:  # column-major B: square blocks by register transposes
+                    lanes = 64 // B.itemsize
+                    k_end, j_end = k0 + (k1 - k0) // lanes * lanes, cols // lanes * lanes
+                    for kb in range(k0, k_end, lanes):
+                        for jb in range(0, j_end, lanes):
+                            transpose_square(B, kb, j0 + jb, panel, kb - k0, jb)
+                    for j in range(cols):
+                        for k in range(k_end if j < j_end else k0, k1):
+                            panel[k - k0, j] = B[k, j0 + j]
+                elif B.strides[0] <= B.strides[1]:  # read B down its columns, the shorter stride
                     for j in range(cols):
                         for k in range(k0, k1):
                             panel[k - k0, j] = B[k, j0 + j]

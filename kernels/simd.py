@@ -75,6 +75,58 @@ def _transpose_block(typingctx, src, start, stride, dst, out_offsets, n_out):
     return sig, codegen
 
 
+@intrinsic
+def _transpose_square(typingctx, src, k, j, dst, row, col):
+    """dst[row + c, col + r] = src[k + c, j + r] for r, c < L (one 64-byte vector: L = 16 float32 or
+    8 float64): 2-d arrays of one float dtype, src with a unit row stride (column-major: src's
+    columns are loaded as vectors), dst with a unit column stride."""
+    if not (isinstance(src, types.Array) and isinstance(dst, types.Array) and src.ndim == dst.ndim == 2
+            and src.dtype == dst.dtype and src.dtype in (types.float32, types.float64)):
+        return None
+    sig = types.void(src, k, j, dst, row, col)
+
+    def codegen(context, builder, signature, args):
+        vector, lanes = _vector(context, signature.args[0].dtype)
+        i64, i8p = ir.IntType(64), ir.IntType(8).as_pointer()
+        source = context.make_array(signature.args[0])(context, builder, args[0])
+        target = context.make_array(signature.args[3])(context, builder, args[3])
+        k_, j_, row_, col_ = (context.cast(builder, args[n], signature.args[n], types.int64) for n in (1, 2, 4, 5))
+        column_stride = cgutils.unpack_tuple(builder, source.strides, 2)[1]
+        row_stride = cgutils.unpack_tuple(builder, target.strides, 2)[0]
+        element = vector.element.as_pointer()
+
+        def at(array, stride, index, offset):  # &array[...] of row ``index`` (by ``stride``) plus ``offset`` elements
+            base = builder.gep(builder.bitcast(array.data, i8p), [builder.mul(index, stride)])
+            return builder.bitcast(builder.gep(builder.bitcast(base, element), [offset]), vector.as_pointer())
+
+        rows = [builder.load(at(source, column_stride, builder.add(j_, ir.Constant(i64, r)), k_), align=1)
+                for r in range(lanes)]
+        mask_type = ir.VectorType(ir.IntType(32), lanes)
+        for b in range(lanes.bit_length() - 1):
+            low, high = _round_masks(b, lanes)
+            swapped = list(rows)
+            for r in range(lanes):
+                if not r & (1 << b):
+                    pair = rows[r], rows[r | 1 << b]
+                    swapped[r] = builder.shuffle_vector(*pair, ir.Constant(mask_type, low))
+                    swapped[r | 1 << b] = builder.shuffle_vector(*pair, ir.Constant(mask_type, high))
+            rows = swapped
+        for c in range(lanes):
+            builder.store(rows[c], at(target, row_stride, builder.add(row_, ir.Constant(i64, c)), col_), align=1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _transpose_square_python(src, k, j, dst, row, col):
+    lanes = 64 // src.itemsize
+    dst[row:row + lanes, col:col + lanes] = src[k:k + lanes, j:j + lanes]
+
+
+# Called from compiled kernels (the GEMM's packing of column-major B); a Python loop as Python.
+transpose_square = _transpose_square_python if numba.config.DISABLE_JIT else _transpose_square
+
+
 def _transpose_block_python(src, start, stride, dst, out_offsets, n_out):
     for c in range(n_out):
         for r in range(64 // src.itemsize):
