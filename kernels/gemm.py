@@ -212,8 +212,12 @@ def _gemm(A, B, C, accumulate, i_lo, i_hi, j_lo, j_hi, panels, edge):
                     source, bk, bj = B, 0, j0
                 else:
                     source, bk, bj = panels[p], k0, 0
-                for i0 in range(ic, ic_end, MR):
-                    rows = min(MR, ic_end - i0)
+                tiles = (ic_end - ic + MR - 1) // MR
+                next_row = ic
+                for t in range(tiles):  # the fewest tiles, as even as can be (9 rows: 5 + 4, not 6 + 3)
+                    i0 = next_row
+                    rows = (ic_end - i0) // (tiles - t)
+                    next_row = i0 + rows
                     if cols == nr:
                         _tile(A, source, C, i0, rows, j0, k0, k1, bk, bj, load)
                         continue
