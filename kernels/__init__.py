@@ -2,9 +2,10 @@
 
 They know nothing of Tensor or autograd. Each kernel has a plain NumPy reference twin, named
 ``<kernel>_reference``, that the tests hold it to. Results never depend on the thread count
-(see ``parallel.py``). exp, log, tanh and the other transcendental functions of the training path
-are freenet's own (``elementary.py``, ``erf.py``, ``correctly_rounded.py``), not NumPy's or the
-libm's, whose bits depend on the CPU.
+(see ``parallel.py``), nor on the CPU: matrix products are freenet's own GEMM (``gemm.py``), and
+exp, log, tanh and the other transcendental functions of the training path are freenet's own
+(``elementary.py``, ``erf.py``, ``correctly_rounded.py``), not OpenBLAS's, NumPy's or the libm's,
+whose bits depend on the CPU. ``settings.py`` holds the switches (``FREENET_MATMUL``).
 
 Working on them: Numba's on-disk cache (``cache=True``) checks only the file of the kernel it
 loads, so a kernel that calls one from another file (``winograd_transforms.py`` calls
