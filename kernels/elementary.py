@@ -490,37 +490,38 @@ def output_array(shape, dtype, out):
     return out
 
 
-def _unary(kernel, x, out):
+def unary(kernel, x, out):
+    """``kernel`` (a flat loop) over the array ``x`` into ``out`` (or a new array of its result dtype)."""
     x = np.asarray(x)
     return run_elementwise(kernel, [x], output_array(x.shape, result_dtype(x), out))
 
 
 def exp(x, out=None):
-    return _unary(_exp_flat, x, out)
+    return unary(_exp_flat, x, out)
 
 
 def expm1(x, out=None):
     """exp(x) - 1, accurate for small x."""
-    return _unary(_expm1_flat, x, out)
+    return unary(_expm1_flat, x, out)
 
 
 def log(x, out=None):
     """Natural logarithm: -inf at 0, nan below."""
-    return _unary(_log_flat, x, out)
+    return unary(_log_flat, x, out)
 
 
 def log1p(x, out=None):
     """log(1 + x), accurate for small x."""
-    return _unary(_log1p_flat, x, out)
+    return unary(_log1p_flat, x, out)
 
 
 def tanh(x, out=None):
-    return _unary(_tanh_flat, x, out)
+    return unary(_tanh_flat, x, out)
 
 
 def sigmoid(x, out=None):
     """1 / (1 + exp(-x)), without overflow for any x."""
-    return _unary(_sigmoid_flat, x, out)
+    return unary(_sigmoid_flat, x, out)
 
 
 def power(x, y, out=None):

@@ -17,7 +17,7 @@ import math
 import numpy as np
 from numba import njit
 
-from freenet.kernels.elementary import exp_square_f64, horner, output_array, result_dtype, run_elementwise
+from freenet.kernels.elementary import exp_square_f64, horner, result_dtype, unary
 
 _kernel = njit(cache=True, nogil=True, error_model="numpy")
 _scalar = njit(cache=True, nogil=True, error_model="numpy", inline="always")  # as in elementary.py
@@ -118,14 +118,12 @@ def _erfc_flat(x, out):
 
 
 def erf(x, out=None):
-    x = np.asarray(x)
-    return run_elementwise(_erf_flat, [x], output_array(x.shape, result_dtype(x), out))
+    return unary(_erf_flat, x, out)
 
 
 def erfc(x, out=None):
     """1 - erf(x), accurate where it is small."""
-    x = np.asarray(x)
-    return run_elementwise(_erfc_flat, [x], output_array(x.shape, result_dtype(x), out))
+    return unary(_erfc_flat, x, out)
 
 
 def erf_reference(x):
