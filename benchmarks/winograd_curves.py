@@ -68,7 +68,8 @@ def go_losses(net, buffer, batch=512):
     from freenet.go.features import PLANES
     from freenet.nn import functional as F
 
-    bits, policy, value = buffer.arrays()
+    arrays = buffer.arrays()
+    bits, policy, value = arrays["planes"], arrays["policy"], arrays["value"]
     N, totals = buffer.size, np.zeros(2)
     net.eval()
     with fn.no_grad():
@@ -93,7 +94,8 @@ def go_curve(path, seed, chunks, steps, split, blocks=6, filters=64, batch=256, 
     opt = make_optimizer(net, lr, 0.9, 1e-4)
     curve = []
     for chunk in range(1, chunks + 1):
-        tp, tv = train_steps(net, opt, train, steps, batch, np.random.default_rng([seed, chunk, 11]))
+        means = train_steps(net, opt, train, steps, batch, np.random.default_rng([seed, chunk, 11]))
+        tp, tv = means["policy"], means["value"]
         hp, hv = go_losses(net, held)
         curve.append({"step": chunk * steps, "train_policy": tp, "train_value": tv,
                       "held_policy": hp, "held_value": hv})

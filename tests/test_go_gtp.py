@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import freenet as fn
+from freenet.go.board import WHITE
 from freenet.go.gtp import Engine, clean
 from freenet.go.net import new_net, save_net
 
@@ -147,10 +148,118 @@ def test_engine_survives_random_garbage(model):
     engine = Engine(load_net(model), playouts=4, out=io.StringIO())
     rng = np.random.default_rng(0)
     words = ["play", "genmove", "b", "w", "pass", "A1", "G7", "H8", "undo", "boardsize", "7", "-3", "komi",
-             "1e400", "nan", "heatmap", "9", "lz-analyze", "interval", "x", "final_score", "time_left", "clear_board"]
+             "1e400", "nan", "heatmap", "9", "lz-analyze", "interval", "x", "final_score", "time_left", "clear_board",
+             "final_status_list", "dead", "alive", "seki"]
     for _ in range(300):
         line = " ".join(rng.choice(words, size=rng.integers(1, 4)))
         reply = engine.handle(line)
         assert reply is None or reply[0] in "=?"
     assert not engine.quit
     assert clean("a\x00b\tc # d") == "ab c"
+
+
+# Black's area A-D holds a dead white stone (B4); both groups have four eyes (as in test_go_status.py).
+# Tromp-Taylor: W+0.5 (komi 0.5); without B4: B+6.5.
+DEAD_STONE = [".X.XO.O",
+              "XXXXOOO",
+              "X..XO.O",
+              "XO.XOOO",
+              "X..XO.O",
+              "XXXXOOO",
+              ".X.XO.O"]
+COLUMNS = "ABCDEFG"
+
+
+def setup_position(engine, rows, without=()):
+    """Plays the stones of ``rows`` (top row first) through GTP ``play`` commands."""
+    for line in ("boardsize 7", "komi 0.5"):
+        assert engine.handle(line) == "=\n\n"
+    for i, row in enumerate(rows):
+        for col, ch in enumerate(row):
+            vertex = f"{COLUMNS[col]}{7 - i}"
+            if ch in "XO" and vertex not in without:
+                assert engine.handle(f"play {'b' if ch == 'X' else 'w'} {vertex}") == "=\n\n", vertex
+
+
+def test_final_status_list_and_final_score_remove_dead_stones():
+    engine = Engine(None, playouts=16, size=7, seed=0, out=io.StringIO())
+    setup_position(engine, DEAD_STONE)
+    assert engine.board.score(0.5) == -0.5  # Tromp-Taylor counts B4 for White
+    assert engine.handle("final_status_list dead") == "= B4\n\n"
+    alive = engine.handle("final_status_list alive")
+    groups = alive[2:-2].split("\n")
+    assert len(groups) == 2 and {len(g.split()) for g in groups} == {18, 17} and "B4" not in alive
+    assert engine.handle("final_status_list seki") == "=\n\n"
+    assert engine.handle("final_score") == "= B+6.5\n\n"
+    assert engine.handle("12 final_status_list DEAD") == "=12 B4\n\n"
+    for bad in ("final_status_list foo", "final_status_list", "final_status_list dead alive"):
+        assert engine.handle(bad) == "? syntax error\n\n"
+    assert engine.handle("known_command final_status_list") == "= true\n\n"
+    assert "final_status_list" in engine.handle("list_commands").split()
+    # B4 taken off through play: the same score by both counts
+    engine.handle("play b C4")
+    engine.handle("play w pass")
+    engine.handle("play b B3")
+    engine.handle("play w pass")
+    engine.handle("play b B5")
+    assert engine.handle("final_status_list dead") == "=\n\n"
+    assert engine.handle("final_score") == "= B+6.5\n\n" and engine.board.score(0.5) == 6.5
+    assert engine.handle("undo") == "=\n\n" and engine.handle("final_status_list dead") == "= B4\n\n"
+
+
+# As DEAD_STONE with White's area filled to two eyes (F6, F2) and a smaller hole: fewer moves, so that
+# the plain search finds the pass. Komi 2.5: Tromp-Taylor W+0.5 (B4 counted), without B4 B+4.5.
+PASS_TRAP = [".X.XOOO",
+             "XXXXO.O",
+             "X.XXOOO",
+             "XO.XOOO",
+             "X.XXOOO",
+             "XXXXO.O",
+             ".X.XOOO"]
+
+
+def test_genmove_does_not_pass_into_a_loss_hidden_by_dead_stones():
+    """White to move after Black's pass: passing wins by Tromp-Taylor (B4 counted) and loses once B4 is
+    removed, so White plays on instead of passing; where both counts agree, the pass stands."""
+    def engine(without=()):
+        e = Engine(None, playouts=256, size=7, seed=0, resign=0, out=io.StringIO())
+        setup_position(e, PASS_TRAP, without)
+        assert e.handle("komi 2.5") == "=\n\n" and e.handle("play b pass") == "=\n\n"
+        return e
+
+    plain = engine()
+    assert plain.board.score(2.5) == -0.5 and plain.handle("final_score") == "= B+4.5\n\n"
+    assert plain.think(WHITE) == plain.board.pass_move  # what the search alone plays
+    guarded = engine()
+    reply = guarded.handle("genmove w")
+    assert reply in ("= B5\n\n", "= C4\n\n", "= B3\n\n")  # not the pass, nor White's eyes F6 and F2
+    # a move after which the count without dead stones is worse is skipped (here B3, made to look so)
+    picky = engine()
+    picky.think(WHITE)
+    b3 = picky.board.point("B3")
+    real = picky._ownership
+    picky._ownership = lambda board: np.ones(49) if board.at(b3) == WHITE else real(board)
+    assert picky.pass_guard(picky.board.pass_move, WHITE) in (picky.board.point("B5"), picky.board.point("C4"))
+    # the rule itself: no disagreement, no change
+    agree = engine(without=("B4",))
+    agree.think(WHITE)
+    assert agree.board.score(2.5) == 4.5 and agree.handle("final_score") == "= B+4.5\n\n"
+    assert agree.pass_guard(agree.board.pass_move, WHITE) == agree.board.pass_move
+    assert agree.pass_guard(agree.board.point("C4"), WHITE) == agree.board.point("C4")
+
+
+def test_final_status_uses_the_ownership_head_when_the_net_has_one():
+    from freenet.go.net import new_net
+    try:
+        net = new_net(size=7, blocks=1, filters=8, seed=1, ownership=True)
+    except TypeError:
+        pytest.skip("this net.py has no ownership head")
+    engine = Engine(net, playouts=4, seed=0, out=io.StringIO())
+    setup_position(engine, DEAD_STONE)
+    own = engine._net_ownership(engine.board)
+    assert own is not None and own.shape == (49,) and np.all(np.abs(own) <= 1)
+    assert np.array_equal(engine.ownership(engine.board), own)
+    for command in ("final_status_list dead", "final_status_list alive", "final_score"):
+        assert engine.handle(command).startswith("=")
+    plain = Engine(new_net(size=7, blocks=1, filters=8, seed=1), playouts=4, seed=0, out=io.StringIO())
+    assert plain._net_ownership(plain.board) is None

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import freenet as fn
+from freenet.checkpoint import Checkpointer
 from freenet.cli import main
 from freenet.errors import FreenetError
 from freenet.go import symmetry
@@ -56,16 +57,53 @@ def test_selfplay_is_deterministic_and_files_round_trip(tmp_path):
         load_games(str(tmp_path / "bad.npz"))
 
 
+def test_katago_settings_in_selfplay_and_their_targets(tmp_path):
+    """Playout cap randomization keeps only full searches as training positions; played-out games carry
+    their final area, resigned ones none; ownership and score targets are for the side to move."""
+    config = SelfPlayConfig(size=5, playouts=16, cheap_playouts=4, full_fraction=0.3, forced_playouts=True,
+                            parallel=3, batch=6, resign=0.3, no_resign_fraction=0.5)
+    ev = Evaluator(new_net(**TINY, seed=2, ownership=True, score=True), symmetry_mode="random",
+                   rng=np.random.default_rng(2))
+    records = play_games(ev, 6, config, seed=2)
+    full = [p is not None for r in records for p in r.policies]
+    assert 0 < sum(full) < len(full)  # some full searches, some cheap ones
+    path = tmp_path / "games.npz"
+    save_games(str(path), records)
+    again = load_games(str(path))
+    for r, s in zip(records, again):
+        assert [p is None for p in r.policies] == [p is None for p in s.policies]
+        assert (r.ownership is None) == (s.ownership is None) == r.resigned
+        np.testing.assert_allclose(r.values, s.values, atol=1e-3)
+    played = next(r for r in records if not r.resigned)
+    board = Board(5)
+    for colour, point in played.moves:
+        board.play(point, colour)
+    assert played.ownership.sum() == board.area()[0] - board.area()[1]
+    arrays = game_positions(played)
+    full = [t for t, p in enumerate(played.policies) if p is not None]
+    assert len(arrays["value"]) == len(full) and (arrays["aux"] == 1).all()
+    sign = np.array([1 if played.moves[t][0] == BLACK else -1 for t in full])
+    np.testing.assert_array_equal(arrays["ownership"], played.ownership[None, :] * sign[:, None])
+    np.testing.assert_allclose(arrays["score"], played.score / 25 * sign)
+    mixed = game_positions(played, value_q_weight=0.5)["value"]
+    np.testing.assert_allclose(mixed, 0.5 * arrays["value"] + 0.5 * np.array(played.values, np.float32)[full],
+                               atol=1e-6)
+    if any(r.resigned for r in records):
+        assert (game_positions(next(r for r in records if r.resigned))["aux"] == 0).all()
+
+
 def test_buffer_targets_and_symmetries():
     records = tiny_games(2, games=2)
-    bits, policy, value = game_positions(records[0])
+    arrays = game_positions(records[0])
+    policy, value = arrays["policy"], arrays["value"]
     assert len(value) == len(records[0].moves) and set(np.unique(value)) <= {-1.0, 0.0, 1.0}
     winner = records[0].winner
     assert value[0] == (1.0 if winner == BLACK else -1.0 if winner == WHITE else 0.0)  # Black moved first
     assert np.allclose(policy.sum(1), 1, atol=1e-6)
     buf = ReplayBuffer(5)
     buf.add(records)
-    x, p, z = buf.sample(64, np.random.default_rng(0))
+    batch = buf.sample(64, np.random.default_rng(0))
+    x, p, z = batch["planes"], batch["policy"], batch["value"]
     assert x.shape == (64, 18, 5, 5) and p.shape == (64, 26) and z.shape == (64,)
     # every sample is some position under some symmetry
     board = Board(5)
@@ -74,9 +112,14 @@ def test_buffer_targets_and_symmetries():
     assert any(np.array_equal(x[i], v) for i in range(64) for v in variants) or len(buf) > 64
 
 
-def test_selfplay_loop_resumes_to_the_same_net(tmp_path):
+KATAGO = dict(ownership=True, score=True, pooling=True, value_q_weight=0.25)
+KATAGO_SP = dict(SP, cheap_playouts=4, forced_playouts=True, full_fraction=0.5)
+
+
+@pytest.mark.parametrize("katago", [False, True], ids=["alphago-zero", "katago-ideas"])
+def test_selfplay_loop_resumes_to_the_same_net(tmp_path, katago):
     config = TrainConfig(**TINY, seed=4, games_per_generation=3, window=5, steps_per_generation=3, batch_size=16,
-                         selfplay=dict(SP))
+                         selfplay=dict(KATAGO_SP if katago else SP), **(KATAGO if katago else {}))
     straight = tmp_path / "straight"
     selfplay_loop(str(straight), config, 3, progress=False, log=lambda *a: None)
     resumed = tmp_path / "resumed"
@@ -86,7 +129,7 @@ def test_selfplay_loop_resumes_to_the_same_net(tmp_path):
     selfplay_loop(str(resumed), config, 3, progress=False, log=lambda *a: None)
     a, b = fn.load(str(straight / "net.safetensors")), fn.load(str(resumed / "net.safetensors"))
     assert a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
-    from freenet.checkpoint import Checkpointer
+
     ends = [Checkpointer(run / "checkpoints").latest() for run in (straight, resumed)]
     assert ends[0].state["run"]["generation"] == ends[1].state["run"]["generation"] == 3
     assert np.array_equal(ends[0].state["optimizer"]["state"]["0"]["momentum_buffer"],
@@ -95,6 +138,11 @@ def test_selfplay_loop_resumes_to_the_same_net(tmp_path):
     # the net moved away from its initial weights
     init = new_net(**TINY, seed=4).state_dict()
     assert not np.array_equal(np.asarray(init["policy_fc.weight"]), a["policy_fc.weight"].numpy())
+    if katago:
+        state = Checkpointer(resumed / "checkpoints").latest().state["run"]
+        assert state["ownership_loss"] > 0 and state["score_loss"] > 0 and state["cpu_seconds"] > 0
+        assert load_net(str(resumed / "net.safetensors")).config.pooling
+        return
     other = TrainConfig(**TINY, seed=5, games_per_generation=3, window=5, steps_per_generation=3, batch_size=16,
                         selfplay=dict(SP))
     with pytest.raises(FreenetError, match="other settings"):
@@ -176,7 +224,7 @@ def test_a_killed_run_resumes_from_its_last_good_checkpoint(tmp_path):
     import subprocess
     import sys
     import time
-    from freenet.checkpoint import Checkpointer
+
 
     config = TrainConfig(**TINY, seed=4, games_per_generation=3, window=5, steps_per_generation=150, batch_size=16,
                          selfplay=dict(SP))

@@ -72,7 +72,8 @@ def _go_run(seed, buffer, nudge=False, steps=20):
     losses = []
     net.train()
     for _ in range(steps):
-        x, p, z = buffer.sample(32, rng)
+        batch = buffer.sample(32, rng)
+        x, p, z = batch["planes"], batch["policy"], batch["value"]
         logits, v = net(fn.from_numpy(x))
         loss = F.cross_entropy(logits, fn.from_numpy(p)) + F.mse_loss(v, fn.from_numpy(z))
         opt.zero_grad()

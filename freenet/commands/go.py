@@ -110,6 +110,28 @@ def register_more(sub):
     p.add_argument("out", metavar="OUT", help="the freenet net to write")
     p.set_defaults(run=run_import_lz)
 
+    p = sub.add_parser("ladder", help="measure a training run's nets against fixed opponents (win rates, Elo)",
+                       formatter_class=FORMATTER,
+                       description="Play a net of a training run (RUN/net-XXXX.safetensors) against GNU Go levels "
+                                   "and earlier nets of the run, with alternating colours, komi 7.5 and a GNU Go "
+                                   "referee, and record wins, 95% Wilson intervals, the CPU-hours the run had "
+                                   "spent and maximum-likelihood Elo ratings (GNU Go level 1 = 0) in "
+                                   "RUN/ladder.json. Matches already in it are not played again, so the command "
+                                   "resumes after an interruption. GNU Go opponents are skipped when GNU Go is "
+                                   "not installed. See freenet/go/ladder.py.")
+    p.add_argument("--dir", metavar="RUN", required=True, help="the run folder (freenet go train --dir)")
+    p.add_argument("--generation", type=positive_int, default=argparse.SUPPRESS, help="the generation whose "
+                   "net plays (default: the latest)")
+    p.add_argument("--opponents", default="gnugo-1,gnugo-10,previous", help="comma-separated: gnugo-LEVEL, "
+                   "net-XXXX (a net of the run) or previous (the latest earlier net on the ladder); '' plays "
+                   "none (for --table or --plot alone)")
+    p.add_argument("--games", type=positive_int, default=20, help="games against each opponent")
+    p.add_argument("--playouts", type=positive_int, default=200, help="search playouts per move of the nets")
+    p.add_argument("--seed", type=int, default=0, help="first seed (game k of a match gets seed + k)")
+    p.add_argument("--plot", metavar="FILE", help="also write a PNG chart of the ladder (needs matplotlib)")
+    p.add_argument("--table", action="store_true", help="also print the ladder as a Markdown table")
+    p.set_defaults(run=run_ladder)
+
 
 def register_bench(sub):
     p = sub.add_parser("bench", help="measure rules, net and search speed (and Leela Zero's)",
@@ -134,8 +156,8 @@ def register_training(sub):
     p = sub.add_parser("selfplay", help="play self-play games and store them", formatter_class=FORMATTER,
                        description="Let a net play itself, many games at once (their leaves share each net "
                                    "call), and store positions, search probabilities and results in a compressed "
-                                   "NumPy file (and SGF files with --sgf-dir). Without --model the games come "
-                                   "from the plain search (uniform priors, random playouts).")
+                                   "NumPy file (and SGF files with --sgf-dir). Without --model a net with random "
+                                   "weights (--seed) plays, as in the first generation of a run.")
     p.add_argument("--model", metavar="FILE", help="the net to play with")
     p.add_argument("--size", type=board_size, default=None, help="board size without --model (default 9)")
     p.add_argument("--games", type=positive_int, default=16, help="games to play")
@@ -170,6 +192,17 @@ def register_training(sub):
     p.add_argument("--batch-size", type=positive_int, default=256, help="positions per SGD step")
     p.add_argument("--lr", type=float, default=0.02, help="learning rate (SGD, Nesterov momentum 0.9)")
     p.add_argument("--weight-decay", type=float, default=1e-4, help="L2 weight decay")
+    p.add_argument("--ownership", action="store_true", help="an ownership head, trained on the final area "
+                   "(KataGo's auxiliary target; also what decides dead stones in GTP)")
+    p.add_argument("--score", action="store_true", help="a score head, trained on the final margin")
+    p.add_argument("--pooling", action="store_true", help="global pooling in every third residual block")
+    p.add_argument("--value-q-weight", type=float, default=0.0, help="value target: this share of the "
+                   "search's value, the rest the game's result")
+    p.add_argument("--ladder-every", type=non_negative_int, default=0, help="every K generations, play the "
+                   "net against --ladder-opponents (freenet go ladder); 0: never")
+    p.add_argument("--ladder-opponents", default="gnugo-1,gnugo-10,previous", help="opponents of the ladder")
+    p.add_argument("--ladder-games", type=positive_int, default=20, help="games per ladder opponent")
+    p.add_argument("--ladder-playouts", type=positive_int, default=200, help="playouts per move in ladder games")
     _selfplay_options(p)
     p.add_argument("--save-sgf", action="store_true", help="also write the self-play games as SGF")
     p.add_argument("--threads", type=positive_int, default=1, help="threads for the net")
@@ -182,9 +215,16 @@ def register_training(sub):
 
 def _selfplay_options(p):
     p.add_argument("--komi", type=float, default=7.5, help="komi")
-    p.add_argument("--playouts", type=positive_int, default=200, help="search playouts per move")
-    p.add_argument("--parallel", type=positive_int, default=16, help="games played at once")
-    p.add_argument("--batch", type=positive_int, default=8, help="leaves per game per net call")
+    p.add_argument("--playouts", type=positive_int, default=200, help="root visits of a (full) search per move; "
+                   "the visits kept from the previous move's search count")
+    p.add_argument("--cheap-playouts", type=positive_int, default=None, help="playout cap randomization: "
+                   "moves without a full search get this many visits, no noise, and are not trained on")
+    p.add_argument("--full-fraction", type=float, default=0.25, help="with --cheap-playouts: the share of "
+                   "moves with a full search")
+    p.add_argument("--forced-playouts", action="store_true", help="forced playouts at the root of full "
+                   "searches, taken out of the policy target (KataGo)")
+    p.add_argument("--parallel", type=positive_int, default=128, help="games played at once")
+    p.add_argument("--batch", type=positive_int, default=128, help="positions per net call")
     p.add_argument("--resign", type=float, default=0.05, help="resign below this winrate (0: never); "
                    "20%% of the games never resign")
 
@@ -258,9 +298,13 @@ def run_import_lz(args):
 
 
 def _selfplay_config(args, size):
+    from freenet.errors import FreenetError
     from freenet.go.selfplay import SelfPlayConfig
 
-    return SelfPlayConfig(size=size, komi=args.komi, playouts=args.playouts, batch=args.batch,
+    if not 0 < args.full_fraction <= 1:
+        raise FreenetError(f"--full-fraction must be in (0, 1], not {args.full_fraction}")
+    return SelfPlayConfig(size=size, komi=args.komi, playouts=args.playouts, cheap_playouts=args.cheap_playouts,
+                          full_fraction=args.full_fraction, forced_playouts=args.forced_playouts, batch=args.batch,
                           parallel=args.parallel, resign=args.resign)
 
 
@@ -270,8 +314,7 @@ def run_selfplay(args):
     import numpy as np
 
     import freenet as fn
-    from freenet.go.mcts import UniformEvaluator
-    from freenet.go.net import Evaluator, load_net
+    from freenet.go.net import Evaluator, load_net, new_net
     from freenet.go.selfplay import play_games, save_games
     from freenet.go.sgf import result_string, write_sgf
 
@@ -280,11 +323,10 @@ def run_selfplay(args):
         net = load_net(args.model)
         if args.size is not None and args.size != net.config.size:
             raise fn.FreenetError(f"the net plays {net.config.size}x{net.config.size}, not --size {args.size}")
-        size = net.config.size
-        evaluator = Evaluator(net, symmetry_mode="random", rng=np.random.default_rng([args.seed, 3]))
     else:
-        size = args.size or 9
-        evaluator = UniformEvaluator(komi=args.komi, seed=args.seed)
+        net = new_net(args.size or 9, seed=args.seed)  # generation 0 of a run: random weights
+    size = net.config.size
+    evaluator = Evaluator(net, symmetry_mode="random", rng=np.random.default_rng([args.seed, 3]))
     start = time.perf_counter()
     records = play_games(evaluator, args.games, _selfplay_config(args, size), seed=args.seed,
                          progress=not args.quiet)
@@ -292,7 +334,7 @@ def run_selfplay(args):
     save_games(args.out, records)
     if args.sgf_dir:
         os.makedirs(args.sgf_dir, exist_ok=True)
-        name = os.path.basename(args.model) if args.model else "plain search"
+        name = os.path.basename(args.model) if args.model else f"random net (seed {args.seed})"
         for i, r in enumerate(records):
             write_sgf(os.path.join(args.sgf_dir, f"game-{i + 1:04d}.sgf"), r.size, r.komi, r.moves,
                       result_string(r.winner, r.score, r.resigned), name, name)
@@ -316,12 +358,18 @@ def run_train(args):
     config = TrainConfig(size=args.size, blocks=args.blocks, filters=args.filters, seed=args.seed,
                          games_per_generation=args.games, window=args.window, steps_per_generation=args.steps,
                          batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                         selfplay={k: v for k, v in sp.items() if k != "size"}, sgf=args.save_sgf)
+                         selfplay={k: v for k, v in sp.items() if k != "size"}, sgf=args.save_sgf,
+                         ownership=args.ownership, score=args.score, pooling=args.pooling,
+                         value_q_weight=args.value_q_weight)
     if args.sgf:
         config.selfplay, config.sgf, config.games_per_generation, config.window = {}, False, 0, 0
         supervised_loop(args.dir, config, args.sgf, args.generations, progress=not args.quiet)
     else:
-        selfplay_loop(args.dir, config, args.generations, progress=not args.quiet)
+        ladder = None
+        if args.ladder_every:
+            ladder = {"every": args.ladder_every, "opponents": [o for o in args.ladder_opponents.split(",") if o],
+                      "games": args.ladder_games, "playouts": args.ladder_playouts}
+        selfplay_loop(args.dir, config, args.generations, progress=not args.quiet, ladder=ladder)
     path = os.path.join(args.dir, "net.safetensors")
     _write_provenance(path, config, args)
     print(f"latest net: {path} (with its provenance record; see freenet inspect)")
@@ -373,4 +421,19 @@ def run_bench(args):
     if args.leelaz:
         print(f"leelaz --cpu-only -t {args.threads} on the same net: "
               f"{bench.leelaz_speed(net, args.leelaz, args.threads):,.0f} nodes/s (its benchmark)")
+    return 0
+
+
+def run_ladder(args):
+    from freenet.go import ladder
+
+    if args.plot:
+        ladder.require_matplotlib()  # before hours of games, not after
+    generation = getattr(args, "generation", None) or ladder.latest_generation(args.dir)
+    opponents = [o for o in args.opponents.split(",") if o.strip()]
+    ladder.evaluate(args.dir, generation, opponents, games=args.games, playouts=args.playouts, seed=args.seed)
+    if args.table:
+        print(ladder.table(args.dir), end="")
+    if args.plot:
+        print(f"wrote {ladder.plot(args.dir, args.plot)}")
     return 0

@@ -1,6 +1,15 @@
 """A GTP version 2 engine (``freenet go gtp``): the required commands, the usual extras, Leela Zero's
 ``heatmap`` and the ``lz-analyze`` / ``lz-genmove_analyze`` output that Lizzie reads.
 
+``final_score`` and ``final_status_list`` remove the dead stones first, as a referee does (see
+``freenet.go.status``): the ownership comes from the net's ownership head when it has one (the mean
+over the 8 symmetries), else from heavy playouts. The search itself scores Tromp-Taylor, so ``genmove``
+does not pass into a loss that only the dead stones hide: when the search chooses the pass but the
+winner by Tromp-Taylor and the winner after removing the dead stones differ, it plays the most visited
+(else the likeliest) other move that neither fills one of its own eyes, nor puts itself in atari, nor
+makes the count without dead stones worse for it, if there is one; usually that takes dead stones off
+the board. The search's move limit (2 N*N moves) ends it.
+
 Input is cleaned as the GTP spec says (control characters dropped, tabs to spaces, ``#`` comments cut,
 blank lines ignored, an optional numeric id echoed back). Every failure is a ``? message`` reply; no
 command ends the engine except ``quit`` or the end of the input.
@@ -16,13 +25,15 @@ import numpy as np
 
 from freenet.errors import FreenetError
 from freenet.go import symmetry
-from freenet.go.board import BLACK, WHITE, Board, IllegalMove, check_size
+from freenet.go.board import BLACK, WHITE, Board, IllegalMove, _is_eye, check_size
 from freenet.go.features import planes
 from freenet.go.mcts import MCTS, SearchConfig, UniformEvaluator
+from freenet.go.status import (dead_stones, final_status, ownership_by_playouts, score_with_dead_removed,
+                               self_atari, winner_of_score)
 
 COMMANDS = ["protocol_version", "name", "version", "known_command", "list_commands", "quit", "boardsize",
             "clear_board", "komi", "play", "genmove", "showboard", "undo", "final_score", "time_settings",
-            "time_left", "heatmap", "lz-analyze", "lz-genmove_analyze"]
+            "time_left", "final_status_list", "heatmap", "lz-analyze", "lz-genmove_analyze"]
 
 
 class GtpError(Exception):
@@ -55,13 +66,17 @@ class Engine:
     """The engine's state: the game, the search, the clock. ``net`` is a ``GoNet`` or None (plain search)."""
 
     def __init__(self, net=None, playouts=400, size=None, komi=7.5, seed=0, resign=0.05, batch=8,
-                 analyze_batch=None, out=None, name="freenet"):
+                 analyze_batch=None, out=None, name="freenet", status_playouts=256):
         from freenet import __version__
         self.net = net
         self.version = __version__
         self.name = name
         self.playouts = playouts
         self.resign = resign
+        self.seed = seed
+        self.status_playouts = status_playouts  # playouts per ownership map (final_score, the pass guard)
+        self._owner_cache = (None, None)  # (position key, ownership)
+        self._owner_evaluator = None
         self.rng = np.random.default_rng(seed)
         self.out = out if out is not None else sys.stdout
         if net is not None:
@@ -219,6 +234,7 @@ class Engine:
         if move is None:
             self.board.resign(color)
             return "resign"
+        move = self.pass_guard(move, color)
         self._play(move, color)
         return self.board.name(move)
 
@@ -246,7 +262,14 @@ class Engine:
     def cmd_final_score(self, args, ident):
         if self.board.resigned is not None:
             return "W+Resign" if self.board.resigned == BLACK else "B+Resign"
-        return format_score(self.board.score(self.komi))
+        return format_score(self.score_after_removal(self.board))
+
+    def cmd_final_status_list(self, args, ident):
+        if len(args) != 1 or args[0].lower() not in ("alive", "dead", "seki"):
+            raise GtpError("syntax error")
+        b = self.board
+        groups = final_status(b, self.ownership(b))[args[0].lower()]
+        return "\n".join(" ".join(b.name(p) for p in group) for group in groups)
 
     def cmd_time_settings(self, args, ident):
         try:
@@ -276,6 +299,70 @@ class Engine:
             return max(0.05, 0.8 * seconds / stones)
         moves_left = max(10, (self.size * self.size - self.board.move_number) // 2)
         return max(0.05, seconds / moves_left)
+
+    # -- dead stones ----------------------------------------------------------------------------
+    def ownership(self, board):
+        """The ownership map of ``board`` in Black's sign (N*N,), cached for the last position asked."""
+        key = (board.size, board.to_move, tuple(board.moves), self.status_playouts)
+        if self._owner_cache[0] != key:
+            self._owner_cache = (key, self._ownership(board))
+        return self._owner_cache[1]
+
+    def _ownership(self, board):
+        own = self._net_ownership(board)
+        return own if own is not None else ownership_by_playouts(board, self.status_playouts, seed=self.seed)
+
+    def _net_ownership(self, board):
+        """The net's ownership head averaged over the 8 symmetries, in Black's sign; None without one."""
+        if self.net is None or not getattr(self.net.config, "ownership", False):
+            return None
+        if self._owner_evaluator is None:
+            from freenet.go.net import Evaluator
+            self._owner_evaluator = Evaluator(self.net, symmetry_mode="average")
+        evaluate_planes = getattr(self._owner_evaluator, "evaluate_planes", None)
+        if evaluate_planes is None:
+            return None
+        out = evaluate_planes(planes(board)[None], board.legal_mask()[None])
+        if len(out) < 3 or out[2] is None:
+            return None
+        own = np.asarray(out[2], np.float64).reshape(-1)  # for the side to move
+        return np.clip(own if board.to_move == BLACK else -own, -1.0, 1.0)
+
+    def score_after_removal(self, board, ownership=None):
+        """Black's margin with komi once the dead stones are off the board (Chinese area scoring)."""
+        ownership = self.ownership(board) if ownership is None else ownership
+        return score_with_dead_removed(board, dead_stones(board, ownership), self.komi)
+
+    def pass_guard(self, move, color, tries=8):
+        """``move``, unless it is a pass that Tromp-Taylor and the count without dead stones score for
+        different winners. Then, of the searched root's legal moves, most visited first (ties and unvisited:
+        the likeliest), the first that fills none of ``color``'s eyes, is not a self-atari, and leaves the
+        count without dead stones no worse for ``color`` (filling an eye space can kill a group without
+        filling an eye); the pass if none of the first ``tries`` such moves is."""
+        b = self.board
+        root = self.search.root
+        if (move != b.pass_move or root is None or not root.expanded or root.board.to_move != color
+                or root.board.moves != b.moves or b.move_number >= (self.config.max_moves or 2 * b.size ** 2)):
+            return move  # past the move limit the game is scored as it stands anyway
+        now = self.score_after_removal(b)
+        if winner_of_score(b.score(self.komi)) == winner_of_score(now):
+            return move
+        sign = 1 if color == BLACK else -1
+        order = sorted(range(len(root.moves)), key=lambda i: (-root.N[i], -root.P_raw[i]))
+        for i in order:
+            m = int(root.moves[i])
+            if m == b.pass_move:  # the root's moves are legal (superko included)
+                continue
+            if _is_eye(b.color, b.W, b.vertex(m), color) or self_atari(b, m, color):
+                continue
+            after = b.copy()
+            after.play(m, color)
+            if sign * self.score_after_removal(after, self._ownership(after)) >= sign * now:
+                return m
+            tries -= 1
+            if tries == 0:
+                break
+        return move
 
     # -- thinking -------------------------------------------------------------------------------
     def _sync(self, color):
@@ -425,6 +512,7 @@ class Engine:
             self.board.resign(color)
             self.write("play resign\n\n")
         else:
+            move = self.pass_guard(move, color)
             self._play(move, color)
             self.write(f"play {self.board.name(move)}\n\n")
         return None

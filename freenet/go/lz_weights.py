@@ -26,7 +26,7 @@ import numpy as np
 
 from freenet.errors import FreenetError
 from freenet.go import features
-from freenet.go.net import GoNet, NetConfig
+from freenet.go.net import OPTIONS, GoNet, NetConfig
 
 EPS = 1e-5  # Leela Zero's batch-norm epsilon (freenet's BatchNorm2d default too)
 
@@ -56,6 +56,10 @@ def export_lz(net, path):
     """Writes ``net`` (a GoNet) as a Leela Zero v1 weight file. Leela Zero itself plays 19x19 only with a
     256-unit value layer; other sizes are written too (for freenet's own import) with a warning returned."""
     c = net.config
+    options = [name for name in OPTIONS if getattr(c, name)]
+    if options:
+        raise FreenetError(f"cannot export to Leela Zero's format: the net has {', '.join(options)} on "
+                           "(KataGo-style options that Leela Zero's nets lack)")
     tensors = []
     tensors += _bn_parts(net.input_conv, net.input_bn)
     for block in net.blocks:

@@ -39,6 +39,26 @@ class SearchConfig:
         return asdict(self)
 
 
+def ordered_sum(x):
+    """The sum of ``x`` added left to right, as the compiled search (``tree``) adds: ``np.sum`` adds in
+    pairs, whose rounding differs, and the two searches must choose the same children."""
+    return float(np.cumsum(x)[-1]) if len(x) else 0.0
+
+
+def choose_move(moves, visits, priors, temperature, rng):
+    """A move from a root's children: the most visited (ties: the higher prior) at temperature 0, else
+    drawn with probability proportional to visits ** (1 / temperature); the highest prior if none
+    was visited."""
+    visits = np.asarray(visits, np.float64)
+    if visits.sum() == 0:
+        return int(moves[int(np.argmax(priors))])
+    if temperature <= 1e-3:
+        best = np.flatnonzero(visits == visits.max())
+        return int(moves[best[np.argmax(priors[best])]])
+    w = kernels.power(visits / visits.max(), 1.0 / temperature)  # not NumPy's power, whose bits depend on the CPU
+    return int(moves[rng.choice(len(visits), p=w / w.sum())])
+
+
 class Node:
     __slots__ = ("board", "parent", "index", "moves", "P", "P_raw", "N", "W", "children", "value", "pending",
                  "terminal")
@@ -118,7 +138,7 @@ class MCTS:
             priors[-1] = 1.0
         node.moves = moves
         node.P_raw = priors[moves].astype(np.float64)
-        node.P_raw /= node.P_raw.sum()
+        node.P_raw /= ordered_sum(node.P_raw)
         node.P = node.P_raw
         node.N = np.zeros(len(moves))
         node.W = np.zeros(len(moves))
@@ -143,7 +163,7 @@ class MCTS:
         reduction = self.config.fpu_reduction
         if node is self.root and self.config.fpu_root_reduction is not None:
             reduction = self.config.fpu_root_reduction
-        fpu = node.value - reduction * math.sqrt(P[visited].sum())
+        fpu = node.value - reduction * math.sqrt(ordered_sum(P[visited]))
         q = np.where(visited, W / np.where(visited, N, 1), fpu)
         u = self.config.c_puct * P * (math.sqrt(total) if total > 0 else 1.0) / (1 + N)
         return int(np.argmax(q + u))
@@ -231,19 +251,11 @@ class MCTS:
         return out
 
     def choose(self, temperature=0.0):
-        """A move from the root's visit counts: the most visited (ties: higher prior) at temperature 0,
-        else drawn with probability proportional to N ** (1 / temperature)."""
+        """A move from the root's visit counts (``choose_move``); the pass if the root was never searched."""
         root = self.root
         if not root.expanded:
             return root.board.pass_move
-        N = root.N
-        if N.sum() == 0:
-            return int(root.moves[int(np.argmax(root.P_raw))])
-        if temperature <= 1e-3:
-            best = np.flatnonzero(N == N.max())
-            return int(root.moves[best[np.argmax(root.P_raw[best])]])
-        w = kernels.power(N / N.max(), 1.0 / temperature)  # not NumPy's power, whose bits depend on the CPU
-        return int(root.moves[self.rng.choice(len(N), p=w / w.sum())])
+        return choose_move(root.moves, root.N, root.P_raw, temperature, self.rng)
 
     def root_value(self):
         """The root's value for the side to move there (average over the search)."""

@@ -1,17 +1,27 @@
 """Self-play: a net plays itself, many games at once, and the positions, search probabilities and results
 are kept for training.
 
-All games in flight search their current move together (``mcts.run_many``), so each net call evaluates
-``parallel x batch`` leaves. Each move: Dirichlet noise at the root, ``playouts`` new walks (the tree of
-the previous move is reused), the visit counts stored as the policy target, the move drawn with
-temperature 1 for the first ``temperature_moves`` moves and the most visited one after. A side whose
-root winrate falls below ``resign`` resigns, except in a ``no_resign_fraction`` of the games.
+Every game in flight is a row of one ``tree.Forest``; each round walks all of them to their next leaves
+and evaluates the leaves in one net call, so the net's batch speed sets the pace. A game's move: a
+search to ``playouts`` root visits (the subtree kept from the previous move counts), Dirichlet noise at
+the root, the move drawn with temperature 1 for the first ``temperature_moves`` moves and the most
+visited one after. A side whose root winrate falls below ``resign`` resigns, except in a
+``no_resign_fraction`` of the games.
 
-Games are stored as compact NumPy files (``save_games``): moves and colours as small integers, the search
-probabilities as float16, one winner per game. ``load_games`` reads them back, and the planes are
-rebuilt by replaying the moves. Same seed, same net: same games.
+KataGo's ideas (Wu 2019, "Accelerating Self-Play Learning in Go"), each a setting:
+- playout cap randomization: with ``cheap_playouts`` set, only a ``full_fraction`` of the moves get the
+  full search (with noise) and become training positions; the rest get a cheap search without noise
+  and only move the game on;
+- forced playouts: at the root of a full search, a visited child gets at least ``sqrt(2 P total)``
+  visits, and the policy target has them taken out again (``tree.prune_forced``).
+
+Games are stored as compact NumPy files (``save_games``): moves and colours as small integers, the
+search probabilities as float16, the root values, which moves had a full search, the final ownership
+of every point, one winner and score per game. ``load_games`` reads them back, and the planes are
+rebuilt by replaying the moves. Same seed, same net: same games, whatever the thread count.
 """
 
+import math
 import os
 from dataclasses import asdict, dataclass, field
 
@@ -19,25 +29,33 @@ import numpy as np
 from tqdm import tqdm
 
 from freenet.errors import FreenetError
-from freenet.go.board import BLACK, EMPTY, WHITE, Board
-from freenet.go.mcts import MCTS, SearchConfig, run_many
+from freenet.go.board import BLACK, EMPTY, WHITE
+from freenet.go.mcts import choose_move
+from freenet.go.tree import Forest, capacity_for, owner_map, prune_forced
+
+MAX_LEAVES = 16  # leaves per game per round at most (virtual loss): when few games are left to fill the batch
 
 
 @dataclass
 class SelfPlayConfig:
     size: int = 9
     komi: float = 7.5
-    playouts: int = 200
-    batch: int = 8  # leaves per game per net call
-    parallel: int = 16  # games in flight
+    playouts: int = 200  # root visits of a (full) search; those kept from the previous move count
+    cheap_playouts: int = None  # playout cap randomization: the cheap searches' visits (None: off)
+    full_fraction: float = 0.25  # with cheap_playouts: the share of moves with a full search
+    forced_playouts: bool = False  # forced playouts and policy target pruning in full searches
+    batch: int = 128  # positions per net call (each game adds 1 leaf, more when few games are left)
+    parallel: int = 128  # games in flight
     temperature_moves: int = None  # None: size (9 on 9x9, 19 on 19x19)
     resign: float = 0.05  # winrate; 0 never resigns
+    resign_from_move: int = None  # no resignation before this move (None: size * size // 3): a young net's
+    # value is noise, and games it resigns early teach nothing but that
     no_resign_fraction: float = 0.2
     max_moves: int = None  # None: 2 * size * size
     c_puct: float = 1.5
     fpu_reduction: float = 0.25
     noise_fraction: float = 0.25
-    dirichlet_alpha: float = None
+    dirichlet_alpha: float = None  # None: 0.03 * 361 / size**2
 
     def as_dict(self):
         return asdict(self)
@@ -48,70 +66,115 @@ class GameRecord:
     size: int
     komi: float
     moves: list = field(default_factory=list)  # (colour, point)
-    policies: list = field(default_factory=list)  # search probabilities before each move (N*N+1)
+    policies: list = field(default_factory=list)  # search probabilities before each move (N*N+1); None: none
     winner: int = None  # BLACK, WHITE or EMPTY
     score: float = None  # Black's margin; +-inf for a resignation
     resigned: bool = False
+    values: list = field(default_factory=list)  # the search's value before each move, for the side to move
+    ownership: np.ndarray = None  # (N*N,) int8 final area: +1 Black's, -1 White's, 0 neither; None if resigned
 
 
 class _Game:
-    def __init__(self, index, config, evaluator, seed):
+    """A game in a forest row: its randomness (from the seed and its index alone) and its record."""
+
+    def __init__(self, index, config, seed):
         self.index = index
         self.rng = np.random.default_rng([seed, index])
         self.resign_allowed = config.resign > 0 and self.rng.random() >= config.no_resign_fraction
-        search_config = SearchConfig(c_puct=config.c_puct, fpu_reduction=config.fpu_reduction, noise=True,
-                                     dirichlet_alpha=config.dirichlet_alpha, noise_fraction=config.noise_fraction,
-                                     batch=config.batch, komi=config.komi, max_moves=config.max_moves)
-        self.search = MCTS(evaluator, search_config, self.rng)
-        self.board = Board(config.size)
-        self.search.set_board(self.board)
         self.record = GameRecord(config.size, config.komi)
+        self.full = True
+        self.noised = False
 
 
 def play_games(evaluator, games, config=None, seed=0, progress=False, first_index=0):
-    """Plays ``games`` games of self-play; returns their GameRecords in order of game index."""
+    """Plays ``games`` games of self-play with ``evaluator`` (``net.Evaluator``); returns their GameRecords
+    in order of game index."""
     config = config or SelfPlayConfig()
     N = config.size
-    max_moves = config.max_moves or 2 * N * N
+    if evaluator.size != N:
+        raise FreenetError(f"self-play on {N}x{N} with a net for {evaluator.size}x{evaluator.size}")
     temperature_moves = N if config.temperature_moves is None else config.temperature_moves
-    pending = list(range(first_index, first_index + games))
-    active, done = [], {}
+    alpha = config.dirichlet_alpha or 0.03 * 361 / (N * N)
+    resign_from = N * N // 3 if config.resign_from_move is None else config.resign_from_move
+    visits = max(config.playouts, config.cheap_playouts or 0)
+    rows = min(config.parallel, games)
+    forest = Forest(N, rows, capacity_for(N, visits, MAX_LEAVES), komi=config.komi, max_moves=config.max_moves,
+                    c_puct=config.c_puct, fpu_reduction=config.fpu_reduction)
+    queue = iter(range(first_index, first_index + games))
+    slot = [None] * rows
+    done = {}
     bar = tqdm(total=games, desc="self-play", unit="game", disable=not progress, leave=False)
-    moves_played = 0
-    while pending or active:
-        while pending and len(active) < config.parallel:
-            active.append(_Game(pending.pop(0), config, evaluator, seed))
-        searches = [g.search for g in active]
-        for s in searches:
-            if s.ensure_root():
-                s.add_noise()
-        run_many(searches, config.playouts)
-        still = []
-        for g in active:
-            b = g.board
-            policy = g.search.visit_policy()
-            winrate = (g.search.root_value() + 1) / 2
-            if g.resign_allowed and winrate < config.resign:
-                b.resign(b.to_move)
-            else:
-                t = 1.0 if b.move_number < temperature_moves else 0.0
-                move = g.search.choose(t)
-                g.record.moves.append((b.to_move, move))
-                g.record.policies.append(policy.astype(np.float16))
-                b.play(move)
-                g.search.advance(move)
-                moves_played += 1
-            if b.game_over or b.move_number >= max_moves:
-                rec = g.record
-                rec.winner = b.winner(config.komi)
-                rec.resigned = b.resigned is not None
-                rec.score = (np.inf if rec.winner == BLACK else -np.inf) if rec.resigned else b.score(config.komi)
-                done[g.index] = rec
-                bar.update(1)
-                bar.set_postfix(moves=moves_played)
-            else:
-                still.append(g)
-        active = still
+
+    def begin_search(r):
+        g = slot[r]
+        g.full = config.cheap_playouts is None or g.rng.random() < config.full_fraction
+        forest.goal[r] = config.playouts if g.full else config.cheap_playouts
+        forest.forced[r] = g.full and config.forced_playouts
+        g.noised = False
+
+    def start_game(r):
+        index = next(queue, None)
+        forest.new_game(r)
+        slot[r] = None if index is None else _Game(index, config, seed)
+        if slot[r] is not None:
+            begin_search(r)
+
+    def end_game(r, resigned_colour=None):
+        g = slot[r]
+        rec = g.record
+        if resigned_colour is not None:
+            rec.resigned = True
+            rec.winner = 3 - resigned_colour
+            rec.score = np.inf if rec.winner == BLACK else -np.inf
+        else:
+            black, white = forest.area(r)
+            rec.score = float(black - white - config.komi)
+            rec.winner = BLACK if rec.score > 0 else WHITE if rec.score < 0 else EMPTY
+            rec.ownership = owner_map(forest.stones_array(r))
+        done[g.index] = rec
+        bar.update(1)
+        start_game(r)
+
+    def finish_move(r):
+        """The search of row ``r`` reached its goal: record the position, play the move (or resign)."""
+        g = slot[r]
+        colour, number = forest.to_move(r), forest.moves(r)
+        moves, visits, wsum, prior, prior_raw = forest.root(r)
+        value = forest.root_value(r)
+        if g.resign_allowed and number >= resign_from and (value + 1) / 2 < config.resign:
+            end_game(r, resigned_colour=colour)
+            return
+        policy = None
+        if g.full:
+            counts = prune_forced(visits, wsum, prior, forest.tree[7][r, 0], config.c_puct) \
+                if config.forced_playouts else visits.astype(np.float64)
+            policy = np.zeros(N * N + 1, np.float16)
+            policy[moves] = counts / counts.sum()
+        move = choose_move(moves, visits, prior_raw, 1.0 if number < temperature_moves else 0.0, g.rng)
+        g.record.moves.append((colour, move))
+        g.record.policies.append(policy)
+        g.record.values.append(value)
+        forest.play(r, move)
+        if forest.game_over(r):
+            end_game(r)
+        else:
+            begin_search(r)
+
+    for r in range(rows):
+        start_game(r)
+    while any(g is not None for g in slot):
+        for r in range(rows):
+            while slot[r] is not None and forest.expanded(r):
+                g = slot[r]
+                if g.full and not g.noised:
+                    forest.add_noise(r, g.rng.dirichlet(np.full(len(forest.root(r)[0]), alpha)), config.noise_fraction)
+                    g.noised = True
+                if forest.root_visits(r) < forest.goal[r]:
+                    break
+                finish_move(r)
+        active = sum(g is not None for g in slot)
+        forest.batch[:] = min(MAX_LEAVES, max(1, math.ceil(config.batch / max(active, 1))))
+        forest.round(evaluator.evaluate_planes)
     bar.close()
     return [done[i] for i in sorted(done)]
 
@@ -131,40 +194,92 @@ def save_games(path, records):
     moves = np.zeros(total, np.int16)
     colours = np.zeros(total, np.int8)
     policy = np.zeros((total, N2), np.float16)
+    full = np.zeros(total, bool)  # the position had a full search: its policy is a training target
+    values = np.full(total, np.nan, np.float16)
+    ownership = np.zeros((len(records), N2 - 1), np.int8)
     for i, r in enumerate(records):
         a = offsets[i]
         for k, (c, p) in enumerate(r.moves):
             moves[a + k], colours[a + k] = p, c
         if r.policies:
-            policy[a:a + len(r.moves)] = np.stack(r.policies)
+            for k, p in enumerate(r.policies):
+                if p is not None:
+                    policy[a + k], full[a + k] = p, True
         else:  # a record without search probabilities (an SGF game): the move played
             policy[np.arange(a, a + len(r.moves)), moves[a:a + len(r.moves)]] = 1
+            full[a:a + len(r.moves)] = True
+        if r.values:
+            values[a:a + len(r.moves)] = r.values
+        if r.ownership is not None:
+            ownership[i] = r.ownership
     winner = np.array([{BLACK: 1, WHITE: -1, EMPTY: 0}.get(r.winner, 0) for r in records], np.int8)
     score = np.array([np.nan if r.score is None else r.score for r in records], np.float32)
+    owned = np.array([r.ownership is not None for r in records])
     tmp = f"{path}.tmp.npz"
-    np.savez_compressed(tmp, format=np.array("freenet.go.games/1"), size=np.int64(size), komi=np.float64(komi),
-                        moves=moves, colours=colours, policy=policy, offsets=offsets, winner=winner, score=score)
+    np.savez_compressed(tmp, format=np.array(FORMAT), size=np.int64(size), komi=np.float64(komi),
+                        moves=moves, colours=colours, policy=policy, full=full, values=values, offsets=offsets,
+                        winner=winner, score=score, ownership=ownership, owned=owned)
     os.replace(tmp, path)
 
 
+FORMAT = "freenet.go.games/2"
+
+
 def load_games(path):
-    """The GameRecords in a file written by ``save_games``."""
+    """The GameRecords in a file written by ``save_games`` (this format or /1, without values,
+    full-search flags and ownership)."""
     try:
         with np.load(path, allow_pickle=False) as f:
-            if "format" not in f or str(f["format"]) != "freenet.go.games/1":
+            kind = str(f["format"]) if "format" in f else None
+            if kind not in (FORMAT, "freenet.go.games/1"):
                 raise FreenetError(f"{path}: not a freenet Go games file")
             size, komi = int(f["size"]), float(f["komi"])
             moves, colours, policy = f["moves"], f["colours"], f["policy"]
             offsets, winner, score = f["offsets"], f["winner"], f["score"]
+            if kind == FORMAT:
+                full, values, ownership, owned = f["full"], f["values"], f["ownership"], f["owned"]
+            else:
+                full, values = np.ones(len(moves), bool), np.full(len(moves), np.nan, np.float16)
+                ownership, owned = np.zeros((len(winner), size * size), np.int8), np.zeros(len(winner), bool)
     except FileNotFoundError:
         raise FreenetError(f"no such games file: {path}") from None
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, EOFError) as e:
         raise FreenetError(f"{path}: cannot read games ({e})") from None
+    check_games(path, size, moves, colours, policy, offsets, winner, score, full, values, ownership, owned)
     records = []
     for i in range(len(offsets) - 1):
         a, b = int(offsets[i]), int(offsets[i + 1])
         r = GameRecord(size, komi, [(int(c), int(p)) for c, p in zip(colours[a:b], moves[a:b])],
-                       list(policy[a:b]), {1: BLACK, -1: WHITE, 0: EMPTY}[int(winner[i])], float(score[i]))
+                       [policy[k] if full[k] else None for k in range(a, b)],
+                       {1: BLACK, -1: WHITE, 0: EMPTY}[int(winner[i])], float(score[i]),
+                       values=[float(v) for v in values[a:b]], ownership=ownership[i].copy() if owned[i] else None)
         r.resigned = bool(np.isinf(r.score))
         records.append(r)
     return records
+
+
+def check_games(path, size, moves, colours, policy, offsets, winner, score, full, values, ownership, owned):
+    """Raises FreenetError naming ``path`` if the arrays of a games file do not fit together."""
+    from freenet.go.board import check_size
+
+    try:
+        check_size(size)
+    except FreenetError as e:
+        raise FreenetError(f"{path}: {e}") from None
+    games, positions = len(winner), len(moves)
+    problems = []
+    if offsets.ndim != 1 or len(offsets) != games + 1 or offsets[0] != 0 or offsets[-1] != positions \
+            or (np.diff(offsets) < 0).any():
+        problems.append("game offsets do not match the moves")
+    if len(colours) != positions or len(full) != positions or len(values) != positions:
+        problems.append("per-position arrays differ in length")
+    if policy.shape != (positions, size * size + 1):
+        problems.append(f"policy shape {policy.shape} is not ({positions}, {size * size + 1})")
+    if len(score) != games or len(owned) != games or ownership.shape != (games, size * size):
+        problems.append("per-game arrays differ in length")
+    if positions and ((moves < 0).any() or (moves > size * size).any() or not np.isin(colours, (BLACK, WHITE)).all()):
+        problems.append("a move or colour is out of range")
+    if not np.isin(winner, (-1, 0, 1)).all():
+        problems.append("a winner is not -1, 0 or 1")
+    if problems:
+        raise FreenetError(f"{path}: not a valid games file: {'; '.join(problems)}")

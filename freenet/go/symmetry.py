@@ -51,3 +51,18 @@ def untransform_policy(policy, s):
     out = policy.copy()
     out[..., table(N, s)] = policy[..., :N * N]
     return out
+
+
+def untransform_points(values, s):
+    """A per-point map (..., N*N) the net gave under symmetry ``s`` (an ownership map) put back on the
+    board's own points."""
+    N = int(round(values.shape[-1] ** 0.5))
+    out = np.empty_like(values)
+    out[..., table(N, s)] = values
+    return out
+
+
+def transform_points(values, s):
+    """A per-point map (..., N*N) (an ownership target) re-indexed like the transformed planes."""
+    N = int(round(values.shape[-1] ** 0.5))
+    return values[..., table(N, s)]

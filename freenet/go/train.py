@@ -38,35 +38,55 @@ from freenet.serialize import atomic_write
 
 # -- the buffer ---------------------------------------------------------------------------------------
 
-def game_positions(record):
-    """(packed planes (T, bytes) uint8, policy targets (T, N*N+1) float32, value targets (T,) float32)."""
+def game_positions(record, value_q_weight=0.0):
+    """The training positions of a game: those with a policy target (a full search, or every move of an
+    SGF game), as a dict of arrays: ``planes`` (T, bytes) packed uint8, ``policy`` (T, N*N+1), ``value``
+    (T,) (the result for the side to move, mixed with ``value_q_weight`` of the search's value),
+    ``ownership`` (T, N*N) int8 and ``score`` (T,) (the final margin / N*N) for the side to move, and
+    ``aux`` (T,): 1 where the game was played out, so that ownership and score are known."""
     N = record.size
     board = Board(N)
-    packed, values = [], []
-    for colour, point in record.moves:
-        board.to_move = colour
-        packed.append(np.packbits(planes(board).astype(bool).ravel()))
-        values.append(0.0 if record.winner in (EMPTY, None) else (1.0 if record.winner == colour else -1.0))
+    keep, packed, sign = [], [], []
+    for t, (colour, point) in enumerate(record.moves):
+        if not record.policies or record.policies[t] is not None:
+            board.to_move = colour
+            keep.append(t)
+            packed.append(np.packbits(planes(board).astype(bool).ravel()))
+            sign.append(1 if colour == BLACK else -1)
         if board.passes >= 2:
             board.passes = 0
         board.play(point, colour)
-    T = len(record.moves)
+    T = len(keep)
+    sign = np.array(sign, np.int8)
     policy = np.zeros((T, N * N + 1), np.float32)
     if record.policies:
-        policy[:] = np.stack(record.policies).astype(np.float32)
+        if T:
+            policy[:] = np.stack([record.policies[t] for t in keep]).astype(np.float32)
         policy /= np.maximum(policy.sum(1, keepdims=True), 1e-12)
     else:
-        policy[np.arange(T), [p for _, p in record.moves]] = 1.0
+        policy[np.arange(T), [record.moves[t][1] for t in keep]] = 1.0
+    black_wins = 0.0 if record.winner in (EMPTY, None) else (1.0 if record.winner == BLACK else -1.0)
+    value = (black_wins * sign).astype(np.float32)
+    if value_q_weight and record.values:
+        q = np.array([record.values[t] for t in keep], np.float32)
+        value = np.where(np.isnan(q), value, (1 - value_q_weight) * value + value_q_weight * q).astype(np.float32)
+    played_out = record.ownership is not None
+    ownership = np.zeros((T, N * N), np.int8)
+    score = np.zeros(T, np.float32)
+    if played_out:
+        ownership[:] = record.ownership[None, :] * sign[:, None]
+        score[:] = record.score / (N * N) * sign
     bits = np.stack(packed) if packed else np.zeros((0, (PLANES * N * N + 7) // 8), np.uint8)
-    return bits, policy, np.array(values, np.float32)
+    return {"planes": bits, "policy": policy, "value": value, "ownership": ownership, "score": score,
+            "aux": np.full(T, 1.0 if played_out else 0.0, np.float32)}
 
 
 class ReplayBuffer:
     """The positions of the last ``window`` games, sampled uniformly with a random symmetry each."""
 
-    def __init__(self, size, window=None):
-        self.size, self.window = size, window
-        self.games = []  # (bits, policy, value) per game
+    def __init__(self, size, window=None, value_q_weight=0.0):
+        self.size, self.window, self.value_q_weight = size, window, value_q_weight
+        self.games = []  # game_positions() per game
         self._cat = None
 
     def add(self, records):
@@ -74,54 +94,81 @@ class ReplayBuffer:
             if r.size != self.size:
                 raise FreenetError(f"a {r.size}x{r.size} game in a {self.size}x{self.size} buffer")
             if r.moves:
-                self.games.append(game_positions(r))
+                self.games.append(game_positions(r, self.value_q_weight))
         if self.window is not None and len(self.games) > self.window:
             self.games = self.games[-self.window:]
         self._cat = None
 
     def __len__(self):
-        return sum(len(g[2]) for g in self.games)
+        return sum(len(g["value"]) for g in self.games)
 
     def arrays(self):
         if self._cat is None:
-            self._cat = tuple(np.concatenate([g[k] for g in self.games]) for k in range(3))
+            self._cat = {k: np.concatenate([g[k] for g in self.games]) for k in self.games[0]} if self.games else {}
         return self._cat
 
     def sample(self, batch, rng):
-        if not self.games:
-            raise FreenetError("the replay buffer is empty (no game in the window has a move)")
-        bits, policy, value = self.arrays()
-        idx = rng.integers(0, len(value), size=batch)
+        """A dict of a batch's arrays: ``planes`` (B, 18, N, N) float32 and the targets of ``game_positions``
+        (ownership as float32), each position under its own random symmetry."""
+        if not len(self):
+            raise FreenetError("the replay buffer is empty (no game in the window has a training position)")
+        a = self.arrays()
+        idx = rng.integers(0, len(a["value"]), size=batch)
         N = self.size
-        x = np.unpackbits(bits[idx], axis=1, count=PLANES * N * N).reshape(batch, PLANES, N, N).astype(np.float32)
-        p = policy[idx].copy()
+        x = np.unpackbits(a["planes"][idx], axis=1, count=PLANES * N * N).reshape(batch, PLANES, N, N)
+        x = x.astype(np.float32)
+        p = a["policy"][idx].copy()
+        own = a["ownership"][idx].astype(np.float32)
         syms = rng.integers(0, symmetry.COUNT, size=batch)
         for i, s in enumerate(syms):
             if s:
                 x[i] = symmetry.transform_planes(x[i], s)
                 p[i] = symmetry.transform_policy(p[i], s)
-        return x, p, value[idx].copy()
+                own[i] = symmetry.transform_points(own[i], s)
+        return {"planes": x, "policy": p, "value": a["value"][idx].copy(), "ownership": own,
+                "score": a["score"][idx].copy(), "aux": a["aux"][idx].copy()}
 
 
-def train_steps(net, optimizer, buffer, steps, batch_size, rng, progress=False, desc="training"):
-    """``steps`` SGD steps on batches from ``buffer``; returns the mean (policy loss, value loss)."""
+def losses(net, batch, ownership_weight=1.5, score_weight=0.5):
+    """(total loss, {name: float}) of a sampled batch: policy cross-entropy against the search
+    probabilities, value MSE against the result, and, for a net with those heads, ownership MSE (mean
+    over points) and score MSE, counted only for played-out games."""
+    out = net(fn.from_numpy(batch["planes"]))
+    logits, v = out[0], out[1]
+    policy_loss = F.cross_entropy(logits, fn.from_numpy(batch["policy"]))
+    value_loss = F.mse_loss(v, fn.from_numpy(batch["value"]))
+    total = policy_loss + value_loss
+    parts = {"policy": policy_loss.item(), "value": value_loss.item()}
+    aux = fn.from_numpy(batch["aux"])
+    if len(out) > 2 and out[2] is not None:
+        err = (out[2] - fn.from_numpy(batch["ownership"])) ** 2
+        ownership_loss = (err.mean(dim=1) * aux).mean()
+        total = total + ownership_weight * ownership_loss
+        parts["ownership"] = ownership_loss.item()
+    if len(out) > 3 and out[3] is not None:
+        score_loss = (((out[3] - fn.from_numpy(batch["score"])) ** 2) * aux).mean()
+        total = total + score_weight * score_loss
+        parts["score"] = score_loss.item()
+    return total, parts
+
+
+def train_steps(net, optimizer, buffer, steps, batch_size, rng, progress=False, desc="training",
+                ownership_weight=1.5, score_weight=0.5):
+    """``steps`` SGD steps on batches from ``buffer``; returns the mean of each loss ({name: float})."""
     net.train()
-    totals = np.zeros(2)
+    totals = {}
     bar = tqdm(range(steps), desc=desc, unit="step", disable=not progress, leave=False)
     for step in bar:
-        x, p, z = buffer.sample(batch_size, rng)
-        logits, v = net(fn.from_numpy(x))
-        policy_loss = F.cross_entropy(logits, fn.from_numpy(p))
-        value_loss = F.mse_loss(v, fn.from_numpy(z))
-        loss = policy_loss + value_loss
+        loss, parts = losses(net, buffer.sample(batch_size, rng), ownership_weight, score_weight)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        totals += (policy_loss.item(), value_loss.item())
-        bar.set_postfix(policy=f"{totals[0] / (step + 1):.3f}", value=f"{totals[1] / (step + 1):.3f}")
+        for k, x in parts.items():
+            totals[k] = totals.get(k, 0.0) + x
+        bar.set_postfix({k: f"{x / (step + 1):.3f}" for k, x in totals.items()})
     bar.close()
     net.eval()
-    return tuple(totals / max(steps, 1))
+    return {k: x / max(steps, 1) for k, x in totals.items()}
 
 
 def make_optimizer(net, lr, momentum, weight_decay):
@@ -145,6 +192,12 @@ class TrainConfig:
     weight_decay: float = 1e-4
     selfplay: dict = field(default_factory=dict)  # SelfPlayConfig fields
     sgf: bool = False  # also write the self-play games as SGF
+    ownership: bool = False  # the net's auxiliary heads and global pooling (net.NetConfig)
+    score: bool = False
+    pooling: bool = False
+    ownership_weight: float = 1.5
+    score_weight: float = 0.5
+    value_q_weight: float = 0.0  # value target: (1 - w) x the game's result + w x the search's value
 
     def as_dict(self):
         return asdict(self)
@@ -178,6 +231,10 @@ def open_run(run_dir, config, kind):
     if recorded != path:
         raise FreenetError(f"{run_dir} was trained with the {recorded} matmul path, not {path}; resume it with "
                            f"FREENET_MATMUL={recorded}")
+    saved = {**asdict(type(config)()), **saved}  # settings added since the run began have their defaults
+    if kind == "selfplay":
+        saved["selfplay"] = {k: v for k, v in {**SelfPlayConfig().as_dict(), **saved["selfplay"]}.items()
+                             if k in config.selfplay or k in saved["selfplay"]}
     if saved != config.as_dict():
         changed = sorted(k for k in set(saved) | set(config.as_dict()) if saved.get(k) != config.as_dict().get(k))
         raise FreenetError(f"{run_dir} was started with other settings ({', '.join(changed)}); resume it with the "
@@ -188,7 +245,8 @@ def open_run(run_dir, config, kind):
 def _load_or_init(run_dir, config, log=print):
     """The net, optimizer and progress of the newest good checkpoint of the run (a corrupt one is reported
     and the one before it used), or fresh ones."""
-    net = new_net(config.size, config.blocks, config.filters, seed=config.seed)
+    net = new_net(config.size, config.blocks, config.filters, seed=config.seed, ownership=config.ownership,
+                  score=config.score, pooling=config.pooling)
     opt = make_optimizer(net, config.lr, config.momentum, config.weight_decay)
     checkpoint = Checkpointer(os.path.join(run_dir, "checkpoints")).latest(warn=log)
     if checkpoint is None:
@@ -208,9 +266,11 @@ def _commit(run_dir, net, opt, state, step, checkpoint_name):
     _write_json(os.path.join(run_dir, "state.json"), state)
 
 
-def selfplay_loop(run_dir, config, generations, progress=True, log=print):
+def selfplay_loop(run_dir, config, generations, progress=True, log=print, ladder=None):
     """The AlphaGo Zero loop: for each generation, self-play with the latest net, then SGD on the replay
-    window, then a checkpoint. Returns the state after the last generation."""
+    window, then a checkpoint. With ``ladder`` ({"every": K, "opponents": [...], "games": n, "playouts":
+    p}), every K-th generation's net plays the ladder's opponents (``freenet.go.ladder``), and only those
+    generations keep their ``net-XXXX.safetensors``. Returns the state after the last generation."""
     from freenet.go.sgf import result_string, write_sgf
 
     config = open_run(run_dir, config, "selfplay")
@@ -223,8 +283,10 @@ def selfplay_loop(run_dir, config, generations, progress=True, log=print):
     os.makedirs(games_dir, exist_ok=True)
     if start > generations:
         log(f"{run_dir}: already at generation {start - 1} of {generations}")
+    if ladder and start > 1:
+        _ladder(run_dir, start - 1, state, ladder, log)  # an interrupted ladder goes on
     for gen in range(start, generations + 1):
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         games_path = os.path.join(games_dir, f"gen-{gen:04d}.npz")
         if os.path.exists(games_path):
             records = load_games(games_path)  # self-play of this generation finished before an interruption
@@ -233,6 +295,7 @@ def selfplay_loop(run_dir, config, generations, progress=True, log=print):
             records = play_games(ev, config.games_per_generation, sp, seed=hash_seed(config.seed, gen),
                                  progress=progress)
             save_games(games_path, records)
+            records = load_games(games_path)  # as a resumed run reads them (values are stored as float16)
             if config.sgf:
                 sgf_dir = os.path.join(run_dir, "sgf", f"gen-{gen:04d}")
                 os.makedirs(sgf_dir, exist_ok=True)
@@ -241,7 +304,7 @@ def selfplay_loop(run_dir, config, generations, progress=True, log=print):
                               result_string(r.winner, r.score, r.resigned), f"freenet gen {gen - 1}",
                               f"freenet gen {gen - 1}")
         t1 = time.perf_counter()
-        buffer = ReplayBuffer(config.size, config.window)
+        buffer = ReplayBuffer(config.size, config.window, config.value_q_weight)
         window, count = [], 0
         for g in range(gen, 0, -1):  # the newest files that fill the window
             window.insert(0, records if g == gen else load_games(os.path.join(games_dir, f"gen-{g:04d}.npz")))
@@ -250,20 +313,42 @@ def selfplay_loop(run_dir, config, generations, progress=True, log=print):
                 break
         for games in window:
             buffer.add(games)
-        losses = train_steps(net, opt, buffer, config.steps_per_generation, config.batch_size,
-                             np.random.default_rng([config.seed, gen, 7]), progress, desc=f"gen {gen} SGD")
+        means = train_steps(net, opt, buffer, config.steps_per_generation, config.batch_size,
+                            np.random.default_rng([config.seed, gen, 7]), progress, desc=f"gen {gen} SGD",
+                            ownership_weight=config.ownership_weight, score_weight=config.score_weight)
         t2 = time.perf_counter()
         black_wins = sum(r.winner == BLACK for r in records)
         state = {"generation": gen, "games": state.get("games", 0) + len(records),
                  "steps": state.get("steps", 0) + config.steps_per_generation,
-                 "policy_loss": losses[0], "value_loss": losses[1],
-                 "seconds": state.get("seconds", 0.0) + (t2 - t0)}
+                 **{f"{k}_loss": x for k, x in means.items()},
+                 "seconds": state.get("seconds", 0.0) + (t2 - t0),
+                 "cpu_seconds": state.get("cpu_seconds", 0.0) + (time.process_time() - cpu0)}
         _commit(run_dir, net, opt, state, gen, f"net-{gen:04d}.safetensors")
+        if ladder and gen > 1 and (gen - 1) % ladder["every"]:
+            _remove(os.path.join(run_dir, f"net-{gen - 1:04d}.safetensors"))  # between ladder generations
         log(f"generation {gen}/{generations}: {len(records)} games ({black_wins} won by Black, "
             f"{np.mean([len(r.moves) for r in records]):.0f} moves on average) in {t1 - t0:.0f} s; "
             f"{config.steps_per_generation} steps on {len(buffer)} positions in {t2 - t1:.0f} s: "
-            f"policy loss {losses[0]:.3f}, value loss {losses[1]:.3f}")
+            + ", ".join(f"{k} loss {x:.3f}" for k, x in means.items()))
+        if ladder:
+            _ladder(run_dir, gen, state, ladder, log)
     return state
+
+
+def _ladder(run_dir, gen, state, ladder, log):
+    from freenet.go import ladder as evaluation
+
+    if gen % ladder["every"] == 0:
+        evaluation.evaluate(run_dir, gen, ladder.get("opponents", ("gnugo-1", "gnugo-10", "previous")),
+                            games=ladder.get("games", 20), playouts=ladder.get("playouts", 200),
+                            cpu_hours=state.get("cpu_seconds", 0.0) / 3600, log=log)
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
 
 
 def hash_seed(seed, gen):
@@ -308,12 +393,13 @@ def supervised_loop(run_dir, config, sgf_dir, chunks, progress=True, log=print):
     start = state.get("chunk", 0) + 1
     for chunk in range(start, chunks + 1):
         t0 = time.perf_counter()
-        losses = train_steps(net, opt, buffer, config.steps_per_generation, config.batch_size,
-                             np.random.default_rng([config.seed, chunk, 11]), progress, desc=f"chunk {chunk}")
+        means = train_steps(net, opt, buffer, config.steps_per_generation, config.batch_size,
+                            np.random.default_rng([config.seed, chunk, 11]), progress, desc=f"chunk {chunk}",
+                            ownership_weight=config.ownership_weight, score_weight=config.score_weight)
         state = {"chunk": chunk, "steps": state.get("steps", 0) + config.steps_per_generation,
-                 "policy_loss": losses[0], "value_loss": losses[1],
+                 **{f"{k}_loss": x for k, x in means.items()},
                  "seconds": state.get("seconds", 0.0) + time.perf_counter() - t0}
         _commit(run_dir, net, opt, state, chunk, f"net-{chunk:04d}.safetensors")
-        log(f"chunk {chunk}/{chunks}: {config.steps_per_generation} steps, policy loss {losses[0]:.3f}, "
-            f"value loss {losses[1]:.3f}")
+        log(f"chunk {chunk}/{chunks}: {config.steps_per_generation} steps, "
+            + ", ".join(f"{k} loss {x:.3f}" for k, x in means.items()))
     return state
