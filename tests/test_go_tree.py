@@ -59,8 +59,8 @@ def search_both(board, batch, playouts, seed, komi=7.5):
 
 def run_to(forest, evaluator, goal):
     forest.goal[0] = goal
-    while forest.round(evaluator.evaluate_planes):
-        pass
+    while not forest.expanded(0) or forest.root_visits(0) < goal:  # a round of terminal walks evaluates nothing
+        forest.round(evaluator.evaluate_planes)
 
 
 def assert_same_tree(ref, ref_ev, forest, arr_ev):
@@ -132,8 +132,8 @@ def test_forced_playouts_and_pruning():
         forest.set_board(g, board)
         forest.forced[g] = g == 1
         forest.goal[g] = 400
-    while forest.round(ev.evaluate_planes):
-        pass
+    while len(forest.searching()) or not forest.expanded(0):
+        forest.round(ev.evaluate_planes)
     plain, forced = forest.root(0), forest.root(1)
     total = forced[1].sum()
     visited = forced[1] > 0

@@ -478,7 +478,8 @@ class Forest:
 
     def round(self, evaluate):
         """Walks every searching game to its next leaves, evaluates them with ``evaluate(planes, masks)``
-        -> (priors, values) in one call and backs them up. Returns the number of leaves evaluated."""
+        -> (priors, values) in one call and backs them up. Returns the number of leaves evaluated (0 does
+        not mean no progress: walks ending at terminal positions are backed up without the net)."""
         out = self._buffers(int(np.sum(np.where(self.goal > 0, self.batch, 0))) or 1)
         rows = _select(self.board, self.tree, self.rules, self.goal, self.batch, self.forced, out, self.collisions)
         if rows == 0:
