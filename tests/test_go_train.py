@@ -200,6 +200,21 @@ def test_commands(tmp_path, capsys):
     args = ["go", "train", "--dir", str(run), "--generations", "1", "--size", "5", "--blocks", "1", "--filters", "4",
             "--games", "2", "--steps", "2", "--batch-size", "8", "--playouts", "4", "--parallel", "2", "--quiet"]
     assert main(args) == 0 and os.path.exists(run / "net-0001.safetensors")
+    # a CPU budget already spent: no new generation
+    assert main(args[:5] + ["3"] + args[6:] + ["--cpu-hours", "0"]) == 0
+    assert fn.load_metadata(str(run / "net.safetensors")) and not os.path.exists(run / "net-0002.safetensors")
+    # KataGo's options and the ladder: generation 2 plays generation 1 (the previous ladder net)
+    kata = tmp_path / "kata"
+    args = ["go", "train", "--dir", str(kata), "--generations", "2", "--size", "5", "--blocks", "1", "--filters", "4",
+            "--games", "2", "--steps", "2", "--batch-size", "8", "--playouts", "6", "--cheap-playouts", "2",
+            "--forced-playouts", "--ownership", "--score", "--pooling", "--value-q-weight", "0.3", "--parallel", "2",
+            "--ladder-every", "1", "--ladder-opponents", "previous", "--ladder-games", "2", "--ladder-playouts", "4",
+            "--quiet"]
+    assert main(args) == 0
+    from freenet.go import ladder
+    entries = ladder.read_ladder(str(kata))
+    assert [(e["generation"], e["opponent"], e["games"] + e["no_result"]) for e in entries] == [(2, "net-0001", 2)]
+    assert load_net(str(kata / "net-0002.safetensors")).config.ownership
     assert main(["go", "train", "--dir", str(tmp_path / "sup"), "--sgf", str(tmp_path / "sgf"), "--generations",
                  "1", "--size", "5", "--blocks", "1", "--filters", "4", "--steps", "2", "--batch-size", "8",
                  "--quiet"]) == 0
@@ -209,7 +224,7 @@ def test_commands(tmp_path, capsys):
     assert main(["go", "import-lz", str(tmp_path / "missing.txt"), str(tmp_path / "x.safetensors")]) == 2
     assert "no such weight file" in capsys.readouterr().err
     capsys.readouterr()
-    for command in ["init", "selfplay", "train", "gtp", "match", "export-lz", "import-lz", "bench"]:
+    for command in ["init", "selfplay", "train", "gtp", "match", "ladder", "export-lz", "import-lz", "bench"]:
         with pytest.raises(SystemExit) as info:
             main(["go", command, "--help"])
         assert info.value.code == 0

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from freenet.go import features
 from freenet.go.board import BLACK, WHITE, Board
 from freenet.go.mcts import MCTS, SearchConfig
-from freenet.go.tree import Forest, capacity_for, owner_map, prune_forced
+from freenet.go.tree import Forest, capacity_for, prune_forced
 
 
 class RecordingEvaluator:
@@ -153,12 +153,15 @@ def test_prune_forced_keeps_a_search_that_needed_no_forcing():
     np.testing.assert_array_equal(prune_forced(visits, wsum, prior), visits)
 
 
-def test_owner_map():
+def test_area_map():
     b = Board(5)
     for name, colour in [("B1", BLACK), ("B2", BLACK), ("B3", BLACK), ("B4", BLACK), ("B5", BLACK),
                          ("D1", WHITE), ("D2", WHITE), ("D3", WHITE), ("D4", WHITE), ("D5", WHITE)]:
         b.play(b.point(name), colour)
-    own = owner_map(b.stones_array()).reshape(5, 5)
+    forest = Forest(5, 1, capacity_for(5, 1))
+    forest.set_board(0, b)
+    np.testing.assert_array_equal(forest.area_map(0), b.area_map())
+    own = b.area_map().reshape(5, 5)
     assert (own[:, :2] == 1).all() and (own[:, 3:] == -1).all() and (own[:, 2] == 0).all()
     assert own.sum() == b.area()[0] - b.area()[1]
 

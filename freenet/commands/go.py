@@ -198,6 +198,8 @@ def register_training(sub):
     p.add_argument("--pooling", action="store_true", help="global pooling in every third residual block")
     p.add_argument("--value-q-weight", type=float, default=0.0, help="value target: this share of the "
                    "search's value, the rest the game's result")
+    p.add_argument("--cpu-hours", type=float, default=None, help="stop before a generation once the run has "
+                   "used this much CPU time (self-play and training, all threads)")
     p.add_argument("--ladder-every", type=non_negative_int, default=0, help="every K generations, play the "
                    "net against --ladder-opponents (freenet go ladder); 0: never")
     p.add_argument("--ladder-opponents", default="gnugo-1,gnugo-10,previous", help="opponents of the ladder")
@@ -369,7 +371,8 @@ def run_train(args):
         if args.ladder_every:
             ladder = {"every": args.ladder_every, "opponents": [o for o in args.ladder_opponents.split(",") if o],
                       "games": args.ladder_games, "playouts": args.ladder_playouts}
-        selfplay_loop(args.dir, config, args.generations, progress=not args.quiet, ladder=ladder)
+        selfplay_loop(args.dir, config, args.generations, progress=not args.quiet, ladder=ladder,
+                      cpu_hours=args.cpu_hours)
     path = os.path.join(args.dir, "net.safetensors")
     _write_provenance(path, config, args)
     print(f"latest net: {path} (with its provenance record; see freenet inspect)")

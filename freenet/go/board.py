@@ -209,33 +209,31 @@ def _play(color, parent, nxt, libs, stones, W, v, c, h, zob, mark):
 
 
 @njit(cache=True)
-def _area(color, N, W):
-    """Tromp-Taylor area: (black points, white points), stones plus empty regions reaching one colour only."""
-    NV = W * W
-    region = np.full(NV, -1, np.int64)
-    stack = np.empty(NV, np.int64)
-    black = 0
-    white = 0
+def _owner_map(color, N, W, out):
+    """Tromp-Taylor owner of each point into ``out`` (N*N): +1 Black (a stone, or empty reaching only
+    Black), -1 White, 0 neither."""
+    region = np.full(W * W, -1, np.int64)
+    stack = np.empty(W * W, np.int64)
+    members = np.empty(W * W, np.int64)
     for r in range(N):
         for col in range(N):
             v = (r + 1) * W + col + 1
             cv = color[v]
             if cv == BLACK:
-                black += 1
+                out[r * N + col] = 1
             elif cv == WHITE:
-                white += 1
-            elif region[v] < 0:
-                # flood the empty region
-                top = 0
-                stack[top] = v
-                top += 1
+                out[r * N + col] = -1
+            elif region[v] < 0:  # flood the empty region
+                stack[0] = v
+                top = 1
                 region[v] = v
-                size = 0
+                n = 0
                 reach = 0
                 while top > 0:
                     top -= 1
                     s = stack[top]
-                    size += 1
+                    members[n] = s
+                    n += 1
                     for u in (s - 1, s + 1, s - W, s + W):
                         cu = color[u]
                         if cu == EMPTY:
@@ -247,10 +245,24 @@ def _area(color, N, W):
                             reach |= 1
                         elif cu == WHITE:
                             reach |= 2
-                if reach == 1:
-                    black += size
-                elif reach == 2:
-                    white += size
+                owner = 1 if reach == 1 else -1 if reach == 2 else 0
+                for k in range(n):
+                    s = members[k]
+                    out[(s // W - 1) * N + s % W - 1] = owner
+
+
+@njit(cache=True)
+def _area(color, N, W):
+    """Tromp-Taylor area: (black points, white points), stones plus empty regions reaching one colour only."""
+    owner = np.empty(N * N, np.int8)
+    _owner_map(color, N, W, owner)
+    black = 0
+    white = 0
+    for k in range(N * N):
+        if owner[k] == 1:
+            black += 1
+        elif owner[k] == -1:
+            white += 1
     return black, white
 
 
@@ -501,6 +513,12 @@ class Board:
         """(black area, white area) under Tromp-Taylor rules: stones plus empty points reaching one colour only."""
         b, w = _area(self.color, self.size, self.W)
         return int(b), int(w)
+
+    def area_map(self):
+        """(N*N,) int8: +1 where the point is Black's area (Tromp-Taylor), -1 White's, 0 neither."""
+        out = np.zeros(self.size * self.size, np.int8)
+        _owner_map(self.color, self.size, self.W, out)
+        return out
 
     def score(self, komi=7.5):
         """Black's area minus White's area minus komi (positive: Black wins)."""

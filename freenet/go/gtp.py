@@ -314,19 +314,13 @@ class Engine:
 
     def _net_ownership(self, board):
         """The net's ownership head averaged over the 8 symmetries, in Black's sign; None without one."""
-        if self.net is None or not getattr(self.net.config, "ownership", False):
+        if self.net is None or not self.net.config.ownership:
             return None
         if self._owner_evaluator is None:
             from freenet.go.net import Evaluator
             self._owner_evaluator = Evaluator(self.net, symmetry_mode="average")
-        evaluate_planes = getattr(self._owner_evaluator, "evaluate_planes", None)
-        if evaluate_planes is None:
-            return None
-        out = evaluate_planes(planes(board)[None], board.legal_mask()[None])
-        if len(out) < 3 or out[2] is None:
-            return None
-        own = np.asarray(out[2], np.float64).reshape(-1)  # for the side to move
-        return np.clip(own if board.to_move == BLACK else -own, -1.0, 1.0)
+        own = self._owner_evaluator.evaluate_planes(planes(board)[None], board.legal_mask()[None])[2][0]
+        return np.clip(own if board.to_move == BLACK else -own, -1.0, 1.0)  # the net's is the side to move's
 
     def score_after_removal(self, board, ownership=None):
         """Black's margin with komi once the dead stones are off the board (Chinese area scoring)."""

@@ -17,7 +17,8 @@ out and counted in ``no_result``); ``winrate`` is (wins + draws / 2) / games.
 
 Opponents: ``gnugo-L`` is GNU Go at level L (Chinese rules), ``net-0006`` the run's
 ``net-0006.safetensors`` (searching with the same playouts as the evaluated net), ``previous`` the
-latest earlier net that has its own ladder entries. Colours alternate, komi 7.5, the run's board
+latest earlier net that has ladder entries or a net file in the run folder (a run trained with
+``--ladder-every K`` keeps the files of every K-th generation only). Colours alternate, komi 7.5, the run's board
 size; a third GNU Go decides the score when the two engines disagree (freenet's Tromp-Taylor count
 when GNU Go is not installed; GNU Go opponents are then skipped).
 
@@ -184,11 +185,12 @@ def cpu_hours_of(run_dir, generation, entries=(), log=print):
 
 # -- playing ----------------------------------------------------------------------------------------------
 
-def _resolve(opponent, generation, entries):
+def _resolve(opponent, generation, entries, run_dir):
     """The opponent's ladder name ('gnugo-L' or 'net-XXXX'), or None for 'previous' without an earlier net."""
     opponent = opponent.strip()
     if opponent == "previous":
         earlier = [e["generation"] for e in entries if e["generation"] < generation]
+        earlier += [g for g in generations(run_dir) if g < generation]
         return net_player(max(earlier)) if earlier else None
     m = _GNUGO_NAME.match(opponent)
     if m:
@@ -230,7 +232,7 @@ def evaluate(run_dir, generation, opponents=DEFAULT_OPPONENTS, games=20, playout
         opponents = [o for o in opponents.split(",") if o.strip()]
     added = []
     for requested in opponents:
-        opponent = _resolve(requested, generation, entries)
+        opponent = _resolve(requested, generation, entries, run_dir)
         if opponent is None:
             say(f"generation {generation}: no earlier ladder net to play ('previous' skipped)")
             continue

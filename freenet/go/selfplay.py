@@ -31,7 +31,7 @@ from tqdm import tqdm
 from freenet.errors import FreenetError
 from freenet.go.board import BLACK, EMPTY, WHITE
 from freenet.go.mcts import choose_move
-from freenet.go.tree import Forest, capacity_for, owner_map, prune_forced
+from freenet.go.tree import Forest, capacity_for, prune_forced
 
 MAX_LEAVES = 16  # leaves per game per round at most (virtual loss): when few games are left to fill the batch
 
@@ -130,7 +130,7 @@ def play_games(evaluator, games, config=None, seed=0, progress=False, first_inde
             black, white = forest.area(r)
             rec.score = float(black - white - config.komi)
             rec.winner = BLACK if rec.score > 0 else WHITE if rec.score < 0 else EMPTY
-            rec.ownership = owner_map(forest.stones_array(r))
+            rec.ownership = forest.area_map(r)
         done[g.index] = rec
         bar.update(1)
         start_game(r)
@@ -181,8 +181,9 @@ def play_games(evaluator, games, config=None, seed=0, progress=False, first_inde
 
 # -- files ------------------------------------------------------------------------------------------
 
-def save_games(path, records):
-    """Writes games to one compressed .npz (written to a temporary name, then renamed)."""
+def save_games(path, records, cpu_seconds=None):
+    """Writes games to one compressed .npz (written to a temporary name, then renamed); ``cpu_seconds``,
+    the CPU time they took, is kept with them (``games_cpu_seconds``)."""
     if not records:
         raise FreenetError("save_games: no games")
     size, komi = records[0].size, records[0].komi
@@ -218,8 +219,19 @@ def save_games(path, records):
     tmp = f"{path}.tmp.npz"
     np.savez_compressed(tmp, format=np.array(FORMAT), size=np.int64(size), komi=np.float64(komi),
                         moves=moves, colours=colours, policy=policy, full=full, values=values, offsets=offsets,
-                        winner=winner, score=score, ownership=ownership, owned=owned)
+                        winner=winner, score=score, ownership=ownership, owned=owned,
+                        cpu_seconds=np.float64(np.nan if cpu_seconds is None else cpu_seconds))
     os.replace(tmp, path)
+
+
+def games_cpu_seconds(path):
+    """The CPU seconds stored with a games file, 0.0 if it has none."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            x = float(f["cpu_seconds"]) if "cpu_seconds" in f else np.nan
+    except (OSError, ValueError, KeyError, EOFError) as e:
+        raise FreenetError(f"{path}: cannot read games ({e})") from None
+    return 0.0 if np.isnan(x) else x
 
 
 FORMAT = "freenet.go.games/2"

@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit
 
 from freenet.errors import FreenetError
-from freenet.go.board import (_ZOBRIST, BLACK, EMPTY, WHITE, Board, _area, _is_eye, _play, _rand,
+from freenet.go.board import (_ZOBRIST, BLACK, EMPTY, WHITE, Board, _area, _is_eye, _owner_map, _play, _rand,
                               _result_hash)
 
 # A chain is dead when its mean ownership, in its own sign, is below -DEAD_THRESHOLD. On the games above
@@ -40,49 +40,6 @@ SEKI_MARGIN = 0.5  # a seki's shared liberty stays empty in the playouts: owners
 
 
 # -- compiled --------------------------------------------------------------------------------------------
-
-@njit(cache=True)
-def _owner_map(color, N, W, out):
-    """Tromp-Taylor owner of each point into ``out`` (N*N): +1 Black (stone, or empty reaching only Black),
-    -1 White, 0 neutral."""
-    region = np.full(W * W, -1, np.int64)
-    stack = np.empty(W * W, np.int64)
-    members = np.empty(W * W, np.int64)
-    for r in range(N):
-        for col in range(N):
-            v = (r + 1) * W + col + 1
-            cv = color[v]
-            if cv == BLACK:
-                out[r * N + col] = 1
-            elif cv == WHITE:
-                out[r * N + col] = -1
-            elif region[v] < 0:
-                stack[0] = v
-                top = 1
-                region[v] = v
-                n = 0
-                reach = 0
-                while top > 0:
-                    top -= 1
-                    s = stack[top]
-                    members[n] = s
-                    n += 1
-                    for u in (s - 1, s + 1, s - W, s + W):
-                        cu = color[u]
-                        if cu == EMPTY:
-                            if region[u] < 0:
-                                region[u] = v
-                                stack[top] = u
-                                top += 1
-                        elif cu == BLACK:
-                            reach |= 1
-                        elif cu == WHITE:
-                            reach |= 2
-                owner = 1 if reach == 1 else -1 if reach == 2 else 0
-                for k in range(n):
-                    s = members[k]
-                    out[(s // W - 1) * N + s % W - 1] = owner
-
 
 @njit(cache=True)
 def _after(color, parent, nxt, stones, W, v, c, mark, buf):

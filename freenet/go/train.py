@@ -31,7 +31,7 @@ from freenet.go.board import BLACK, EMPTY, Board
 from freenet.go.features import PLANES, planes
 from freenet.checkpoint import Checkpointer
 from freenet.go.net import Evaluator, new_net, save_net
-from freenet.go.selfplay import GameRecord, SelfPlayConfig, load_games, play_games, save_games
+from freenet.go.selfplay import GameRecord, SelfPlayConfig, games_cpu_seconds, load_games, play_games, save_games
 from freenet.nn import functional as F
 from freenet.serialize import atomic_write
 
@@ -266,11 +266,13 @@ def _commit(run_dir, net, opt, state, step, checkpoint_name):
     _write_json(os.path.join(run_dir, "state.json"), state)
 
 
-def selfplay_loop(run_dir, config, generations, progress=True, log=print, ladder=None):
+def selfplay_loop(run_dir, config, generations, progress=True, log=print, ladder=None, cpu_hours=None):
     """The AlphaGo Zero loop: for each generation, self-play with the latest net, then SGD on the replay
     window, then a checkpoint. With ``ladder`` ({"every": K, "opponents": [...], "games": n, "playouts":
     p}), every K-th generation's net plays the ladder's opponents (``freenet.go.ladder``), and only those
-    generations keep their ``net-XXXX.safetensors``. Returns the state after the last generation."""
+    generations keep their ``net-XXXX.safetensors``. With ``cpu_hours``, no generation starts once the
+    run's processes have used that much CPU time (an A/B at equal CPU-hours). Returns the state after
+    the last generation."""
     from freenet.go.sgf import result_string, write_sgf
 
     config = open_run(run_dir, config, "selfplay")
@@ -286,15 +288,19 @@ def selfplay_loop(run_dir, config, generations, progress=True, log=print, ladder
     if ladder and start > 1:
         _ladder(run_dir, start - 1, state, ladder, log)  # an interrupted ladder goes on
     for gen in range(start, generations + 1):
+        if cpu_hours is not None and state.get("cpu_seconds", 0.0) >= 3600 * cpu_hours:
+            log(f"{run_dir}: {state['cpu_seconds'] / 3600:.2f} CPU-hours spent, the budget of {cpu_hours}")
+            break
         t0, cpu0 = time.perf_counter(), time.process_time()
         games_path = os.path.join(games_dir, f"gen-{gen:04d}.npz")
-        if os.path.exists(games_path):
-            records = load_games(games_path)  # self-play of this generation finished before an interruption
+        if os.path.exists(games_path):  # self-play of this generation finished before an interruption
+            records = load_games(games_path)
+            cpu0 -= games_cpu_seconds(games_path)
         else:
             ev = Evaluator(net, symmetry_mode="random", rng=np.random.default_rng([config.seed, gen, 3]))
             records = play_games(ev, config.games_per_generation, sp, seed=hash_seed(config.seed, gen),
                                  progress=progress)
-            save_games(games_path, records)
+            save_games(games_path, records, time.process_time() - cpu0)
             records = load_games(games_path)  # as a resumed run reads them (values are stored as float16)
             if config.sgf:
                 sgf_dir = os.path.join(run_dir, "sgf", f"gen-{gen:04d}")

@@ -26,7 +26,7 @@ import math
 import numpy as np
 from numba import njit
 
-from freenet.go.board import _ZOBRIST, BLACK, EDGE, EMPTY, _area, _is_legal, _play
+from freenet.go.board import _ZOBRIST, BLACK, EDGE, EMPTY, _area, _is_legal, _owner_map, _play
 from freenet.go.features import HISTORY, PLANES
 
 FRESH, PENDING, EXPANDED, TERMINAL = 0, 1, 2, 3
@@ -292,49 +292,6 @@ def _play_root(board, tree, g, m, order):
     pos[g, MOVES] += 1
 
 
-@njit(cache=True)
-def _owner_map(stones, N, out):
-    """Tromp-Taylor area point by point: +1 Black's (a stone or empty reaching only Black), -1 White's."""
-    region = np.full(N * N, -1, np.int64)
-    stack = np.empty(N * N, np.int64)
-    for p in range(N * N):
-        if stones[p] == BLACK:
-            out[p] = 1
-        elif stones[p] != EMPTY:
-            out[p] = -1
-        elif region[p] < 0:
-            top, n, reach = 1, 0, 0
-            stack[0] = p
-            region[p] = p
-            members = np.empty(N * N, np.int64)
-            while top > 0:
-                top -= 1
-                s = stack[top]
-                members[n] = s
-                n += 1
-                r, c = s // N, s % N
-                for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-                    if 0 <= r + dr < N and 0 <= c + dc < N:
-                        u = (r + dr) * N + c + dc
-                        if stones[u] == EMPTY:
-                            if region[u] < 0:
-                                region[u] = p
-                                stack[top] = u
-                                top += 1
-                        else:
-                            reach |= 1 if stones[u] == BLACK else 2
-            for i in range(n):
-                out[members[i]] = 1 if reach == 1 else -1 if reach == 2 else 0
-
-
-def owner_map(stones):
-    """(N*N,) int8 of an (N, N) stone array: +1 where the point is Black's area, -1 White's, 0 neither."""
-    N = stones.shape[0]
-    out = np.zeros(N * N, np.int8)
-    _owner_map(np.ascontiguousarray(stones).ravel(), N, out)
-    return out
-
-
 # -- the forest -----------------------------------------------------------------------------------------
 
 class Forest:
@@ -433,6 +390,12 @@ class Forest:
     def area(self, g):
         """(black area, white area), Tromp-Taylor, of game ``g``'s position."""
         return _area(self.color[g], self.size, self.size + 2)
+
+    def area_map(self, g):
+        """(N*N,) int8 Tromp-Taylor owner of each point of game ``g``: +1 Black's, -1 White's, 0 neither."""
+        out = np.zeros(self.size * self.size, np.int8)
+        _owner_map(self.color[g], self.size, self.size + 2, out)
+        return out
 
     def stones_array(self, g):
         """Game ``g``'s stones as an (N, N) int8 array, row 0 at the bottom."""
