@@ -50,6 +50,17 @@ def test_broken_engines_are_reported_not_fatal(tmp_path):
     assert "engine error" in reasons
 
 
+def test_final_score_disagreements_with_the_referee():
+    from freenet.go.match import GameResult, MatchSummary
+
+    agree = GameResult("a", "b", 1, 2.5, "score", "both engines", [], (2.5, 0.5), 1.5)
+    differ = GameResult("b", "a", 2, -3.5, "score", "the referee", [], (-3.5, 4.5), -3.5)  # a (White) said B+4.5
+    summary = MatchSummary(("a", "b"), results=[agree, differ])
+    assert [MatchSummary.disagrees(r, "a") for r in (agree, differ)] == [False, True]
+    assert [MatchSummary.disagrees(r, "b") for r in (agree, differ)] == [False, False]
+    assert "a's final_score and the referee's name different winners in 1 of 2" in summary.report()
+
+
 @pytest.mark.skipif(GNUGO is None, reason="gnugo not installed (Debian package gnugo)")
 def test_short_match_against_gnugo(tmp_path):
     summary = run_match(f"{sys.executable} -m freenet go gtp --size 7 --playouts 64 --seed {{seed}}",
@@ -58,3 +69,9 @@ def test_short_match_against_gnugo(tmp_path):
     assert summary.games == 2 and summary.no_result == 0
     assert all(r.reason in ("resign", "score", "move limit") for r in summary.results)
     assert len(os.listdir(tmp_path)) == 2
+    for r in summary.results:  # a scored game has both engines' counts and the referee's
+        assert (r.reason == "resign") == (r.referee_score is None)
+        if r.referee_score is not None:
+            assert None not in r.engine_scores
+    scored = [r for r in summary.results if r.referee_score is not None]
+    assert ("referee's name different winners" in summary.report()) == bool(scored)

@@ -240,7 +240,6 @@ def test_a_killed_run_resumes_from_its_last_good_checkpoint(tmp_path):
     import sys
     import time
 
-
     config = TrainConfig(**TINY, seed=4, games_per_generation=3, window=5, steps_per_generation=150, batch_size=16,
                          selfplay=dict(SP))
     straight = tmp_path / "straight"
@@ -265,3 +264,47 @@ def test_a_killed_run_resumes_from_its_last_good_checkpoint(tmp_path):
     assert any("skipping a bad checkpoint" in n for n in notes)
     a, b = fn.load(str(straight / "net.safetensors")), fn.load(str(run / "net.safetensors"))
     assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+
+
+def test_auxiliary_losses_gradcheck_float64():
+    """The ownership and score losses (masked to played-out games) have the gradients autograd says."""
+    from freenet.go.train import losses
+
+    net = new_net(5, 1, 3, seed=3, ownership=True, score=True, pooling=True).double()
+    r = np.random.default_rng(0)
+    batch = {"planes": (r.random((3, 18, 5, 5)) < 0.3).astype(np.float64),
+             "policy": r.dirichlet(np.ones(26), 3), "value": np.array([1.0, -1.0, 0.5]),
+             "ownership": r.choice([-1.0, 0.0, 1.0], (3, 25)), "score": np.array([0.2, -0.1, 0.0]),
+             "aux": np.array([1.0, 0.0, 1.0])}
+    params = (net.ownership_conv.weight, net.score_fc.weight, net.value_fc1.bias)
+    assert fn.gradcheck(lambda *_: losses(net, batch)[0], *params)
+    # a game that was resigned (aux 0) adds nothing to the ownership and score losses
+    _, parts = losses(net, batch)
+    other = dict(batch, ownership=batch["ownership"].copy(), score=batch["score"].copy())
+    other["ownership"][1] *= -1
+    other["score"][1] = 0.9
+    _, again = losses(net, other)
+    assert again == parts
+
+
+def test_a_damaged_run_folder_is_named(tmp_path, capsys):
+    """A truncated games file, a corrupt config.json, a net of another size: ``freenet: error: FILE ...``."""
+    run = tmp_path / "run"
+    args = ["go", "train", "--dir", str(run), "--generations", "1", "--size", "5", "--blocks", "1", "--filters", "4",
+            "--games", "2", "--steps", "1", "--batch-size", "8", "--playouts", "4", "--parallel", "2", "--quiet"]
+    assert main(args) == 0
+    games = run / "games" / "gen-0001.npz"
+    data = games.read_bytes()
+    games.write_bytes(data[:len(data) // 2])
+    (run / "games" / "gen-0002.npz").write_bytes(data[:len(data) // 2])  # as if generation 2's self-play was cut
+    capsys.readouterr()
+    assert main(args[:5] + ["2"] + args[6:]) == 2
+    assert "gen-0002.npz" in capsys.readouterr().err
+    (run / "config.json").write_text("{not json")
+    assert main(args) == 2
+    assert "config.json" in capsys.readouterr().err
+    net = tmp_path / "net7.safetensors"
+    assert main(["go", "init", "--size", "7", "--blocks", "1", "--filters", "4", "--out", str(net)]) == 0
+    assert main(["go", "selfplay", "--model", str(net), "--size", "5", "--games", "1", "--out",
+                 str(tmp_path / "g.npz")]) == 2
+    assert "7x7" in capsys.readouterr().err

@@ -144,6 +144,19 @@ def test_forced_playouts_and_pruning():
     best = np.argmax(forced[1])
     assert pruned[best] == forced[1][best] and (pruned <= forced[1]).all() and pruned.sum() < forced[1].sum()
     assert not ((pruned > 0) & (pruned < 2)).any()  # a child left with one visit is dropped
+    # the policy target: pruned counts for the forced root, plain ones for the other
+    target = np.zeros(26)
+    target[forced[0]] = pruned / pruned.sum()
+    np.testing.assert_array_equal(forest.policy_target(1), target)
+    target = np.zeros(26)
+    target[plain[0]] = plain[1] / plain[1].sum()
+    np.testing.assert_array_equal(forest.policy_target(0), target)
+    forest.rules[0], forest.rules[5] = 0.5, 4.0  # c_puct and k: the forest's own are used
+    target = np.zeros(26)
+    other = prune_forced(forced[1], forced[2], forced[3], c_puct=0.5, forced_k=4.0)
+    target[forced[0]] = other / other.sum()
+    assert not np.array_equal(other, pruned)
+    np.testing.assert_array_equal(forest.policy_target(1), target)
 
 
 def test_prune_forced_keeps_a_search_that_needed_no_forcing():

@@ -270,7 +270,8 @@ def run_match(args):
                 "games_list": [{"black": r.black, "white": r.white,
                                 "winner": {1: "B", 2: "W", 0: "draw", None: None}[r.winner],
                                 "score": None if r.score is None or math.isinf(r.score) else r.score,
-                                "reason": r.reason, "scored_by": r.scored_by, "moves": len(r.moves)}
+                                "reason": r.reason, "scored_by": r.scored_by, "moves": len(r.moves),
+                                "engine_scores": list(r.engine_scores), "referee_score": r.referee_score}
                                for r in summary.results]}
         with open(args.json, "w") as f:
             json.dump(data, f, indent=2)

@@ -136,6 +136,8 @@ class GameResult:
     reason: str  # 'resign', 'score', 'illegal move', 'engine error', 'move limit'
     scored_by: str = ""
     moves: list = field(default_factory=list)
+    engine_scores: tuple = (None, None)  # each engine's final_score of a scored game (Black's, White's)
+    referee_score: float = None  # the referee's final_score of a scored game, when there is a referee
 
 
 def wilson(wins, games, z=1.96):
@@ -160,8 +162,9 @@ def play_game(black, white, size=9, komi=7.5, max_moves=None, referee=None, log=
     engines = {BLACK: black, WHITE: white}
     names = {BLACK: black.name, WHITE: white.name}
 
-    def result(winner, score, reason, scored_by=""):
-        return GameResult(names[BLACK], names[WHITE], winner, score, reason, scored_by, list(board.moves))
+    def result(winner, score, reason, scored_by="", engine_scores=(None, None), judged=None):
+        return GameResult(names[BLACK], names[WHITE], winner, score, reason, scored_by, list(board.moves),
+                          tuple(engine_scores), judged)
 
     while True:
         colour = board.to_move
@@ -200,16 +203,18 @@ def play_game(black, white, size=9, komi=7.5, max_moves=None, referee=None, log=
         except EngineError:
             scores.append(None)
     sign = [None if s is None else (s > 0) - (s < 0) for s in scores]
+    judged = referee_score(referee, board, komi) if referee is not None else None  # asked every game: its
+    # count is what an engine's final_score is measured against
     if sign[0] is not None and sign[0] == sign[1]:
         score, by = scores[0], "both engines"
     elif referee is not None:
-        score, by = referee_score(referee, board, komi), "the referee"
+        score, by = judged, "the referee"
     else:
         score, by = board.score(komi), "Tromp-Taylor (freenet)"
     if score is None:
         score, by = board.score(komi), "Tromp-Taylor (freenet; the referee failed)"
     winner = BLACK if score > 0 else WHITE if score < 0 else EMPTY
-    return result(winner, score, reason, by)
+    return result(winner, score, reason, by, scores, judged)
 
 
 def referee_score(referee, board, komi):
@@ -269,7 +274,20 @@ class MatchSummary:
                  f"  {a}: {self.wins[0]} wins ({self.as_black[0]} with Black, {self.as_black[1]} with White)",
                  f"  {b}: {self.wins[1]} wins", f"  draws {self.draws}, no result {self.no_result}",
                  f"  {a} win rate {rate:.3f}, 95% interval [{lo:.3f}, {hi:.3f}] (Wilson)"]
+        judged = [r for r in self.results if r.referee_score is not None]
+        if judged:
+            for name in self.names:
+                differ = sum(self.disagrees(r, name) for r in judged)
+                lines.append(f"  {name}'s final_score and the referee's name different winners in {differ} of "
+                             f"{len(judged)} scored games")
         return "\n".join(lines)
+
+    @staticmethod
+    def disagrees(result, name):
+        """Whether engine ``name``'s final_score of a scored game names another winner than the referee's."""
+        own = result.engine_scores[0 if result.black == name else 1]
+        sign = (lambda x: (x > 0) - (x < 0))
+        return own is None or sign(own) != sign(result.referee_score)
 
 
 def run_match(command_a, command_b, games, size=9, komi=7.5, sgf_dir=None, referee_command=None, seed=0,

@@ -23,6 +23,7 @@ rebuilt by replaying the moves. Same seed, same net: same games, whatever the th
 
 import math
 import os
+import zipfile
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -31,7 +32,7 @@ from tqdm import tqdm
 from freenet.errors import FreenetError
 from freenet.go.board import BLACK, EMPTY, WHITE
 from freenet.go.mcts import choose_move
-from freenet.go.tree import Forest, capacity_for, prune_forced
+from freenet.go.tree import Forest, capacity_for
 
 MAX_LEAVES = 16  # leaves per game per round at most (virtual loss): when few games are left to fill the batch
 
@@ -144,12 +145,7 @@ def play_games(evaluator, games, config=None, seed=0, progress=False, first_inde
         if g.resign_allowed and number >= resign_from and (value + 1) / 2 < config.resign:
             end_game(r, resigned_colour=colour)
             return
-        policy = None
-        if g.full:
-            counts = prune_forced(visits, wsum, prior, forest.tree[7][r, 0], config.c_puct) \
-                if config.forced_playouts else visits.astype(np.float64)
-            policy = np.zeros(N * N + 1, np.float16)
-            policy[moves] = counts / counts.sum()
+        policy = forest.policy_target(r).astype(np.float16) if g.full else None
         move = choose_move(moves, visits, prior_raw, 1.0 if number < temperature_moves else 0.0, g.rng)
         g.record.moves.append((colour, move))
         g.record.policies.append(policy)
@@ -229,7 +225,7 @@ def games_cpu_seconds(path):
     try:
         with np.load(path, allow_pickle=False) as f:
             x = float(f["cpu_seconds"]) if "cpu_seconds" in f else np.nan
-    except (OSError, ValueError, KeyError, EOFError) as e:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise FreenetError(f"{path}: cannot read games ({e})") from None
     return 0.0 if np.isnan(x) else x
 
@@ -255,7 +251,7 @@ def load_games(path):
                 ownership, owned = np.zeros((len(winner), size * size), np.int8), np.zeros(len(winner), bool)
     except FileNotFoundError:
         raise FreenetError(f"no such games file: {path}") from None
-    except (OSError, ValueError, KeyError, EOFError) as e:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise FreenetError(f"{path}: cannot read games ({e})") from None
     check_games(path, size, moves, colours, policy, offsets, winner, score, full, values, ownership, owned)
     records = []

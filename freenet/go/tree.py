@@ -420,6 +420,17 @@ class Forest:
         n = visits.sum()
         return float(wsum.sum() / n) if n else float(self.tree[7][g, 0])
 
+    def policy_target(self, g):
+        """Game ``g``'s root visit counts as a distribution over all N*N+1 moves, with the forced playouts
+        taken out (``prune_forced``, with this forest's c_puct and k) if its root had them."""
+        moves, visits, wsum, prior, _ = self.root(g)
+        counts = visits.astype(np.float64)
+        if self.forced[g]:
+            counts = prune_forced(visits, wsum, prior, self.rules[C_PUCT], self.rules[FORCED_K])
+        out = np.zeros(self.size * self.size + 1)
+        out[moves] = counts / counts.sum()
+        return out
+
     def add_noise(self, g, noise, fraction):
         """Mixes ``noise`` (one entry per root child) into game ``g``'s root priors."""
         _, _, _, prior, prior_raw = self.root(g)
