@@ -386,8 +386,9 @@ def _write_provenance(path, config, args):
     from freenet import provenance
     from freenet.recipes import go as recipe_module
 
-    recipe = recipe_module.recipe_of(config, args.generations, args.sgf, args.data_license)
     state_json = _read_state(args.dir)
+    reached = state_json.get("chunk" if args.sgf else "generation", args.generations)  # --cpu-hours may stop sooner
+    recipe = recipe_module.recipe_of(config, reached, args.sgf, args.data_license)
     net_metadata = {k: v for k, v in fn.load_metadata(path).items() if k == "freenet.go"}
     state = fn.load(path)
     record = provenance.make_record(

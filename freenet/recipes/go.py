@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass
 
 LICENSE = "GPL-3.0-or-later"  # as Leela Zero's weights
 ARCHITECTURE = "residual policy/value net (shared/bench/workloads.md go9-6x64 shape): conv3x3+BN+ReLU stem, " \
-               "B residual blocks, policy head conv1x1 2 + linear, value head conv1x1 1 + linear + tanh"
+               "B residual blocks, policy head conv1x1 2 + linear, value head conv1x1 1 + linear + tanh; " \
+               "optionally an ownership head, a score head and global pooling (the net's freenet.go metadata)"
 
 
 @dataclass
