@@ -48,7 +48,7 @@ def test_docstring_examples_run():
 
 
 def test_go_match_table_is_what_the_shipped_games_say():
-    """docs/go.md's match rows are computed here from the shipped SGF games and JSON results, and the
+    """docs/go-measurements.md's match rows are computed here from the shipped SGF games and JSON results, and the
     shipped net loads and matches its provenance record."""
     import json
 
@@ -58,7 +58,7 @@ def test_go_match_table_is_what_the_shipped_games_say():
     from freenet.provenance import check_weights, read_archive, read_record
 
     folder = ROOT / "docs" / "go-match"
-    doc = (ROOT / "docs" / "go.md").read_text()
+    doc = (ROOT / "docs" / "go-measurements.md").read_text()
     for level in sorted(p.name for p in folder.iterdir() if p.is_dir()):
         games = wins = 0
         for summary in sorted((folder / level).glob("*.json")):
