@@ -214,6 +214,7 @@ def test_commands(tmp_path, capsys):
             "--ladder-every", "1", "--ladder-opponents", "previous", "--ladder-games", "2", "--ladder-playouts", "4",
             "--quiet"]
     assert main(args) == 0
+    assert main(args + ["--value-q-weight", "2"]) == 2 and main(args + ["--full-fraction", "0"]) == 2
     from freenet.go import ladder
     entries = ladder.read_ladder(str(kata))
     assert [(e["generation"], e["opponent"], e["games"] + e["no_result"]) for e in entries] == [(2, "net-0001", 2)]

@@ -68,7 +68,7 @@ def register(commands):
 
 
 def register_more(sub):
-    """selfplay, train, bench, match, export-lz, import-lz."""
+    """selfplay, train, bench, match, export-lz, import-lz, ladder."""
     register_training(sub)
     register_bench(sub)
 
@@ -123,7 +123,8 @@ def register_more(sub):
     p.add_argument("--generation", type=positive_int, default=argparse.SUPPRESS, help="the generation whose "
                    "net plays (default: the latest)")
     p.add_argument("--opponents", default="gnugo-1,gnugo-10,previous", help="comma-separated: gnugo-LEVEL, "
-                   "net-XXXX (a net of the run) or previous (the latest earlier net on the ladder); '' plays "
+                   "net-XXXX (a net of the run) or previous (the latest earlier net on the ladder or in the run "
+                   "folder); '' plays "
                    "none (for --table or --plot alone)")
     p.add_argument("--games", type=positive_int, default=20, help="games against each opponent")
     p.add_argument("--playouts", type=positive_int, default=200, help="search playouts per move of the nets")
@@ -364,6 +365,9 @@ def run_train(args):
                          selfplay={k: v for k, v in sp.items() if k != "size"}, sgf=args.save_sgf,
                          ownership=args.ownership, score=args.score, pooling=args.pooling,
                          value_q_weight=args.value_q_weight)
+    if not 0 <= args.value_q_weight <= 1:
+        from freenet.errors import FreenetError
+        raise FreenetError(f"--value-q-weight must be in [0, 1], not {args.value_q_weight}")
     if args.sgf:
         config.selfplay, config.sgf, config.games_per_generation, config.window = {}, False, 0, 0
         supervised_loop(args.dir, config, args.sgf, args.generations, progress=not args.quiet)
