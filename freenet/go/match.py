@@ -285,9 +285,8 @@ class MatchSummary:
     @staticmethod
     def disagrees(result, name):
         """Whether engine ``name``'s final_score of a scored game names another winner than the referee's."""
-        own = result.engine_scores[0 if result.black == name else 1]
-        sign = (lambda x: (x > 0) - (x < 0))
-        return own is None or sign(own) != sign(result.referee_score)
+        own, judged = result.engine_scores[0 if result.black == name else 1], result.referee_score
+        return own is None or (own > 0) - (own < 0) != (judged > 0) - (judged < 0)
 
 
 def run_match(command_a, command_b, games, size=9, komi=7.5, sgf_dir=None, referee_command=None, seed=0,
