@@ -321,6 +321,8 @@ class Forest:
         self.recent = np.empty((games, HISTORY, N * N), np.int8)
         self.board = (self.color, self.parent, self.nxt, self.libs, self.stones, self.pos, self.history, self.recent)
         C = capacity
+        # (move, first, count, visits, wsum, prior, prior_raw, value, status, top): the compiled functions
+        # unpack it in this order
         self.tree = (np.zeros((games, C), np.int16), np.zeros((games, C), np.int32), np.zeros((games, C), np.int32),
                      np.zeros((games, C), np.int32), np.zeros((games, C)), np.zeros((games, C)), np.zeros((games, C)),
                      np.zeros((games, C)), np.zeros((games, C), np.int8), np.ones(games, np.int64))
