@@ -15,6 +15,8 @@ from freenet.go.board import WHITE
 from freenet.go.gtp import Engine, clean
 from freenet.go.net import new_net, save_net
 
+from test_go_status import DEAD_STONE
+
 
 @pytest.fixture(autouse=True)
 def one_thread():
@@ -158,15 +160,7 @@ def test_engine_survives_random_garbage(model):
     assert clean("a\x00b\tc # d") == "ab c"
 
 
-# Black's area A-D holds a dead white stone (B4); both groups have four eyes (as in test_go_status.py).
-# Tromp-Taylor: W+0.5 (komi 0.5); without B4: B+6.5.
-DEAD_STONE = [".X.XO.O",
-              "XXXXOOO",
-              "X..XO.O",
-              "XO.XOOO",
-              "X..XO.O",
-              "XXXXOOO",
-              ".X.XO.O"]
+# DEAD_STONE: Black's area A-D holds a dead white stone (B4). Tromp-Taylor: W+0.5 (komi 0.5); without B4: B+6.5.
 COLUMNS = "ABCDEFG"
 
 

@@ -44,6 +44,7 @@ import time
 import numpy as np
 
 from freenet.errors import FreenetError
+from freenet.go.train import read_json
 from freenet.serialize import atomic_write
 
 FORMAT = "freenet.go.ladder/1"
@@ -78,19 +79,9 @@ def _check_run(run_dir):
         raise FreenetError(f"no run folder {run_dir}")
 
 
-def _read_json(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as e:
-        raise FreenetError(f"{path}: cannot read ({e})") from None
-
-
 def run_size(run_dir):
     """The run's board size from its config.json (9 without one)."""
-    config = _read_json(os.path.join(run_dir, "config.json")) or {}
+    config = read_json(os.path.join(run_dir, "config.json")) or {}
     size = config.get("size", 9)
     if not isinstance(size, int):
         raise FreenetError(f"{os.path.join(run_dir, 'config.json')}: size is {size!r}, not an integer")
@@ -165,7 +156,7 @@ def _player_order(player):
 def cpu_hours_of(run_dir, generation, entries=(), log=print):
     """(CPU-hours spent up to ``generation``, whether that is an estimate), as the module docstring says."""
     state_path = os.path.join(run_dir, "state.json")
-    state = _read_json(state_path)
+    state = read_json(state_path)
     latest = None
     if isinstance(state, dict):
         latest = state.get("generation", state.get("chunk"))

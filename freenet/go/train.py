@@ -207,7 +207,8 @@ def _write_json(path, data):
     atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
-def _read_json(path):
+def read_json(path):
+    """The JSON in ``path``, None if there is no such file; an unreadable one is an error naming it."""
     try:
         with open(path) as f:
             return json.load(f)
@@ -220,7 +221,7 @@ def _read_json(path):
 def open_run(run_dir, config, kind):
     """The run's config: the saved one when resuming (new settings must agree), else ``config`` saved."""
     os.makedirs(run_dir, exist_ok=True)
-    saved = _read_json(os.path.join(run_dir, "config.json"))
+    saved = read_json(os.path.join(run_dir, "config.json"))
     path = settings.matmul_path()
     if saved is None:
         _write_json(os.path.join(run_dir, "config.json"), {"kind": kind, "matmul": path, **config.as_dict()})
