@@ -11,24 +11,38 @@ tensor([[3., 1.]])
 import numpy as _np
 
 from freenet.errors import FreenetError
-from freenet.tensor import Tensor, enable_grad, is_grad_enabled, no_grad
-from freenet.factory import (arange, default_generator, empty, empty_like, from_numpy, full, full_like,
-                             manual_seed, ones, ones_like, rand, rand_like, randn, randn_like, tensor, zeros,
-                             zeros_like)
+from freenet.tensor import (Tensor, enable_grad, inference_mode, is_grad_enabled, no_grad,
+                            set_grad_enabled)
+from freenet.factory import (Generator, arange, default_generator, empty, empty_like, eye, from_numpy, full,
+                             full_like, linspace, manual_seed, multinomial, ones, ones_like, rand, rand_like, randint,
+                             randn, randn_like, randperm, tensor, zeros, zeros_like)
+from freenet.devices import backends, cuda, device
 from freenet.ops.arith import maximum, minimum, where
-from freenet.ops.linalg import matmul
-from freenet.ops.reduce import log_softmax, logsumexp, softmax
-from freenet.ops.shape import cat, stack
-from freenet.ops.unary import abs, clip, exp, log, log1p, sigmoid, sqrt, tanh
-from freenet import autograd, data, nn, optim
+from freenet.ops.linalg import bmm, einsum, matmul
+from freenet.ops.reduce import (all, amax, amin, any, argmax, argmin, argsort, log_softmax, logsumexp, max, mean, min,
+                                softmax, sort, std, sum, topk, var)
+from freenet.ops.shape import (cat, chunk, flatten, flip, gather, index_select, masked_fill, permute, reshape, roll,
+                               split, squeeze, stack, t, transpose, tril, triu, unsqueeze)
+from freenet.ops.unary import (abs, clip, clone, exp, log, log1p, norm, relu, sigmoid, sqrt, square,
+                               tanh)
+from freenet import autograd, data, nn, optim, utils
 from freenet.kernels import get_num_threads, set_num_threads
 from freenet.gradcheck import gradcheck
 from freenet.serialize import load, load_metadata, save
 from freenet.runtime import keep_freed_memory as _keep_freed_memory
 
+clamp = clip
+
+
+def is_tensor(obj):
+    return isinstance(obj, Tensor)
+
+
 __version__ = "0.1.0"
 
 float32, float64 = _np.dtype(_np.float32), _np.dtype(_np.float64)
 int32, int64, uint8, bool_ = _np.dtype(_np.int32), _np.dtype(_np.int64), _np.dtype(_np.uint8), _np.dtype(_np.bool_)
+# PyTorch's names for them (these shadow Python's float, int and bool inside this module only)
+float, double, long, int, bool = float32, float64, int64, int32, bool_
 
 _keep_freed_memory()  # see freenet/runtime.py: a quarter of a training step was page faults

@@ -1,4 +1,5 @@
-"""Saving and loading named tensors in the safetensors format (never pickle), with atomic writes.
+"""Saving and loading tensors, and checkpoints nesting them, in the safetensors format (never pickle),
+with atomic writes.
 
 >>> import os, tempfile, freenet as fn
 >>> from freenet.serialize import save, load, load_metadata
@@ -6,13 +7,28 @@
 >>> save({"w": fn.ones(2, 3)}, path, metadata={"step": "10"})
 >>> load(path)["w"].shape, load_metadata(path)
 ((2, 3), {'step': '10'})
+>>> save({"model": {"w": fn.ones(2)}, "epoch": 3, "lrs": [0.1, 0.01]}, path)
+>>> checkpoint = load(path)
+>>> checkpoint["epoch"], checkpoint["lrs"], checkpoint["model"]["w"].shape
+(3, [0.1, 0.01], (2,))
 
 A file is: an 8-byte little-endian header length ``n``; ``n`` bytes of JSON mapping each tensor name
 to its dtype, shape and [begin, end) byte offsets (and ``__metadata__`` to string pairs); the data.
+
+A dict of str to tensors is saved as just that (and loads as a dict of tensors sorted by name). Any
+other object, such as a PyTorch-style checkpoint ``{"model": ..., "optimizer": ..., "epoch": 3}``,
+is saved as a tree: its tensors and arrays go in the data under their dotted paths (``model.w``),
+and its structure goes in the metadata under ``freenet.tree`` as JSON, ``{"version": 1, "root":
+node}``. A node is null, true/false, a number, a string (themselves), or an object with one key:
+``{"dict": [[key, node], ...]}`` (keys str or int, in order), ``{"list": [...]}``, ``{"tuple":
+[...]}``, ``{"tensor": name}``, ``{"ndarray": name}``, ``{"numpy_scalar": name}`` (a 0-d array read
+back as a NumPy scalar), or ``{"float": "nan" | "inf" | "-inf"}``. Loading only reads data: it
+never runs code, whatever the file says.
 """
 
 import hashlib
 import json
+import math
 import os
 import secrets
 from collections.abc import Mapping
@@ -31,6 +47,9 @@ _DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64", np.dtype(np
 _ITEMSIZE = {name: dt.itemsize for dt, name in _DTYPES.items()}
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit
 _METADATA = "__metadata__"
+_TREE = "freenet.tree"  # metadata key of a nested object's structure
+_TREE_VERSION = 1
+_MAX_DEPTH = 100  # containers nested deeper than this are refused, on saving and on loading
 
 
 # -- saving -------------------------------------------------------------------------------------------
@@ -100,14 +119,17 @@ def atomic_write(path, data):
     _fsync_dir(directory)
 
 
-def save(state_dict, path, metadata=None):
-    """Writes ``state_dict`` (str -> Tensor or ndarray) to ``path`` in the safetensors format, atomically.
+def save(obj, path, metadata=None):
+    """Writes ``obj`` to ``path`` in the safetensors format, atomically.
 
-    Supported dtypes: float32, float64, int64, int32, uint8, bool. ``metadata`` is an optional dict of
-    str -> str stored in the header (read it back with ``load_metadata``). The file loads with
-    ``safetensors.numpy.load_file`` too.
+    ``obj`` is a dict of str to Tensors or ndarrays (a state dict), or any nesting of dicts (str or
+    int keys), lists and tuples holding Tensors, ndarrays, NumPy scalars, ints, floats, bools, None
+    and strings, as in a PyTorch checkpoint (see the module docstring for the format). Supported
+    dtypes: float32, float64, int64, int32, uint8, bool. ``metadata`` is an optional dict of str ->
+    str stored in the header (read it back with ``load_metadata``). The file loads with
+    ``safetensors.numpy.load_file`` too (a nested object's tensors under their dotted paths).
     """
-    atomic_write(path, to_bytes(state_dict, metadata))
+    atomic_write(path, to_bytes(obj, metadata))
 
 
 def weights_sha256(state_dict):
@@ -119,22 +141,101 @@ def weights_sha256(state_dict):
     return hashlib.sha256(to_bytes(state_dict)).hexdigest()
 
 
-def to_bytes(state_dict, metadata=None):
-    """The safetensors bytes ``save`` writes (str -> Tensor or ndarray, optional str -> str metadata)."""
+def _is_state_dict(obj):
+    """A dict of str to tensors: saved flat, as before nesting existed."""
+    return isinstance(obj, Mapping) and all(
+        isinstance(k, str) and isinstance(v, (Tensor, np.ndarray, np.generic)) for k, v in obj.items())
+
+
+def to_bytes(obj, metadata=None):
+    """The safetensors bytes ``save`` writes for ``obj``, with optional str -> str ``metadata``."""
     metadata = _check_metadata(metadata, "save")
-    if not isinstance(state_dict, Mapping):
-        raise FreenetError(f"save: state_dict must be a dict of str to tensors, got {type(state_dict).__name__}")
-    arrays = {}
-    for name, value in state_dict.items():
-        if not isinstance(name, str):
-            raise FreenetError(f"save: tensor names must be str, got {type(name).__name__} {name!r}")
-        if name == _METADATA:
-            raise FreenetError(f"save: the name '{_METADATA}' is reserved by the safetensors format")
-        arrays[name] = _as_array(name, value)
+    if metadata is not None and _TREE in metadata:
+        raise FreenetError(f"save: the metadata key '{_TREE}' is reserved for the structure of nested objects")
+    if _is_state_dict(obj):
+        arrays = {}
+        for name, value in obj.items():
+            if name == _METADATA:
+                raise FreenetError(f"save: the name '{_METADATA}' is reserved by the safetensors format")
+            arrays[name] = _as_array(name, value)
+    else:
+        encoder = _TreeEncoder()
+        root = encoder.encode(obj, [], 0)
+        try:
+            tree = json.dumps({"version": _TREE_VERSION, "root": root}, allow_nan=False, separators=(",", ":"))
+        except ValueError as e:  # an int too long for str(): Python refuses over 4300 digits
+            raise FreenetError(f"save: cannot write the structure as JSON: {e}") from None
+        if len(tree) > _MAX_HEADER // 2:
+            raise FreenetError(f"save: the structure takes {len(tree)} bytes of JSON, over the "
+                               f"{_MAX_HEADER // 2}-byte limit: store long lists of numbers as arrays")
+        arrays, metadata = encoder.arrays, {**(metadata or {}), _TREE: tree}
     try:
         return safetensors.numpy.save(arrays, metadata=metadata)
     except Exception as e:  # safetensors raises its own error types
         raise FreenetError(f"save: safetensors could not serialize: {e}") from None
+
+
+def _where(parts):
+    """A readable path to a node, as Python would index it: obj['optimizer']['state'][0]."""
+    return "obj" + "".join(f"[{p!r}]" for p in parts)
+
+
+class _TreeEncoder:
+    """Turns a nested object into tree nodes (module docstring), collecting its arrays in ``arrays``."""
+
+    def __init__(self):
+        self.arrays = {}  # tensor name in the file -> ndarray
+        self.names = {}  # id of a Tensor or array -> (its name, it): one met twice is stored once (kept
+        # alive here, so that its id is not reused by an object a custom Mapping makes on the fly)
+        self.open = set()  # ids of the containers being encoded: one met again contains itself
+
+    def _array(self, tag, value, parts):
+        if id(value) in self.names:
+            return {tag: self.names[id(value)][0]}
+        base = ".".join(str(p) for p in parts) or "root"
+        name, n = base, 1
+        while name in self.arrays or name == _METADATA:  # a key with a dot in it can repeat a path
+            n += 1
+            name = f"{base}#{n}"
+        self.arrays[name] = _as_array(base, value)
+        self.names[id(value)] = name, value
+        return {tag: name}
+
+    def encode(self, value, parts, depth):
+        if value is None or isinstance(value, (bool, str)):
+            return value
+        if isinstance(value, Tensor):
+            return self._array("tensor", value, parts)
+        if isinstance(value, np.ndarray):
+            return self._array("ndarray", value, parts)
+        if isinstance(value, np.generic):  # before int and float: np.float64 is a float
+            return self._array("numpy_scalar", value, parts)
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, float):
+            return float(value) if math.isfinite(value) else {"float": str(float(value))}
+        if not isinstance(value, (Mapping, list, tuple)):
+            raise FreenetError(f"save: {_where(parts)} has type {type(value).__name__}; freenet.save stores dicts, "
+                               "lists, tuples, Tensors, ndarrays, numbers, bools, None and strings")
+        if depth >= _MAX_DEPTH:
+            raise FreenetError(f"save: {_where(parts)}: containers nested more than {_MAX_DEPTH} deep")
+        if id(value) in self.open:
+            raise FreenetError(f"save: {_where(parts)} contains itself")
+        self.open.add(id(value))
+        if isinstance(value, Mapping):
+            pairs = []
+            for k, v in value.items():
+                if isinstance(k, (bool, np.bool_)) or not isinstance(k, (str, int, np.integer)):
+                    raise FreenetError(f"save: {_where(parts)} has a key {k!r} of type {type(k).__name__}; "
+                                       "keys must be str or int")
+                k = k if isinstance(k, str) else int(k)
+                pairs.append([k, self.encode(v, parts + [k], depth + 1)])
+            node = {"dict": pairs}
+        else:  # a namedtuple or a list subclass becomes a plain tuple or list
+            node = {"tuple" if isinstance(value, tuple) else "list":
+                    [self.encode(v, parts + [i], depth + 1) for i, v in enumerate(value)]}
+        self.open.discard(id(value))
+        return node
 
 
 # -- loading ------------------------------------------------------------------------------------------
@@ -204,15 +305,21 @@ def load_metadata(path):
     """The metadata dict (str -> str) stored by ``save`` at ``path``; {} if none. Reads only the header."""
     path, f, size = _open(path)
     with f:
-        return dict(_read_header(f, path, size).get(_METADATA) or {})
+        metadata = dict(_read_header(f, path, size).get(_METADATA) or {})
+    metadata.pop(_TREE, None)
+    return metadata
 
 
-def load(path):
-    """The tensors saved at ``path``: a dict name -> Tensor (sorted by name), each with its own writable memory.
+def load(path, map_location=None, weights_only=None):
+    """The object saved at ``path``: for a dict of tensors, a dict name -> Tensor (sorted by name); for
+    anything else, the object rebuilt (dicts as plain dicts, in their order). Every Tensor and ndarray
+    has its own writable memory (one saved twice comes back as one object); tensors do not require grad.
 
     The file is checked before and while parsing; a truncated or corrupt file, an oversized header,
-    out-of-range offsets or an unsupported dtype raise ``FreenetError`` naming the file and the problem
-    (a missing file raises ``FileNotFoundError``). Use ``load_metadata`` for the metadata.
+    out-of-range offsets, an unsupported dtype or a malformed structure raise ``FreenetError`` naming
+    the file and the problem (a missing file raises ``FileNotFoundError``). Use ``load_metadata`` for
+    the metadata. ``map_location`` and ``weights_only`` are there for PyTorch scripts and change
+    nothing: freenet's tensors live on the CPU, and loading never runs code.
     """
     path, f, size = _open(path)
     with f:
@@ -228,9 +335,93 @@ def load(path):
     names = [k for k in header if k != _METADATA]
     if sorted(arrays) != sorted(names):
         raise FreenetError(f"load: {path}: safetensors read tensors {sorted(arrays)}, header lists {sorted(names)}")
-    out = {}
-    for name in sorted(arrays):
-        a = arrays[name]
+    for name, a in arrays.items():
         a = a.astype(a.dtype.newbyteorder("="), copy=False) if a.dtype.byteorder in "<>" else a
-        out[name] = from_numpy(np.require(a, requirements=["C", "A", "W"]))
-    return out
+        arrays[name] = np.require(a, requirements=["C", "A", "W"])
+    tree = (header.get(_METADATA) or {}).get(_TREE)
+    if tree is None:
+        return {name: from_numpy(arrays[name]) for name in sorted(arrays)}
+    return _TreeDecoder(path, arrays).decode_file(tree)
+
+
+def _no_constants(name):
+    raise FreenetError(f"{name} is not JSON")
+
+
+class _TreeDecoder:
+    """Rebuilds a nested object from the tree JSON in a file's metadata (module docstring), checking
+    every node; a problem raises FreenetError saying where in the object it is."""
+
+    def __init__(self, path, arrays):
+        self.path, self.arrays = path, arrays
+        self.made = {}  # (tag, tensor name) -> the object: a name met twice gives the same object
+
+    def fail(self, problem, parts=None):
+        where = "" if parts is None else f" at {_where(parts)}"
+        raise FreenetError(f"load: {self.path}: the nested structure ('{_TREE}' in the metadata) {problem}{where}")
+
+    def decode_file(self, tree):
+        try:
+            top = json.loads(tree, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        except RecursionError:
+            self.fail("is nested too deeply to parse")
+        except (ValueError, FreenetError) as e:  # JSONDecodeError is a ValueError
+            self.fail(f"is not valid JSON: {e}")
+        if not isinstance(top, dict) or set(top) != {"version", "root"}:
+            self.fail('must be a JSON object {"version": ..., "root": ...}')
+        if type(top["version"]) is not int or top["version"] != _TREE_VERSION:
+            self.fail(f"has version {top['version']!r}; this freenet reads version {_TREE_VERSION} "
+                      "(a newer freenet wrote it?)")
+        obj = self.decode(top["root"], [], 0)
+        unused = sorted(set(self.arrays) - {name for _, name in self.made})
+        if unused:
+            self.fail(f"does not mention the tensors {unused[:5]}" + (" ..." if len(unused) > 5 else ""))
+        return obj
+
+    def decode(self, node, parts, depth):
+        if node is None or isinstance(node, (bool, int, float, str)):
+            return node
+        if not isinstance(node, dict) or len(node) != 1:
+            self.fail(f"has a malformed node {_preview(node)}", parts)
+        (tag, value), = node.items()
+        if tag in ("tensor", "ndarray", "numpy_scalar"):
+            return self._array(tag, value, parts)
+        if tag == "float":
+            if value not in ("nan", "inf", "-inf"):
+                self.fail(f"has a float node {_preview(value)}, not 'nan', 'inf' or '-inf'", parts)
+            return float(value)
+        if tag not in ("dict", "list", "tuple"):
+            self.fail(f"has a node of unknown kind {_preview(tag)}", parts)
+        if not isinstance(value, list):
+            self.fail(f"has a {tag} node whose content is not a JSON list", parts)
+        if depth >= _MAX_DEPTH:
+            self.fail(f"nests containers more than {_MAX_DEPTH} deep", parts)
+        if tag == "list":
+            return [self.decode(v, parts + [i], depth + 1) for i, v in enumerate(value)]
+        if tag == "tuple":
+            return tuple(self.decode(v, parts + [i], depth + 1) for i, v in enumerate(value))
+        out = {}
+        for pair in value:
+            if (not isinstance(pair, list) or len(pair) != 2 or isinstance(pair[0], bool)
+                    or not isinstance(pair[0], (str, int))):
+                self.fail(f"has a dict entry {_preview(pair)}, not a [key, value] pair with a str or int key", parts)
+            key, v = pair
+            if key in out:
+                self.fail(f"repeats the dict key {key!r}", parts)
+            out[key] = self.decode(v, parts + [key], depth + 1)
+        return out
+
+    def _array(self, tag, name, parts):
+        if not isinstance(name, str) or name not in self.arrays:
+            self.fail(f"refers to a tensor {_preview(name)} that the file does not hold", parts)
+        if (tag, name) not in self.made:
+            a = self.arrays[name]
+            if tag == "numpy_scalar" and a.ndim != 0:
+                self.fail(f"has a NumPy scalar '{name}' of shape {a.shape}", parts)
+            self.made[tag, name] = from_numpy(a) if tag == "tensor" else a[()] if tag == "numpy_scalar" else a
+        return self.made[tag, name]
+
+
+def _preview(value):
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -12,6 +12,7 @@ tensor([2., 4., 6.])
 """
 
 import heapq
+import weakref
 
 import numpy as np
 
@@ -38,11 +39,15 @@ class _GradMode:
         _grad_enabled = self._previous
 
     def __call__(self, fn):
-        mode = type(self)
+        enabled = self.enabled
 
         def wrapped(*args, **kwargs):
-            with mode():
+            global _grad_enabled
+            previous, _grad_enabled = _grad_enabled, enabled
+            try:
                 return fn(*args, **kwargs)
+            finally:
+                _grad_enabled = previous
 
         wrapped.__name__, wrapped.__doc__ = fn.__name__, fn.__doc__
         return wrapped
@@ -58,6 +63,26 @@ class enable_grad(_GradMode):
     """Turns graph recording back on inside a ``no_grad`` block."""
 
     enabled = True
+
+
+class set_grad_enabled(_GradMode):
+    """``set_grad_enabled(False)`` as a context manager (like ``no_grad``) or a plain call."""
+
+    def __init__(self, mode):
+        global _grad_enabled
+        self.enabled = bool(mode)
+        self._before_call = _grad_enabled
+        _grad_enabled = self.enabled  # a plain call takes effect now; __exit__ restores the state before it
+
+    def __enter__(self):
+        self._previous = self._before_call
+
+
+class inference_mode(_GradMode):
+    """``no_grad`` (freenet has no separate inference mode); ``inference_mode(False)`` records."""
+
+    def __init__(self, mode=True):
+        self.enabled = not mode
 
 
 def is_grad_enabled():
@@ -80,41 +105,74 @@ def as_array(data, dtype=None):
     return array
 
 
+class Node:
+    """Where a tensor's gradient goes in backward.
+
+    A recorded op's node holds the op's ``backward`` and the nodes of its inputs (None for an input
+    that needs no gradient). A leaf that requires grad has a node without ``backward`` that adds
+    into the leaf's ``grad``. Tensors point at nodes and nodes never at tensors (a weak reference
+    for leaves and ``retain_grad``), so an in-place op can give a tensor a new node while the ops
+    recorded before it keep the old one. ``saved`` lists (version counter, count at record) of the
+    tensors the backward reads, checked before it runs.
+    """
+
+    __slots__ = ("backward", "parents", "generation", "shape", "dtype", "tensor", "saved")
+
+    def __init__(self, backward, parents, generation, data, tensor=None, saved=()):
+        self.backward = backward
+        self.parents = parents
+        self.generation = generation
+        self.shape = data.shape
+        self.dtype = data.dtype
+        self.tensor = tensor
+        self.saved = saved
+
+
+class Version:
+    """How many times a tensor's memory was changed in place; views share their base's counter."""
+
+    __slots__ = ("count", "viewed")
+
+    def __init__(self):
+        self.count = 0
+        self.viewed = False
+
+
 class Tensor:
     """An n-dimensional array that records the ops applied to it, for reverse-mode differentiation.
 
     ``data`` is the underlying ndarray; ``grad`` is filled by ``backward()`` on tensors that require grad.
     """
 
-    __slots__ = ("data", "grad", "_requires_grad", "_parents", "_backward", "_generation", "_retains_grad",
-                 "__weakref__")
+    __slots__ = ("data", "grad", "_node", "_version", "__weakref__")
     __array_ufunc__ = None  # NumPy scalars and arrays defer to Tensor's reflected operators
     __hash__ = object.__hash__  # __eq__ is elementwise; identity stays the hash
 
     def __init__(self, data, dtype=None, requires_grad=False):
         self.data = as_array(data, dtype)
         self.grad = None
-        self._requires_grad = False
-        self._parents = ()
-        self._backward = None
-        self._generation = 0
-        self._retains_grad = False
+        self._node = None
+        self._version = None
         if requires_grad:
             self.requires_grad = True
 
     # -- autograd state ------------------------------------------------------------------------
     @property
     def requires_grad(self):
-        return self._requires_grad
+        return self._node is not None
 
     @requires_grad.setter
     def requires_grad(self, flag):
-        if flag and self.data.dtype not in _FLOATS:
-            raise FreenetError(f"requires_grad: only float32 and float64 tensors can require grad, "
-                               f"not {self.data.dtype}")
-        if not flag and self._backward is not None:
-            raise FreenetError("requires_grad: cannot turn it off on a non-leaf tensor; use detach()")
-        self._requires_grad = bool(flag)
+        if flag:
+            if self.data.dtype not in _FLOATS:
+                raise FreenetError(f"requires_grad: only float32 and float64 tensors can require grad, "
+                                   f"not {self.data.dtype}")
+            if self._node is None:
+                self._node = Node(None, (), 0, self.data, weakref.ref(self))
+        elif self._node is not None:
+            if self._node.backward is not None:
+                raise FreenetError("requires_grad: cannot turn it off on a non-leaf tensor; use detach()")
+            self._node = None
 
     def requires_grad_(self, flag=True):
         self.requires_grad = flag
@@ -122,22 +180,30 @@ class Tensor:
 
     @property
     def is_leaf(self):
-        return self._backward is None
+        return self._node is None or self._node.backward is None
+
+    @property
+    def version(self):
+        """How many in-place changes this tensor's memory has had (shared with its views)."""
+        return 0 if self._version is None else self._version.count
 
     def retain_grad(self):
         """Keep ``grad`` on this non-leaf tensor after backward (leaves always keep it)."""
-        self._retains_grad = True
+        if self._node is None:
+            raise FreenetError("retain_grad: the tensor does not require grad")
+        if self._node.backward is not None:
+            self._node.tensor = weakref.ref(self)
 
     def detach(self):
-        """The same data, cut from the graph."""
-        return _constant(self.data)
+        """The same data (and memory), cut from the graph."""
+        return view(_constant(self.data), self)
 
     def backward(self, grad=None, retain_graph=False):
         """Accumulates d(self)/d(leaf) into ``leaf.grad`` for every leaf that requires grad.
 
         The graph is freed afterwards unless ``retain_graph`` is true.
         """
-        if not self._requires_grad:
+        if self._node is None:
             raise FreenetError(f"backward: tensor of shape {self.shape} does not require grad "
                                "(no input had requires_grad=True, or it was made under no_grad)")
         if grad is None:
@@ -150,7 +216,7 @@ class Tensor:
             if grad.shape != self.data.shape:
                 raise FreenetError(f"backward: grad of shape {grad.shape} does not match tensor "
                                    f"of shape {self.shape}")
-        _run_backward(self, grad, retain_graph)
+        _run_backward(self._node, grad, retain_graph)
 
     # -- array facts -----------------------------------------------------------------------------
     @property
@@ -206,12 +272,18 @@ class Tensor:
     def __int__(self):
         return int(self.item())
 
+    def __index__(self):
+        if self.data.size != 1 or self.data.dtype.kind not in "iub":
+            raise FreenetError(f"index: only a one-element integer tensor can be used as an index, "
+                               f"not shape {self.shape} {self.dtype}")
+        return int(self.data.item())
+
     def __repr__(self):
         body = np.array2string(self.data, separator=", ", prefix="tensor(")
         extra = ""
         if self.data.dtype not in (np.float32, np.int64, np.bool_):
             extra += f", dtype={self.data.dtype}"
-        if self._requires_grad:
+        if self._node is not None:
             extra += ", requires_grad=True"
         return f"tensor({body}{extra})"
 
@@ -221,19 +293,34 @@ def _constant(data):
     out = Tensor.__new__(Tensor)
     out.data = data if type(data) is np.ndarray else np.asarray(data)
     out.grad = None
-    out._requires_grad = False
-    out._parents = ()
-    out._backward = None
-    out._generation = 0
-    out._retains_grad = False
+    out._node = None
+    out._version = None
     return out
 
 
-def record(data, parents, backward):
+def _counter(t):
+    if t._version is None:
+        t._version = Version()
+    return t._version
+
+
+def view(out, base):
+    """Marks ``out`` as a view of ``base`` when their memory overlaps: they then share a version
+    counter, so changing either in place invalidates what backward saved of the other."""
+    if np.may_share_memory(out.data, base.data):
+        counter = _counter(base)
+        counter.viewed = True
+        out._version = counter
+    return out
+
+
+def record(data, parents, backward, saved=None, output_saved=False):
     """The result of an op: a tensor around ``data`` that remembers how to send gradients to ``parents``.
 
     ``backward(g)`` returns one gradient per parent (an array, or None where there is none).
-    This is the public way to write a new differentiable op:
+    ``saved`` lists the tensors whose values ``backward`` reads (by default all of ``parents``) and
+    ``output_saved`` says that it reads ``data``: changing one of them in place before backward is
+    then an error instead of a wrong gradient. This is the public way to write a new differentiable op:
 
     >>> import numpy as np, freenet as fn
     >>> def cube(x):
@@ -243,63 +330,114 @@ def record(data, parents, backward):
     """
     out = _constant(data)
     if _grad_enabled:
-        for p in parents:
-            if p._requires_grad:
-                out._requires_grad = True
-                out._parents = parents
-                out._backward = backward
-                out._generation = max(q._generation for q in parents) + 1
-                break
+        nodes = tuple(p._node for p in parents)
+        generation = -1
+        for n in nodes:
+            if n is not None and n.generation > generation:
+                generation = n.generation
+        if generation >= 0:
+            versions = tuple((c, c.count) for c in map(_counter, parents if saved is None else saved))
+            if output_saved:
+                versions += ((_counter(out), 0),)
+            out._node = Node(backward, nodes, generation + 1, out.data, None, versions)
     return out
 
 
-def _run_backward(root, grad, retain_graph):
-    if root._backward is None:  # backward on a leaf: its gradient is grad itself
-        _accumulate(root, grad)
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
+    """The gradients of ``outputs`` with respect to ``inputs`` (a tensor or a sequence), as a tuple, without
+    touching any ``.grad`` (``torch.autograd.grad``). ``create_graph`` (gradients of gradients) is not supported."""
+    if create_graph:
+        raise FreenetError("grad: create_graph=True (higher-order gradients) is not supported by freenet")
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs]
+    found = {}
+    for t in inputs:
+        if t._node is None:
+            raise FreenetError(f"grad: an input of shape {t.shape} does not require grad")
+        found[id(t._node)] = None
+    for out, g in zip(outputs, grad_outputs):
+        if out._node is None:
+            raise FreenetError(f"grad: an output of shape {out.shape} does not require grad")
+        if g is None:
+            if out.data.size != 1:
+                raise FreenetError(f"grad: grad_outputs are needed for an output of shape {out.shape}")
+            g = np.ones_like(out.data)
+        _run_backward(out._node, np.asarray(getattr(g, "data", g), dtype=out.data.dtype), bool(retain_graph), found)
+    result = []
+    for t in inputs:
+        g = found[id(t._node)]
+        if g is None and not allow_unused:
+            raise FreenetError(f"grad: an input of shape {t.shape} was not used to compute the outputs "
+                               "(pass allow_unused=True to get None for it)")
+        result.append(None if g is None else _constant(np.array(g, dtype=t.data.dtype)))
+    return tuple(result)
+
+
+def _op_name(backward):
+    return backward.__qualname__.split(".")[0]
+
+
+def _run_backward(root, grad, retain_graph, found=None):
+    """Sends ``grad`` back from ``root``: into the ``grad`` of leaves (and retained tensors), or, given
+    ``found`` (a dict keyed by id(node)), into ``found`` for those nodes only (``grad()``)."""
+    if found is not None:
+        _deliver = lambda node, g, backward=None: _gather(found, node, g, backward)  # noqa: E731
+    else:
+        _deliver = _accumulate
+    if root.backward is None:  # backward on a leaf: its gradient is grad itself
+        _deliver(root, grad)
         return
     grads = {id(root): grad}
     # Consumers always have a higher generation than what they consume, so popping the highest
     # generation first means a node's gradient is complete when it is popped.
-    heap = [(-root._generation, 0, root)]
+    heap = [(-root.generation, 0, root)]
     pushed = 1
     while heap:
         node = heapq.heappop(heap)[2]
         g = grads.pop(id(node))
-        if node._retains_grad:
-            _accumulate(node, g)
-        backward = node._backward
+        if node.tensor is not None or (found is not None and id(node) in found):  # retain_grad, or grad()
+            _deliver(node, g)
+        backward = node.backward
         if type(backward) is str:
             raise FreenetError(f"backward: the graph through '{backward}' was already freed by an earlier "
                                "backward(); pass retain_graph=True to the first backward to go through it twice")
+        for counter, count in node.saved:
+            if counter.count != count:
+                raise FreenetError(f"backward: a tensor that '{_op_name(backward)}' needs for its gradient was "
+                                   f"changed in place after the op used it (version {counter.count}, expected "
+                                   f"{count}); clone() it before changing it, or change a copy")
         parent_grads = backward(g)
-        for parent, pg in zip(node._parents, parent_grads):
-            if pg is None or not parent._requires_grad:
+        for parent, pg in zip(node.parents, parent_grads):
+            if pg is None or parent is None:
                 continue
-            pg = _fit(pg, parent, node)
-            if parent._backward is None:
-                _accumulate(parent, pg)
+            if parent.backward is None:
+                _deliver(parent, pg, backward)
             else:
+                pg = _fit(pg, parent.shape, parent.dtype, backward)
                 key = id(parent)
                 if key in grads:
                     grads[key] = grads[key] + pg
                 else:
                     grads[key] = pg
-                    heapq.heappush(heap, (-parent._generation, pushed, parent))
+                    heapq.heappush(heap, (-parent.generation, pushed, parent))
                     pushed += 1
         if not retain_graph:  # drop what the closure holds; keep the op's name for the error above
-            node._backward = backward.__qualname__.split(".")[0]
-            node._parents = ()
+            node.backward = _op_name(backward)
+            node.parents = node.saved = ()
 
 
-def _fit(g, parent, node):
-    """The gradient reshaped (summing broadcast axes) and cast to the parent's shape and dtype."""
+def _fit(g, shape, dtype, backward):
+    """The gradient reshaped (summing broadcast axes) and cast to its input's shape and dtype."""
     if type(g) is not np.ndarray:
         g = np.asarray(g)
-    shape = parent.data.shape
     if g.shape != shape:
-        g = unbroadcast(g, shape, node._backward.__qualname__.split(".")[0])
-    if g.dtype != parent.data.dtype:
-        g = g.astype(parent.data.dtype)
+        g = unbroadcast(g, shape, _op_name(backward))
+    if g.dtype != dtype:
+        g = g.astype(dtype)
     return g
 
 
@@ -318,7 +456,20 @@ def unbroadcast(g, shape, op="backward"):
     return g
 
 
-def _accumulate(t, g):
+def _gather(found, node, g, backward):
+    if id(node) not in found:
+        return
+    if backward is not None:
+        g = _fit(g, node.shape, node.dtype, backward)
+    found[id(node)] = g if found[id(node)] is None else found[id(node)] + g
+
+
+def _accumulate(node, g, backward=None):
+    t = node.tensor()
+    if t is None:  # the leaf is gone: nobody can read its gradient
+        return
+    if backward is not None:  # a leaf's array may have been replaced since (module.double())
+        g = _fit(g, t.data.shape, t.data.dtype, backward)
     if t.grad is None:
         # Own the array: g may be shared with another input (add) or be a read-only broadcast view.
         t.grad = _constant(np.array(g, dtype=t.data.dtype, copy=True))
@@ -326,7 +477,64 @@ def _accumulate(t, g):
         t.grad = _constant(t.grad.data + g)
 
 
+def inplace(t, compute, name, *inputs, fast=None):
+    """Changes ``t`` in place to ``compute(t, *inputs)`` (an out-of-place op) and returns ``t``, as
+    PyTorch's in-place methods do.
+
+    When autograd records and anything involved requires grad, the op runs on a copy of ``t``'s old
+    value (so its backward reads the old value) and ``t`` takes the op's node: ops recorded before
+    keep ``t``'s old node. Otherwise ``fast(t, *inputs)`` (if given) writes directly. ``compute=None``
+    means a fill (random, say) that ``fast`` does and that does not read ``t``.
+    """
+    involved = _grad_enabled and (t._node is not None or any(isinstance(v, Tensor) and v._node is not None
+                                                             for v in inputs))
+    if involved:
+        if t._node is not None and t._node.backward is None:
+            raise FreenetError(f"{name}: a leaf tensor that requires grad cannot be changed in place while "
+                               "autograd records; do it under `with freenet.no_grad():`")
+        if t._version is not None and t._version.viewed:
+            raise FreenetError(f"{name}: this tensor shares memory with a view of it (or is one); changing it in "
+                               "place while autograd records is not supported: clone() it first, or use the "
+                               "out-of-place op")
+        old = _constant(t.data.copy())
+        if compute is None:  # a fill that does not read t: the new value needs no gradient
+            fast(old)
+            result = old
+        else:
+            old._node = t._node
+            result = compute(old, *(old if v is t else v for v in inputs))
+    elif fast is not None:
+        _writable(t, name)
+        fast(t, *inputs)
+        _counter(t).count += 1
+        return t
+    else:
+        with no_grad():
+            result = compute(t, *inputs)
+    if result.data.shape != t.data.shape:
+        raise FreenetError(f"{name}: the result has shape {result.data.shape}, which does not fit in place in "
+                           f"a tensor of shape {t.data.shape}")
+    if not np.can_cast(result.data.dtype, t.data.dtype, "same_kind"):
+        raise FreenetError(f"{name}: a {result.data.dtype} result cannot be stored in place in a "
+                           f"{t.data.dtype} tensor")
+    _writable(t, name)
+    t.data[...] = result.data
+    _counter(t).count += 1
+    if involved:
+        t._node = result._node
+        if t._node is not None:
+            t._node.shape, t._node.dtype = t.data.shape, t.data.dtype
+    return t
+
+
+def _writable(t, name):
+    if not t.data.flags.writeable:
+        raise FreenetError(f"{name}: the tensor's memory is read-only (a view from expand(), or a read-only "
+                           "array); clone() it first")
+
+
 # -- operators and methods: the ops live in freenet/ops, which build on the Tensor above ---------------
+from freenet import devices as _device  # noqa: E402
 from freenet.ops import arith, linalg, reduce, shape, unary  # noqa: E402
 
 
@@ -338,6 +546,8 @@ Tensor.__add__, Tensor.__radd__ = arith.add, _reflected(arith.add)
 Tensor.__sub__, Tensor.__rsub__ = arith.sub, _reflected(arith.sub)
 Tensor.__mul__, Tensor.__rmul__ = arith.mul, _reflected(arith.mul)
 Tensor.__truediv__, Tensor.__rtruediv__ = arith.div, _reflected(arith.div)
+Tensor.__floordiv__, Tensor.__rfloordiv__ = arith.floor_divide, _reflected(arith.floor_divide)
+Tensor.__mod__, Tensor.__rmod__ = arith.remainder, _reflected(arith.remainder)
 Tensor.__pow__, Tensor.__rpow__ = arith.pow, _reflected(arith.pow)
 Tensor.__matmul__, Tensor.__rmatmul__ = linalg.matmul, _reflected(linalg.matmul)
 Tensor.__neg__, Tensor.__abs__ = unary.neg, unary.abs
@@ -345,17 +555,113 @@ Tensor.__lt__, Tensor.__le__, Tensor.__gt__ = arith.lt, arith.le, arith.gt
 Tensor.__ge__, Tensor.__eq__, Tensor.__ne__ = arith.ge, arith.eq, arith.ne
 Tensor.__getitem__ = shape.getitem
 
-for _name in ("abs", "exp", "log", "log1p", "sqrt", "tanh", "sigmoid", "relu", "clip"):
-    setattr(Tensor, _name, getattr(unary, _name))
-for _name in ("sum", "mean", "var", "max", "min", "logsumexp", "softmax", "log_softmax", "argmax", "argmin"):
-    setattr(Tensor, _name, getattr(reduce, _name))
-for _name in ("reshape", "transpose", "permute", "flatten", "squeeze", "unsqueeze", "expand"):
-    setattr(Tensor, _name, getattr(shape, _name))
+Tensor.__and__, Tensor.__or__, Tensor.__xor__ = arith.logical_and, arith.logical_or, arith.logical_xor
+Tensor.__invert__ = arith.logical_not
+
+_METHODS = {  # module: the ops that are also Tensor methods under the same name
+    unary: ("abs", "exp", "log", "log1p", "sqrt", "tanh", "sigmoid", "relu", "clip", "clone", "contiguous", "square",
+            "norm"),
+    reduce: ("sum", "mean", "var", "std", "max", "min", "amax", "amin", "logsumexp", "softmax", "log_softmax",
+             "argmax", "argmin", "sort", "argsort", "topk", "all", "any"),
+    shape: ("reshape", "transpose", "permute", "flatten", "squeeze", "unsqueeze", "expand", "masked_fill", "repeat",
+            "split", "chunk", "roll", "flip", "tril", "triu", "gather", "index_select", "t"),
+    arith: ("maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge", "pow"),
+    linalg: ("matmul", "bmm"),
+}
+for _module, _names in _METHODS.items():
+    for _name in _names:
+        setattr(Tensor, _name, getattr(_module, _name))
+del _module, _names
+
 Tensor.view = shape.reshape
+Tensor.where = lambda self, condition, other: arith.where(condition, self, other)
+Tensor.clamp = unary.clip
 Tensor.T = property(shape.T)
-Tensor.matmul = linalg.matmul
-Tensor.maximum, Tensor.minimum = arith.maximum, arith.minimum
-Tensor.to = unary.cast
-Tensor.float = lambda self: unary.cast(self, np.float32)
-Tensor.double = lambda self: unary.cast(self, np.float64)
-del _name
+Tensor.add = lambda self, other, alpha=1: arith.add(self, other if alpha == 1 else other * alpha)
+Tensor.sub = lambda self, other, alpha=1: arith.sub(self, other if alpha == 1 else other * alpha)
+Tensor.mul, Tensor.div, Tensor.neg = arith.mul, arith.div, unary.neg
+Tensor.view_as = lambda self, other: shape.reshape(self, other.shape)
+Tensor.reshape_as = Tensor.view_as
+Tensor.expand_as = lambda self, other: shape.expand(self, other.shape)
+Tensor.type_as = lambda self, other: unary.cast(self, other.dtype)
+Tensor.dim = lambda self: self.data.ndim
+Tensor.nelement = Tensor.numel
+for _name, _dtype in (("float", np.float32), ("double", np.float64), ("long", np.int64), ("int", np.int32),
+                      ("bool", np.bool_)):
+    setattr(Tensor, _name, lambda self, _dtype=_dtype: unary.cast(self, _dtype))
+
+
+def _to(self, *args, dtype=None, device=None, non_blocking=False, copy=False):
+    """``to(dtype)``, ``to(device)``, ``to(device, dtype)`` or ``to(other)``: a cast (the device is always the CPU)."""
+    for arg in args:
+        if isinstance(arg, Tensor):
+            dtype = arg.dtype
+        elif isinstance(arg, _device.device) or (isinstance(arg, str) and arg.partition(":")[0] in _DEVICE_NAMES):
+            device = arg
+        else:
+            dtype = arg
+    _device.check(device)
+    out = self if dtype is None else unary.cast(self, dtype)
+    return unary.clone(out) if copy and out is self else out
+
+
+_DEVICE_NAMES = ("cpu", "cuda", "mps", "xpu", "meta", "hip")
+Tensor.to = _to
+Tensor.device = property(lambda self: _device.CPU)
+Tensor.is_cuda = property(lambda self: False)
+Tensor.cpu = lambda self: self
+Tensor.cuda = lambda self, *args, **kwargs: _device.device("cuda")
+
+
+# -- in-place methods: each is its out-of-place op, stored back by ``inplace`` ------------------------
+def _scaled(other, alpha):
+    return other if alpha == 1 else other * alpha
+
+
+def _filled(t, value):
+    return _constant(np.full(t.data.shape, value, dtype=t.data.dtype))
+
+
+def _copied(t, src):
+    src = src if isinstance(src, Tensor) else _constant(np.asarray(src))
+    return unary.cast(shape.expand(src, t.data.shape), t.data.dtype)
+
+
+def _initialised(fill):
+    def fast(t, *args):
+        from freenet.nn import init  # freenet.nn builds on this module
+        getattr(init, fill)(t, *args)
+    return fast
+
+
+_INPLACE = {  # name: (out-of-place op of (t, *tensor inputs, **options), direct writer when no graph is involved)
+    "__iadd__": (arith.add, None), "__isub__": (arith.sub, None), "__imul__": (arith.mul, None),
+    "__itruediv__": (arith.div, None), "__ifloordiv__": (arith.floor_divide, None),
+    "__imod__": (arith.remainder, None), "__ipow__": (arith.pow, None),
+    "add_": (lambda t, other, alpha=1: arith.add(t, _scaled(other, alpha)), None),
+    "sub_": (lambda t, other, alpha=1: arith.sub(t, _scaled(other, alpha)), None),
+    "mul_": (arith.mul, None), "div_": (arith.div, None), "pow_": (arith.pow, None),
+    "neg_": (unary.neg, None), "abs_": (unary.abs, None), "exp_": (unary.exp, None), "log_": (unary.log, None),
+    "sqrt_": (unary.sqrt, None), "tanh_": (unary.tanh, None), "sigmoid_": (unary.sigmoid, None),
+    "relu_": (unary.relu, None), "clamp_": (unary.clip, None), "clip_": (unary.clip, None),
+    "masked_fill_": (shape.masked_fill, None),
+    "fill_": (_filled, None), "zero_": (lambda t: _filled(t, 0), None), "copy_": (_copied, None),
+    "uniform_": (None, _initialised("uniform_")), "normal_": (None, _initialised("normal_")),
+    "__setitem__": (shape.index_put, shape.setitem),
+}
+
+
+def _inplace_method(name, compute, fast):
+    if compute is None:  # random fills: never in the graph
+        def method(self, *args, **options):
+            return inplace(self, None, name, fast=lambda t: fast(t, *args, **options))
+    else:
+        def method(self, *inputs, **options):
+            return inplace(self, lambda t, *v: compute(t, *v, **options), name, *inputs, fast=fast)
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+for _name, (_compute, _fast) in _INPLACE.items():
+    setattr(Tensor, _name, _inplace_method(_name, _compute, _fast))
+del _name, _compute, _fast

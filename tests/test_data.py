@@ -102,9 +102,9 @@ def test_loader_accepts_single_value_examples():
         def __getitem__(self, i):
             return np.full(2, i)
 
-    got = list(DataLoader(Plain(), batch_size=2))
-    assert [len(b) for b in got] == [1, 1, 1]
-    assert got[2][0].tolist() == [[4, 4]]
+    got = list(DataLoader(Plain(), batch_size=2))  # single values batch into single tensors, as in PyTorch
+    assert [len(b) for b in got] == [2, 2, 1]
+    assert got[2].tolist() == [[4, 4]]
 
 
 def test_base_dataset_needs_methods():

@@ -42,8 +42,8 @@ REDUCTIONS = [
     ("var", lambda x, d, k: x.var(d, keepdim=k), lambda v, d, k: np.var(v, axis=d, keepdims=k, ddof=1), 2),
     ("var0", lambda x, d, k: x.var(d, keepdim=k, correction=0),
      lambda v, d, k: np.var(v, axis=d, keepdims=k), 1),
-    ("max", lambda x, d, k: x.max(d, keepdim=k), lambda v, d, k: np.max(v, axis=d, keepdims=k), 1),
-    ("min", lambda x, d, k: x.min(d, keepdim=k), lambda v, d, k: np.min(v, axis=d, keepdims=k), 1),
+    ("amax", lambda x, d, k: x.amax(d, keepdim=k), lambda v, d, k: np.max(v, axis=d, keepdims=k), 1),
+    ("amin", lambda x, d, k: x.amin(d, keepdim=k), lambda v, d, k: np.min(v, axis=d, keepdims=k), 1),
     ("logsumexp", lambda x, d, k: x.logsumexp(d, keepdim=k), _np_logsumexp, 1),
 ]
 

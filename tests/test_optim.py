@@ -113,6 +113,8 @@ def test_updates_keep_dtype_and_skip_params_without_grad():
     ("Adam", dict(lr=1e-2, amsgrad=True)),
     ("AdamW", dict(lr=1e-2)),
     ("AdamW", dict(lr=3e-2, betas=(0.9, 0.98), weight_decay=0.2, amsgrad=True)),
+    ("RMSprop", dict(lr=1e-2, momentum=0.9, centered=True)),
+    ("Adadelta", dict(lr=1.0, weight_decay=1e-3)),
 ])
 def test_optimizers_match_torch(name, kwargs):
     torch = pytest.importorskip("torch")
@@ -210,6 +212,9 @@ def _through_json(state):
     lambda ps: optim.Adam(ps, lr=0.01, amsgrad=True),
     lambda ps: optim.AdamW([{"params": ps[:1], "weight_decay": 0.0}, {"params": ps[1:]}], lr=0.01,
                            betas=(0.8, 0.9)),
+    lambda ps: optim.RMSprop([{"params": ps[:1]}, {"params": ps[1:], "lr": 0.002}], lr=0.01, momentum=0.9,
+                             centered=True),
+    lambda ps: optim.Adadelta(ps, lr=0.5, weight_decay=0.01),
 ])
 def test_optimizer_state_dict_resume(make):
     rng = np.random.default_rng(1)
@@ -238,7 +243,7 @@ def test_optimizer_state_dict_resume(make):
     for p, q in zip(ps, resumed):
         np.testing.assert_array_equal(p.data, q.data)
     # the saved state is a copy: stepping did not change it
-    key = "momentum_buffer" if "momentum_buffer" in saved["state"][0] else "exp_avg"
+    key = next(k for k in ("momentum_buffer", "exp_avg", "square_avg") if k in saved["state"][0])
     assert not np.array_equal(saved["state"][0][key], opt.state[ps[0]][key])
 
 

@@ -81,12 +81,12 @@ def test_bad_metadata(tmp_path, metadata, problem):
 
 
 @pytest.mark.parametrize("state, problem", [
-    ({"w": [1.0, 2.0]}, "'w' is a list"),
+    ({"w": [1.0, object()]}, r"obj\['w'\]\[1\] has type object"),  # lists, int keys: see test_serialize_nested
     ({"w": np.ones(2, np.float16)}, "'w' has dtype float16"),
     ({"w": np.ones(2, np.complex64)}, "complex64"),
-    ({3: np.ones(2)}, "names must be str"),
+    ({3.5: np.ones(2)}, "keys must be str or int"),
     ({"__metadata__": np.ones(2)}, "reserved"),
-    ([("w", np.ones(2))], "must be a dict"),
+    ([("w", np.ones(2, np.float16))], "'0.1' has dtype float16"),
 ])
 def test_bad_state_dicts(tmp_path, state, problem):
     with pytest.raises(fn.FreenetError, match=problem):

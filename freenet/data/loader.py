@@ -1,68 +1,149 @@
-"""DataLoader: batches over a dataset, with a seeded shuffle and a resumable position."""
+"""DataLoader: batches over a dataset with PyTorch's arguments, a seeded shuffle and a resumable position."""
 
-import operator
+import itertools
+import numbers
 
 import numpy as np
 
 from freenet.errors import FreenetError
-from freenet.factory import default_generator
-from freenet.factory import from_numpy
-from freenet.data.dataset import collate
+from freenet.data.dataset import _tensors, default_collate, default_convert
+from freenet.data.sampler import (BatchSampler, RandomSampler, SeededSampler, SequentialSampler, count,
+                                  epoch_order, fast_order, seed_from)
+
+__all__ = ["DataLoader", "epoch_order", "get_worker_info"]
 
 _STATE_VERSION = 1
+_END = object()
 
 
-def epoch_order(seed, epoch, n):
-    """The shuffled order of epoch ``epoch``: a permutation of ``range(n)`` that depends only on (seed, epoch)."""
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, epoch])))
-    return rng.permutation(n)
-
-
-def _index(value, name, minimum):
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise FreenetError(f"DataLoader: {name} must be an int, got {type(value).__name__}") from None
-    if value < minimum:
-        raise FreenetError(f"DataLoader: {name} must be >= {minimum}, got {value}")
-    return value
+def get_worker_info():
+    """None, as in PyTorch's main process: freenet's loader has no worker processes."""
+    return None
 
 
 class DataLoader:
-    """Iterates over ``dataset`` in batches; each batch is a tuple of freenet Tensors, one per field.
+    """Iterates over ``dataset`` in batches, with PyTorch's arguments and batches.
+
+    A batch has the structure of one example (see ``default_collate``): a dataset whose items are tuples
+    gives tuples of Tensors, one of dicts gives dicts, and one whose items are single arrays gives single
+    Tensors. ``collate_fn`` replaces that rule (it gets the list of examples); ``batch_size=None`` turns
+    batching off (each item is converted by ``default_convert``, or by ``collate_fn``).
+
+    The order comes from ``sampler`` (default: in order, or ``RandomSampler`` with ``shuffle=True``)
+    grouped by ``batch_sampler`` (default: ``BatchSampler(sampler, batch_size, drop_last)``); as in
+    PyTorch, ``sampler`` excludes ``shuffle=True``, and ``batch_sampler`` excludes ``batch_size``,
+    ``shuffle``, ``sampler`` and ``drop_last``.
 
     Each ``for batch in loader`` runs one epoch. With ``shuffle=True`` the order of epoch ``e`` is a
-    permutation drawn from NumPy's PCG64 seeded by ``(seed, e)`` only, so it is the same on every run
-    and after a resume. With ``seed=None`` the seed is drawn once, at construction, from
+    permutation drawn from NumPy's PCG64 seeded by ``(seed, e)`` only, so it is the same on every run,
+    whatever the thread count, and after a resume. The seed is ``seed``, or else one draw from
+    ``generator`` (an int is the seed itself), or else one draw, at construction, from
     ``freenet.default_generator()`` (so ``freenet.manual_seed`` makes it reproducible); a loader that
-    does not shuffle draws nothing.
+    does not shuffle draws nothing. A freenet random sampler given as ``sampler`` is driven the same way:
+    epoch ``e`` of the loader is pass ``e`` of the sampler.
 
     ``state_dict()`` gives the position (epoch, batches already yielded in it, seed) as plain values;
-    ``load_state_dict(state)`` makes the next iteration continue from exactly that batch. Without a
-    loaded state, an iteration abandoned mid-epoch (a ``break``) counts as finished: the next one
-    starts the following epoch, as in PyTorch. One iteration at a time: starting a new one ends the
-    previous iterator.
+    ``load_state_dict(state)`` makes the next iteration continue from exactly that batch (with a sampler
+    of one's own, provided it repeats its order). Without a loaded state, an iteration abandoned
+    mid-epoch (a ``break``) counts as finished: the next one starts the following epoch, as in PyTorch.
+    One iteration at a time: starting a new one ends the previous iterator.
 
-    Datasets with a ``get_batch(indices)`` method (``TensorDataset``, ``MNIST``, ``CIFAR10``) are
-    gathered with fancy indexing; any other object with ``__len__`` and ``__getitem__`` is stacked
-    example by example.
+    ``num_workers``, ``prefetch_factor``, ``persistent_workers``, ``timeout``, ``pin_memory``,
+    ``pin_memory_device``, ``multiprocessing_context``, ``worker_init_fn`` and ``in_order`` are checked as
+    PyTorch checks them and otherwise have no effect: batches are always made in this process, in the
+    same order and with the same contents as with ``num_workers=0`` (so ``worker_init_fn`` is never
+    called, and ``get_worker_info()`` is None).
+
+    With the default collate, datasets with a ``get_batch(indices)`` method (``TensorDataset``,
+    ``Subset``, ``MNIST``, ``CIFAR10``) are gathered with fancy indexing; any other object with
+    ``__len__`` and ``__getitem__`` is fetched example by example.
     """
 
-    def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, seed=None):
+    def __init__(self, dataset, batch_size=1, shuffle=None, sampler=None, batch_sampler=None, num_workers=0,
+                 collate_fn=None, pin_memory=False, drop_last=False, timeout=0, worker_init_fn=None,
+                 multiprocessing_context=None, generator=None, *, prefetch_factor=None, persistent_workers=False,
+                 pin_memory_device="", in_order=True, seed=None):
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise FreenetError(f"DataLoader: dataset must have __len__ and __getitem__, "
                                f"got {type(dataset).__name__}")
         self.dataset = dataset
-        self.batch_size = _index(batch_size, "batch_size", 1)
+        self._workers(num_workers, timeout, prefetch_factor, persistent_workers, multiprocessing_context)
+        self.pin_memory, self.pin_memory_device, self.in_order = bool(pin_memory), pin_memory_device, in_order
+        self.worker_init_fn, self.generator = worker_init_fn, generator
         self.shuffle = bool(shuffle)
-        self.drop_last = bool(drop_last)
-        if seed is None:
-            seed = int(default_generator().integers(2**63)) if self.shuffle else 0
-        self.seed = _index(seed, "seed", 0)
+        batch_size, drop_last = self._batching(batch_size, sampler, batch_sampler, drop_last)
+        self.batch_size, self.drop_last = batch_size, drop_last
+        self.sampler, self._seed = self._default_sampler(sampler, seed, generator)
+        if batch_sampler is None and batch_size is not None:
+            batch_sampler = BatchSampler(self.sampler, batch_size, drop_last)
+        self.batch_sampler = batch_sampler
+        self._seeded = self._driven_sampler()
+        auto = batch_sampler is not None
+        self.collate_fn = collate_fn if collate_fn is not None else (default_collate if auto else default_convert)
+        self._fast = auto and self.collate_fn is default_collate and callable(getattr(dataset, "get_batch", None))
         self._epoch = 0
         self._batch = 0          # batches already yielded in epoch self._epoch
         self._resume = False     # a loaded state waits for the next iteration
         self._ticket = 0         # identifies the live iterator
+
+    # -- construction -------------------------------------------------------------------------------
+
+    def _workers(self, num_workers, timeout, prefetch_factor, persistent_workers, multiprocessing_context):
+        """Checks the worker options as PyTorch does; they are kept as attributes only."""
+        self.num_workers = count(num_workers, "DataLoader", "num_workers", 0)
+        if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not timeout >= 0:
+            raise FreenetError(f"DataLoader: timeout must be a non-negative number, got {timeout!r}")
+        if prefetch_factor is not None:
+            if self.num_workers == 0:
+                raise FreenetError("DataLoader: prefetch_factor can only be given with num_workers > 0 "
+                                   "(as in PyTorch)")
+            prefetch_factor = count(prefetch_factor, "DataLoader", "prefetch_factor", 0)
+        if persistent_workers and self.num_workers == 0:
+            raise FreenetError("DataLoader: persistent_workers needs num_workers > 0 (as in PyTorch)")
+        if multiprocessing_context is not None and self.num_workers == 0:
+            raise FreenetError("DataLoader: multiprocessing_context needs num_workers > 0 (as in PyTorch)")
+        self.timeout, self.persistent_workers = timeout, bool(persistent_workers)
+        self.multiprocessing_context = multiprocessing_context
+        self.prefetch_factor = 2 if prefetch_factor is None and self.num_workers > 0 else prefetch_factor
+
+    def _batching(self, batch_size, sampler, batch_sampler, drop_last):
+        """(batch_size, drop_last) after PyTorch's exclusions; batch_size None means no automatic batching."""
+        if sampler is not None and self.shuffle:
+            raise FreenetError("DataLoader: sampler option is mutually exclusive with shuffle")
+        if batch_sampler is not None:
+            if batch_size != 1 or self.shuffle or sampler is not None or drop_last:
+                raise FreenetError("DataLoader: batch_sampler option is mutually exclusive with batch_size, "
+                                   "shuffle, sampler, and drop_last")
+            return None, False
+        if batch_size is None:
+            if drop_last:
+                raise FreenetError("DataLoader: batch_size=None disables batching and is mutually exclusive "
+                                   "with drop_last")
+            return None, False
+        return count(batch_size, "DataLoader", "batch_size", 1), bool(drop_last)
+
+    def _default_sampler(self, sampler, seed, generator):
+        """(sampler, seed): the given sampler, or a seeded RandomSampler (shuffle) or a SequentialSampler."""
+        if seed is not None and generator is not None:
+            raise FreenetError("DataLoader: give seed or generator, not both")
+        if seed is not None:
+            seed = count(seed, "DataLoader", "seed", 0)
+        if sampler is None and self.shuffle:
+            seed = seed_from(generator, "DataLoader") if seed is None else seed
+            return RandomSampler(self.dataset, generator=seed), seed
+        return (SequentialSampler(self.dataset) if sampler is None else sampler), (0 if seed is None else seed)
+
+    def _driven_sampler(self):
+        """The freenet random sampler whose passes follow this loader's epochs, or None."""
+        inner = self.batch_sampler.sampler if isinstance(self.batch_sampler, BatchSampler) else self.sampler
+        return inner if isinstance(inner, SeededSampler) else None
+
+    # -- iteration ----------------------------------------------------------------------------------
+
+    @property
+    def seed(self):
+        """The seed of the shuffle (of the driven random sampler); 0 for a loader that draws nothing."""
+        return self._seeded.seed if self._seeded is not None else self._seed
 
     @property
     def epoch(self):
@@ -70,19 +151,32 @@ class DataLoader:
         return self._epoch
 
     def __len__(self):
-        n, b = len(self.dataset), self.batch_size
-        return n // b if self.drop_last else -(-n // b)
+        return len(self.batch_sampler if self.batch_sampler is not None else self.sampler)
 
-    def _order(self, epoch):
-        n = len(self.dataset)
-        return epoch_order(self.seed, epoch, n) if self.shuffle else np.arange(n, dtype=np.int64)
+    def _source(self, skip):
+        """The index batches (or, without batching, the indices) of the current epoch after the first ``skip``."""
+        if self._seeded is not None:
+            self._seeded.set_epoch(self._epoch)
+        if self.batch_sampler is not None:
+            if type(self.batch_sampler).__iter__ is BatchSampler.__iter__:
+                return self.batch_sampler.batches(skip)
+            return itertools.islice(iter(self.batch_sampler), skip, None)
+        order = fast_order(self.sampler)
+        if order is not None:
+            return iter(order()[skip:].tolist())
+        return itertools.islice(iter(self.sampler), skip, None)
 
-    def _fetch(self, indices):
-        get_batch = getattr(self.dataset, "get_batch", None)
-        fields = get_batch(indices) if get_batch is not None else collate([self.dataset[int(i)] for i in indices])
-        if not isinstance(fields, tuple):
-            fields = (fields,)
-        return tuple(from_numpy(np.asarray(f)) for f in fields)
+    def _fetch(self, keys):
+        """One batch: the examples at ``keys`` collated, or (without batching) the one example converted."""
+        if self.batch_sampler is None:
+            return self.collate_fn(self.dataset[keys])
+        if self._fast:
+            rows = _int_rows(keys)
+            if rows is not None:
+                return _tensors(self.dataset.get_batch(rows))
+        keys = keys.tolist() if isinstance(keys, np.ndarray) else list(keys)
+        many = getattr(self.dataset, "__getitems__", None)
+        return self.collate_fn(many(keys) if many is not None else [self.dataset[k] for k in keys])
 
     def __iter__(self):
         if self._batch > 0 and not self._resume:  # the previous iteration was abandoned mid-epoch
@@ -92,17 +186,17 @@ class DataLoader:
         return self._run(self._ticket)
 
     def _run(self, ticket):
-        count, b = len(self), self.batch_size
         self._check(ticket)
-        if count == 0:
-            self._epoch += 1
+        source = self._source(self._batch)
+        keys = next(source, _END)
+        if keys is _END:
+            self._epoch, self._batch = self._epoch + 1, 0
             return
-        order = self._order(self._epoch)
         while True:
-            start = self._batch * b
-            batch = self._fetch(order[start:start + b])
+            batch = self._fetch(keys)
+            keys = next(source, _END)
             # Advance before yielding: while the loop body runs, state_dict() already counts this batch.
-            last = self._batch + 1 == count
+            last = keys is _END
             if last:
                 self._epoch, self._batch = self._epoch + 1, 0
             else:
@@ -116,6 +210,8 @@ class DataLoader:
         if ticket != self._ticket:
             raise FreenetError("DataLoader: this iterator was ended by a newer iteration over the same loader "
                                "(or by load_state_dict)")
+
+    # -- position -----------------------------------------------------------------------------------
 
     def state_dict(self):
         """The position as a small dict of plain ints, bools and strings (JSON-friendly)."""
@@ -141,13 +237,39 @@ class DataLoader:
             if key in state and state[key] != mine:
                 raise FreenetError(f"DataLoader.load_state_dict: state has {key}={state[key]!r} but this loader "
                                    f"has {mine!r}")
-        epoch = _index(state["epoch"], "epoch", 0)
-        batch = _index(state["batch"], "batch", 0)
-        seed = _index(state["seed"], "seed", 0)
-        if batch > len(self):
-            raise FreenetError(f"DataLoader.load_state_dict: batch {batch} is past the {len(self)} batches of an epoch")
-        if batch == len(self):
+        who = "DataLoader.load_state_dict"
+        epoch, batch = count(state["epoch"], who, "epoch", 0), count(state["batch"], who, "batch", 0)
+        seed = count(state["seed"], who, "seed", 0)
+        per_epoch = _length(self)
+        if per_epoch is not None and batch > per_epoch:
+            raise FreenetError(f"{who}: batch {batch} is past the {per_epoch} batches of an epoch")
+        if batch == per_epoch:
             epoch, batch = epoch + 1, 0
-        self.seed, self._epoch, self._batch = seed, epoch, batch
+        if self._seeded is not None:
+            self._seeded.seed = seed
+        else:
+            self._seed = seed
+        self._epoch, self._batch = epoch, batch
         self._resume = True
         self._ticket += 1
+
+
+def _length(loader):
+    """``len(loader)``, or None when its sampler has no length."""
+    try:
+        return len(loader)
+    except TypeError:
+        return None
+
+
+def _int_rows(keys):
+    """``keys`` as a 1-d int64 array when they are integer indices, else None (keys of another kind)."""
+    if isinstance(keys, np.ndarray) and keys.dtype == np.int64:
+        return keys
+    try:
+        rows = np.asarray(keys)
+    except (TypeError, ValueError):
+        return None
+    if rows.ndim == 1 and (rows.dtype.kind in "iu" or rows.size == 0):
+        return rows.astype(np.int64, copy=False)
+    return None

@@ -101,7 +101,7 @@ class ResidualBlock(nn.Module):
     def forward(self, x):
         y = self.bn1(self.conv1(x), relu=True)
         if self.pool_fc is not None:
-            stats = fn.cat([y.mean(dim=(2, 3)), y.max(dim=(2, 3))], dim=1)
+            stats = fn.cat([y.mean(dim=(2, 3)), y.amax(dim=(2, 3))], dim=1)
             y = y + self.pool_fc(stats).reshape(y.shape[0], y.shape[1], 1, 1)
         return self.bn2(self.conv2(y), residual=x, relu=True)
 

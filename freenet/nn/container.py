@@ -1,7 +1,8 @@
-"""Containers of modules: Sequential (chains them in forward) and ModuleList (just holds them)."""
+"""Containers of modules: Sequential (chains them in forward), ModuleList and ModuleDict (just hold them)."""
 
 import operator
 from collections import OrderedDict
+from collections.abc import Mapping
 
 from freenet.errors import FreenetError
 from freenet.nn.conv import MaxPool2d
@@ -9,7 +10,7 @@ from freenet.nn.layers import ReLU
 from freenet.nn.module import Module
 from freenet.nn.norm import _BatchNorm
 
-__all__ = ["Sequential", "ModuleList"]
+__all__ = ["Sequential", "ModuleList", "ModuleDict"]
 
 
 def _index(container, idx):
@@ -160,3 +161,77 @@ class ModuleList(_Indexed):
 
     def forward(self, *args, **kwargs):
         raise FreenetError("ModuleList has no forward(); iterate over it and call its modules")
+
+
+class ModuleDict(Module):
+    """An ordered dict of modules by string key, whose parameters the owner sees (named ``key.weight``);
+    it has no forward of its own. Keys keep insertion order; ``update`` takes a mapping or (key, module)
+    pairs.
+
+    >>> import freenet as fn
+    >>> heads = fn.nn.ModuleDict({"policy": fn.nn.Linear(4, 2), "value": fn.nn.Linear(4, 1)})
+    >>> list(heads.keys()), heads["value"].out_features
+    (['policy', 'value'], 1)
+    """
+
+    def __init__(self, modules=None):
+        super().__init__()
+        if modules is not None:
+            self.update(modules)
+
+    def __getitem__(self, key):
+        return self._modules[key]
+
+    def __setitem__(self, key, module):
+        if not isinstance(module, Module):
+            raise FreenetError(f"ModuleDict: item {key!r} is a {type(module).__name__}, not a Module")
+        self.add_module(key, module)
+
+    def __delitem__(self, key):
+        del self._modules[key]
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules)
+
+    def __contains__(self, key):
+        return key in self._modules
+
+    def clear(self):
+        self._modules.clear()
+
+    def pop(self, key):
+        """Removes ``key`` and returns its module."""
+        module = self[key]
+        del self[key]
+        return module
+
+    def keys(self):
+        return self._modules.keys()
+
+    def items(self):
+        return self._modules.items()
+
+    def values(self):
+        return self._modules.values()
+
+    def update(self, modules):
+        """Adds (or replaces) the modules of a mapping, a ModuleDict, or an iterable of (key, module) pairs."""
+        if isinstance(modules, (Mapping, ModuleDict)):
+            pairs = list(modules.items())
+        elif isinstance(modules, Module):
+            raise FreenetError(f"ModuleDict.update: expected a mapping or (key, module) pairs, not a "
+                               f"{type(modules).__name__}")
+        else:
+            pairs = []
+            for j, pair in enumerate(modules):
+                if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                    raise FreenetError(f"ModuleDict.update: element {j} of the iterable is not a (key, module) pair")
+                pairs.append(tuple(pair))
+        for key, module in pairs:
+            self[key] = module
+
+    def forward(self, *args, **kwargs):
+        raise FreenetError("ModuleDict has no forward(); look its modules up by key and call them")

@@ -1,21 +1,78 @@
 """Convolution and pooling layers over NCHW tensors."""
 
-import math
 
-import numpy as np
 
 from freenet.errors import FreenetError
-from freenet.factory import empty
 from freenet.nn import functional as F
-from freenet.nn import init
 from freenet.nn.module import Module
-from freenet.nn.parameter import Parameter
+from freenet.nn.layers import kaiming_reset, weight_and_bias
 
-__all__ = ["Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d"]
+__all__ = ["Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d"]
 
 
 def _pair(value):
     return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
+def _single(value, name):
+    if isinstance(value, (tuple, list)):
+        if len(value) != 1:
+            raise FreenetError(f"Conv1d: {name} must be an int or a 1-tuple, not {value!r}")
+        value = value[0]
+    return value
+
+
+class Conv1d(Module):
+    """1-d convolution (cross-correlation) over (N, C, L) or (C, L) inputs, with PyTorch's parameters
+    (``padding`` an int, "valid" or "same") and default initialisation. It runs on the conv2d kernels,
+    over a height-1 axis.
+
+    >>> import freenet as fn
+    >>> conv = fn.nn.Conv1d(4, 8, 3, padding=1)
+    >>> conv(fn.zeros(2, 4, 50)).shape
+    (2, 8, 50)
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, padding_mode="zeros", dtype=None, generator=None):
+        super().__init__()
+        if groups <= 0 or in_channels % groups or out_channels % groups:
+            raise FreenetError(f"Conv1d: groups={groups} must divide in_channels={in_channels} "
+                               f"and out_channels={out_channels}")
+        if padding_mode != "zeros":
+            raise FreenetError(f"Conv1d: only padding_mode='zeros' is supported, not {padding_mode!r}")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size, self.stride = (_single(kernel_size, "kernel_size"),), (_single(stride, "stride"),)
+        self.dilation = (_single(dilation, "dilation"),)
+        padding = _single(padding, "padding")
+        if isinstance(padding, str):
+            if padding not in ("valid", "same"):
+                raise FreenetError(f"Conv1d: padding must be an int, 'valid' or 'same', not {padding!r}")
+            if padding == "same" and self.stride != (1,):
+                raise FreenetError("Conv1d: padding='same' is not supported for strided convolutions")
+            self.padding = padding
+        else:
+            self.padding = (padding,)
+        self.padding_mode = padding_mode
+        weight_and_bias(self, (out_channels, in_channels // groups, self.kernel_size[0]), bias, dtype)
+        self.reset_parameters(generator)
+
+    def reset_parameters(self, generator=None):
+        kaiming_reset(self.weight, self.bias, self.weight.shape[1] * self.kernel_size[0], generator)
+
+    def forward(self, input):
+        padding = self.padding if isinstance(self.padding, str) else self.padding[0]
+        return F.conv1d(input, self.weight, self.bias, self.stride[0], padding, self.dilation[0], self.groups)
+
+    def extra_repr(self):
+        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0,):
+            text += f", padding={self.padding!r}" if isinstance(self.padding, str) else f", padding={self.padding}"
+        if self.dilation != (1,):
+            text += f", dilation={self.dilation}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        return text + ("" if self.bias is not None else ", bias=False")
 
 
 class Conv2d(Module):
@@ -36,20 +93,12 @@ class Conv2d(Module):
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
         self.padding, self.dilation = _pair(padding), _pair(dilation)
-        dtype = np.float32 if dtype is None else dtype
-        self.weight = Parameter(empty(out_channels, in_channels // groups, *self.kernel_size, dtype=dtype))
-        if bias:
-            self.bias = Parameter(empty(out_channels, dtype=dtype))
-        else:
-            self.register_parameter("bias", None)
+        weight_and_bias(self, (out_channels, in_channels // groups, *self.kernel_size), bias, dtype)
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator=None):
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5), generator=generator)
-        if self.bias is not None:
-            fan_in = self.weight.shape[1] * self.kernel_size[0] * self.kernel_size[1]
-            bound = 1 / math.sqrt(fan_in) if fan_in else 0.0
-            init.uniform_(self.bias, -bound, bound, generator=generator)
+        kaiming_reset(self.weight, self.bias, self.weight.shape[1] * self.kernel_size[0] * self.kernel_size[1],
+                      generator)
 
     def forward(self, input):
         return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)

@@ -20,8 +20,8 @@ from freenet.errors import FreenetError
 from freenet.factory import default_generator
 from freenet.tensor import Tensor
 
-__all__ = ["calculate_gain", "uniform_", "normal_", "constant_", "zeros_", "ones_", "xavier_uniform_",
-           "xavier_normal_", "kaiming_uniform_", "kaiming_normal_"]
+__all__ = ["calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "zeros_", "ones_", "xavier_uniform_",
+           "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_"]
 
 _LINEAR = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
            "sigmoid")
@@ -106,6 +106,68 @@ def normal_(tensor, mean=0.0, std=1.0, generator=None):
     return tensor
 
 
+def _bounds_in(dtype, a, b):
+    """The smallest and largest values of ``dtype`` within [a, b] (a float32 may round outside it)."""
+    lo, hi = dtype.type(a), dtype.type(b)
+    if float(lo) < a:  # compared as Python floats: NumPy would compare a float32 with a in float32
+        lo = np.nextafter(lo, dtype.type(np.inf))
+    if float(hi) > b:
+        hi = np.nextafter(hi, dtype.type(-np.inf))
+    return lo, hi
+
+
+def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
+    """Samples from N(mean, std^2) conditioned on [a, b] (absolute bounds, as in PyTorch): every value
+    lies in [a, b], with the truncated normal's distribution.
+
+    When [a, b] holds the mean and at least one std (then most normal samples fall inside; the usual
+    case), out-of-range samples are drawn again: the bits then depend on NumPy's generator alone.
+    Otherwise (a narrow or far-off interval) it inverts the normal CDF, in logarithms so that far
+    tails neither underflow nor lose precision (SciPy's log_ndtr and ndtri_exp), on the side of the
+    mean where the CDF is small. Values are computed in float64, then rounded to the tensor's dtype
+    and kept within [a, b] in that dtype.
+    """
+    array = _array(tensor, "trunc_normal_")
+    mean, std, a, b = float(mean), float(std), float(a), float(b)
+    if not (math.isfinite(mean) and math.isfinite(std) and std >= 0):
+        raise FreenetError(f"trunc_normal_: mean must be finite and std finite and >= 0, got {mean}, {std}")
+    if not a < b:
+        raise FreenetError(f"trunc_normal_: needs a < b, got a={a}, b={b}")
+    lo, hi = _bounds_in(array.dtype, a, b)
+    if not lo <= hi:
+        raise FreenetError(f"trunc_normal_: no {array.dtype} value lies in [{a}, {b}]")
+    if not array.size:
+        return tensor
+    gen = default_generator() if generator is None else generator
+    if std == 0:
+        z = np.full(array.shape, min(max(mean, a), b))
+    else:
+        # in units of std from the mean; capped so that an infinite bound (or an overflow) stays finite
+        alpha, beta = (min(max(x, -1e150), 1e150) for x in ((a - mean) / std, (b - mean) / std))
+        if alpha <= 0 <= beta and beta - alpha >= 1:  # acceptance >= Phi(1) - Phi(0) = 0.34
+            z = gen.standard_normal(array.shape)
+            out = (z < alpha) | (z > beta)
+            while out.any():
+                redrawn = gen.standard_normal(int(out.sum()))
+                z[out] = redrawn
+                out[out] = (redrawn < alpha) | (redrawn > beta)
+        else:
+            from scipy.special import log_ndtr, ndtri_exp  # only here: SciPy takes time to import
+
+            flip = alpha > 0  # sample the mirror image [-beta, -alpha] instead: then beta < 1
+            if flip:
+                alpha, beta = -beta, -alpha
+            log_low, log_high = float(log_ndtr(alpha)), float(log_ndtr(beta))
+            # log(Phi(alpha) + (1 - u) (Phi(beta) - Phi(alpha))) for u uniform in [0, 1)
+            z = ndtri_exp(log_high + np.log1p(gen.random(array.shape) * math.expm1(log_low - log_high)))
+            if flip:
+                np.negative(z, out=z)
+        z *= std
+        z += mean
+    array[...] = np.clip(z.astype(array.dtype), lo, hi)
+    return tensor
+
+
 def constant_(tensor, val):
     _array(tensor, "constant_")[...] = val
     return tensor
@@ -149,3 +211,53 @@ def kaiming_normal_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu", gen
         return tensor
     std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(tensor, mode))
     return normal_(tensor, 0.0, std, generator)
+
+
+def _orthonormalize_rows(v, block=32):
+    """Gram-Schmidt on the rows of ``v`` (float64, rows <= columns), in place, a block of rows at a time.
+
+    A block first loses its components along the rows before it, twice (once is not enough in
+    floating point: Giraud et al., 2005); then within the block each row loses its components along
+    the block's rows before it, twice, and is scaled to unit length. The result is the Q of a QR
+    factorisation whose R has a positive diagonal, as PyTorch's orthogonal_ makes it (by LAPACK's QR
+    and a sign fix). Not LAPACK here: its bits depend on the BLAS, the CPU and the thread count. The
+    products between blocks go through freenet's GEMM, whose bits do not (unless FREENET_MATMUL=blas),
+    and the rest is plain NumPy arithmetic; so a seed gives the same matrix everywhere.
+    """
+    for start in range(0, v.shape[0], block):
+        rows, done = v[start:start + block], v[:start]
+        if start:
+            from freenet.kernels.gemm import matmul  # compiled on first use: only matrices this large need it
+
+            done_t = np.ascontiguousarray(done.T)
+            for _ in range(2):
+                rows -= matmul(matmul(rows, done_t), done)
+        for j in range(rows.shape[0]):
+            row, before = rows[j], rows[:j]
+            for _ in range(2 if j else 0):
+                row -= ((before * row).sum(axis=1)[:, None] * before).sum(axis=0)
+            row /= math.sqrt((row * row).sum())
+    return v
+
+
+def orthogonal_(tensor, gain=1.0, generator=None):
+    """A (semi-)orthogonal matrix times ``gain`` (Saxe et al., 2014), uniformly distributed (Haar) as in
+    PyTorch: the tensor, seen as a matrix of shape (size(0), numel / size(0)), gets orthonormal rows
+    if it has fewer rows than columns and orthonormal columns otherwise.
+    """
+    array = _array(tensor, "orthogonal_")
+    if array.ndim < 2:
+        raise FreenetError(f"orthogonal_: needs a tensor of at least 2 dims, got shape {tuple(array.shape)}")
+    if not array.size:
+        return tensor
+    rows = array.shape[0]
+    cols = array.size // rows
+    gen = default_generator() if generator is None else generator
+    flat = gen.standard_normal((rows, cols))
+    if rows < cols:
+        q = _orthonormalize_rows(flat)
+    else:
+        q = _orthonormalize_rows(np.ascontiguousarray(flat.T)).T
+    q *= gain
+    array[...] = q.reshape(array.shape)
+    return tensor

@@ -13,6 +13,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
+from freenet import devices as _device
 from freenet.errors import FreenetError
 from freenet.factory import from_numpy
 from freenet.nn.parameter import Parameter
@@ -259,8 +260,17 @@ class Module:
             else:
                 p.grad.data[...] = 0
 
-    def to(self, dtype):
-        """Casts floating-point parameters, their gradients and buffers to ``dtype``, in place; returns self."""
+    def to(self, *args, dtype=None, device=None, non_blocking=False):
+        """``to(dtype)``, ``to(device)`` or ``to(device, dtype)``: casts floating-point parameters, their gradients
+        and buffers to ``dtype``, in place, and returns self (the device is always the CPU)."""
+        for arg in args:
+            if isinstance(arg, (str, _device.device)) and str(arg).partition(":")[0] in ("cpu", "cuda", "mps"):
+                device = arg
+            else:
+                dtype = arg.dtype if isinstance(arg, Tensor) else arg
+        _device.check(device)
+        if dtype is None:
+            return self
         dtype = np.dtype(dtype)
         if dtype not in _FLOATS:
             raise FreenetError(f"to: modules can be cast to float32 or float64, not {dtype}")
@@ -270,6 +280,12 @@ class Module:
                 if t.grad is not None:
                     t.grad.data = t.grad.data.astype(dtype)
         return self
+
+    def cpu(self):
+        return self
+
+    def cuda(self, device=None):
+        _device.device("cuda")
 
     def float(self):
         return self.to(np.float32)

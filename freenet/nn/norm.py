@@ -1,14 +1,15 @@
-"""Batch normalisation and dropout layers."""
+"""Batch, layer and group normalisation, and dropout layers."""
 
 import numpy as np
 
 from freenet.errors import FreenetError
 from freenet.factory import ones, zeros
 from freenet.nn import functional as F
+from freenet.nn import init
 from freenet.nn.module import Module
 from freenet.nn.parameter import Parameter
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "Dropout"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Dropout"]
 
 
 class _BatchNorm(Module):
@@ -69,17 +70,79 @@ class BatchNorm2d(_BatchNorm):
     dims = (4,)
 
 
+class _ScaleAndShift(Module):
+    """A normalisation with an optional elementwise ``weight`` (ones) and ``bias`` (zeros)."""
+
+    def _scale_and_shift(self, shape, affine, bias, dtype):
+        dtype = np.float32 if dtype is None else dtype
+        self.register_parameter("weight", Parameter(ones(*shape, dtype=dtype)) if affine else None)
+        self.register_parameter("bias", Parameter(zeros(*shape, dtype=dtype)) if affine and bias else None)
+
+    def reset_parameters(self):
+        if self.weight is not None:
+            init.ones_(self.weight)
+        if self.bias is not None:
+            init.zeros_(self.bias)
+
+
+class LayerNorm(_ScaleAndShift):
+    """Normalises over the last dims, ``normalized_shape`` (an int or a tuple), each slice by its own
+    mean and variance, then scales by ``weight`` (ones) and shifts by ``bias`` (zeros), elementwise.
+
+    The same in training and eval. ``elementwise_affine=False`` drops both parameters, ``bias=False``
+    the shift only.
+    """
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, dtype=None):
+        super().__init__()
+        if isinstance(normalized_shape, (int, np.integer)):
+            normalized_shape = (normalized_shape,)
+        self.normalized_shape = tuple(int(n) for n in normalized_shape)
+        self.eps, self.elementwise_affine = eps, elementwise_affine
+        self._scale_and_shift(self.normalized_shape, elementwise_affine, bias, dtype)
+
+    def forward(self, input):
+        return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+
+
+class GroupNorm(_ScaleAndShift):
+    """Splits the channels of (N, C, ...) inputs into ``num_groups`` groups and normalises each group of
+    each sample by its mean and variance, then applies a per-channel ``weight`` (ones) and ``bias``
+    (zeros); ``affine=False`` drops both, ``bias=False`` (keyword only, as in PyTorch) the shift only.
+    """
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, dtype=None, *, bias=True):
+        super().__init__()
+        if num_groups <= 0 or num_channels % num_groups:
+            raise FreenetError(f"GroupNorm: num_groups={num_groups} must divide num_channels={num_channels}")
+        self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
+        self._scale_and_shift((num_channels,), affine, bias, dtype)
+
+    def forward(self, input):
+        if input.ndim < 2 or input.shape[1] != self.num_channels:
+            raise FreenetError(f"GroupNorm: expected input (N, {self.num_channels}, ...) with {self.num_channels} "
+                               f"channels, got shape {tuple(input.shape)}")
+        return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+
 class Dropout(Module):
     """Zeroes elements with probability p during training (seeded by ``freenet.manual_seed``)."""
 
-    def __init__(self, p=0.5):
+    def __init__(self, p=0.5, inplace=False):
         super().__init__()
         if not 0.0 <= p < 1.0:
             raise FreenetError(f"Dropout: p must be in [0, 1), not {p}")
         self.p = p
+        self.inplace = inplace
 
     def forward(self, input):
-        return F.dropout(input, self.p, self.training)
+        return F.dropout(input, self.p, self.training, self.inplace)
 
     def extra_repr(self):
         return f"p={self.p}"

@@ -17,7 +17,8 @@ def lift(value, like):
     if isinstance(value, (bool, int, float)):
         dtype = like.data.dtype
         if dtype.kind != "f":
-            dtype = np.result_type(like.data, value)
+            # an int tensor with a float gives float32, PyTorch's default dtype (NumPy would say float64)
+            dtype = np.float32 if isinstance(value, float) else np.result_type(like.data, value)
         return _constant(np.asarray(value, dtype=dtype))
     if isinstance(value, (np.ndarray, np.generic)):
         return _constant(np.asarray(value))
@@ -25,21 +26,28 @@ def lift(value, like):
 
 
 def pair(a, b):
-    if not isinstance(a, Tensor):
-        return lift(a, b), b
-    return a, lift(b, a)
+    """Both operands as tensors, an integer or bool one cast to the other's float dtype (PyTorch's
+    promotion: int64 with float32 gives float32, where NumPy would give float64)."""
+    a, b = (lift(a, b), b) if not isinstance(a, Tensor) else (a, lift(b, a))
+    fa, fb = a.data.dtype.kind == "f", b.data.dtype.kind == "f"
+    if fa != fb:
+        if fa:
+            b = _constant(b.data.astype(a.data.dtype))
+        else:
+            a = _constant(a.data.astype(b.data.dtype))
+    return a, b
 
 
 @op
 def add(a, b):
     a, b = pair(a, b)
-    return record(a.data + b.data, (a, b), lambda g: (g, g))
+    return record(a.data + b.data, (a, b), lambda g: (g, g), saved=())
 
 
 @op
 def sub(a, b):
     a, b = pair(a, b)
-    return record(a.data - b.data, (a, b), lambda g: (g, -g))
+    return record(a.data - b.data, (a, b), lambda g: (g, -g), saved=())
 
 
 @op
@@ -50,9 +58,12 @@ def mul(a, b):
 
 @op
 def div(a, b):
+    """True division; integer operands give float32, as in PyTorch."""
     a, b = pair(a, b)
+    if a.data.dtype.kind != "f":
+        a, b = _constant(a.data.astype(np.float32)), _constant(b.data.astype(np.float32))
     out = a.data / b.data
-    return record(out, (a, b), lambda g: (g / b.data, -g * out / b.data))
+    return record(out, (a, b), lambda g: (g / b.data, -g * out / b.data), saved=(b,), output_saved=True)
 
 
 def _power(a, b):
@@ -79,10 +90,10 @@ def pow(a, b):
 
     def backward(g):
         ga = g * b.data * _power(a.data, b.data - 1)
-        gb = g * out * kernels.log(a.data) if b._requires_grad else None
+        gb = g * out * kernels.log(a.data) if b.requires_grad else None
         return ga, gb
 
-    return record(out, (a, b), backward)
+    return record(out, (a, b), backward, output_saved=True)
 
 
 @op
@@ -116,7 +127,21 @@ def where(condition, a, b):
         a = Tensor(a, dtype=np.float32 if isinstance(a, float) else None)
     a, b = pair(a, b)
     out = np.where(cond, a.data, b.data)
-    return record(out, (a, b), lambda g: (np.where(cond, g, 0), np.where(cond, 0, g)))
+    return record(out, (a, b), lambda g: (np.where(cond, g, 0), np.where(cond, 0, g)), saved=())
+
+
+def _integral(ufunc, name):
+    def integral(a, b):
+        """Elementwise, with Python's rounding towards minus infinity; no gradient (as in PyTorch)."""
+        a, b = pair(a, b)
+        return _constant(ufunc(a.data, b.data))
+
+    integral.__name__ = integral.__qualname__ = name
+    return op(integral)
+
+
+floor_divide = _integral(np.floor_divide, "floor_divide")
+remainder = _integral(np.remainder, "remainder")
 
 
 def _raw(value):
@@ -134,3 +159,25 @@ def _compare(ufunc):
 
 lt, le, gt, ge, eq, ne = (_compare(u) for u in (np.less, np.less_equal, np.greater, np.greater_equal,
                                                   np.equal, np.not_equal))
+
+
+def _logical(ufunc, name):
+    def logical(a, b):
+        """Elementwise on bool (or integer: bitwise) tensors; no gradient."""
+        return _constant(ufunc(_raw(a), _raw(b)))
+
+    logical.__name__ = logical.__qualname__ = name
+    return op(logical)
+
+
+logical_and = _logical(np.bitwise_and, "logical_and")
+logical_or = _logical(np.bitwise_or, "logical_or")
+logical_xor = _logical(np.bitwise_xor, "logical_xor")
+
+
+@op
+def logical_not(a):
+    """``~a``: not for bool tensors, bitwise not for integers; no gradient."""
+    if a.data.dtype.kind == "f":
+        raise FreenetError("~: needs a bool or integer tensor, not float")
+    return _constant(np.invert(a.data))

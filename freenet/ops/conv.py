@@ -12,25 +12,25 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     out = kernels.conv2d_forward(x.data, weight.data, None if bias is None else bias.data, *geometry)
 
     def backward(g):
-        return kernels.conv2d_backward(g, x.data, weight.data, *geometry, input=x._requires_grad,
-                                       weight=weight._requires_grad,
-                                       bias=bias is not None and bias._requires_grad)
+        return kernels.conv2d_backward(g, x.data, weight.data, *geometry, input=x.requires_grad,
+                                       weight=weight.requires_grad,
+                                       bias=bias is not None and bias.requires_grad)
 
-    return record(out, (x, weight) if bias is None else (x, weight, bias), backward)
+    return record(out, (x, weight) if bias is None else (x, weight, bias), backward, saved=(x, weight))
 
 
 @op
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
     """Max over windows; the gradient goes to the first maximum of each window (as PyTorch)."""
     out, argmax = kernels.max_pool2d_forward(x.data, kernel_size, stride, padding, dilation)
-    return record(out, (x,), lambda g: (kernels.max_pool2d_backward(g, argmax, x.data.shape),))
+    return record(out, (x,), lambda g: (kernels.max_pool2d_backward(g, argmax, x.data.shape),), saved=())
 
 
 @op
 def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad=True):
     window = (kernel_size, stride, padding, count_include_pad)
     out = kernels.avg_pool2d_forward(x.data, *window)
-    return record(out, (x,), lambda g: (kernels.avg_pool2d_backward(g, x.data.shape, *window),))
+    return record(out, (x,), lambda g: (kernels.avg_pool2d_backward(g, x.data.shape, *window),), saved=())
 
 
 @op
@@ -40,4 +40,5 @@ def adaptive_avg_pool2d(x, output_size):
         raise FreenetError(f"adaptive_avg_pool2d: only output_size 1 is supported, not {output_size}")
     means = kernels.global_avg_pool2d_forward(x.data)
     out = means.reshape(means.shape + (1, 1))
-    return record(out, (x,), lambda g: (kernels.global_avg_pool2d_backward(g.reshape(means.shape), x.data.shape),))
+    return record(out, (x,), lambda g: (kernels.global_avg_pool2d_backward(g.reshape(means.shape), x.data.shape),),
+                  saved=())

@@ -29,11 +29,11 @@ def matmul(a, b):
             B, g = B[:, None], np.expand_dims(g, -1)
         ga = gb = None
         plain = A.ndim == B.ndim == g.ndim == 2  # (no batch dims)
-        if a._requires_grad:
+        if a.requires_grad:
             ga = _matmul(B, g.T).T if plain and _transposed(A) else _matmul(g, np.swapaxes(B, -1, -2))
             if a.data.ndim == 1:
                 ga = ga[..., 0, :]
-        if b._requires_grad:
+        if b.requires_grad:
             gb = _matmul(g.T, A).T if plain and _transposed(B) else _matmul(np.swapaxes(A, -1, -2), g)
             if b.data.ndim == 1:
                 gb = gb[..., 0]
@@ -55,3 +55,55 @@ def _matmul(a, b):
     if a.ndim >= 2 and b.ndim >= 2:
         return kernels.matmul(a, b)
     return np.matmul(a, b)
+
+
+def bmm(a, b):
+    """Batched matrix product of (B, n, k) and (B, k, m) tensors."""
+    if a.data.ndim != 3 or b.data.ndim != 3 or a.data.shape[0] != b.data.shape[0]:
+        raise FreenetError(f"bmm: needs two 3-d tensors with the same batch size, got {a.data.shape} and "
+                           f"{b.data.shape}")
+    return matmul(a, b)
+
+
+@op
+def einsum(equation, *operands):
+    """``numpy.einsum`` with explicit or implicit output, differentiable in every operand (each
+    operand's subscripts without repeats, no ellipsis)."""
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    inputs, output = _einsum_parts(equation, operands)
+    out = np.einsum(equation, *(t.data for t in operands))
+
+    def backward(g):
+        grads = []
+        for i, t in enumerate(operands):
+            if not t.requires_grad:
+                grads.append(None)
+                continue
+            others = [s for j, s in enumerate(inputs) if j != i]
+            known = set(output).union(*others)
+            kept = "".join(c for c in inputs[i] if c in known)  # letters summed in this operand alone come back
+            gi = np.einsum(",".join([output] + others) + "->" + kept, g, *(o.data for j, o in enumerate(operands)
+                                                                        if j != i))
+            shape = tuple(n if c in known else 1 for c, n in zip(inputs[i], t.data.shape))
+            grads.append(np.broadcast_to(gi.reshape(shape), t.data.shape))
+        return tuple(grads)
+
+    return record(out, operands, backward)
+
+
+def _einsum_parts(equation, operands):
+    equation = equation.replace(" ", "")
+    if "." in equation:
+        raise FreenetError("einsum: ellipsis (...) is not supported")
+    lhs, arrow, output = equation.partition("->")
+    inputs = lhs.split(",")
+    if len(inputs) != len(operands):
+        raise FreenetError(f"einsum: the equation names {len(inputs)} operands, {len(operands)} were given")
+    if not arrow:  # implicit output: the letters that appear once, in alphabetical order
+        letters = "".join(inputs)
+        output = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    for s in inputs:
+        if len(set(s)) != len(s):
+            raise FreenetError(f"einsum: repeated subscripts within one operand ({s!r}) are not supported")
+    return inputs, output

@@ -4,7 +4,7 @@ import numpy as np
 from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
 from freenet.errors import FreenetError, op
-from freenet.tensor import Tensor, record
+from freenet.tensor import Tensor, record, view
 
 
 def _shape_arg(args):
@@ -22,13 +22,13 @@ def reshape(x, *shape):
         out = x.data.reshape(shape)
     except ValueError:
         raise FreenetError(f"reshape: cannot reshape {x.data.shape} ({x.data.size} elements) into {shape}") from None
-    return record(out, (x,), lambda g: (g.reshape(x.data.shape),))
+    return view(record(out, (x,), lambda g: (g.reshape(x.data.shape),), saved=()), x)
 
 
 @op
 def transpose(x, dim0, dim1):
     out = np.swapaxes(x.data, dim0, dim1)
-    return record(out, (x,), lambda g: (np.swapaxes(g, dim0, dim1),))
+    return view(record(out, (x,), lambda g: (np.swapaxes(g, dim0, dim1),), saved=()), x)
 
 
 @op
@@ -37,7 +37,7 @@ def permute(x, *dims):
     if len(dims) != x.data.ndim:
         raise FreenetError(f"permute: {len(dims)} dims given for a tensor of {x.data.ndim} dims")
     inverse = tuple(np.argsort(dims))
-    return record(np.transpose(x.data, dims), (x,), lambda g: (np.transpose(g, inverse),))
+    return view(record(np.transpose(x.data, dims), (x,), lambda g: (np.transpose(g, inverse),), saved=()), x)
 
 
 def T(x):
@@ -80,7 +80,7 @@ def expand(x, *sizes):
     if lead < 0:
         raise FreenetError(f"expand: cannot expand {x.data.shape} to fewer dims {sizes}")
     shape = tuple(x.data.shape[i - lead] if n == -1 and i >= lead else n for i, n in enumerate(sizes))
-    return record(np.broadcast_to(x.data, shape), (x,), lambda g: (g,))
+    return view(record(np.broadcast_to(x.data, shape), (x,), lambda g: (g,), saved=()), x)
 
 
 @op
@@ -90,7 +90,7 @@ def cat(tensors, dim=0):
     out = np.concatenate([t.data for t in tensors], axis=dim)
     axis = normalize_axis_index(dim, out.ndim)
     cuts = np.cumsum([t.data.shape[axis] for t in tensors])[:-1]
-    return record(out, tuple(tensors), lambda g: tuple(np.split(g, cuts, axis=axis)))
+    return record(out, tuple(tensors), lambda g: tuple(np.split(g, cuts, axis=axis)), saved=())
 
 
 @op
@@ -99,7 +99,7 @@ def stack(tensors, dim=0):
     tensors = _tensors(tensors, "stack")
     out = np.stack([t.data for t in tensors], axis=dim)
     axis = normalize_axis_index(dim, out.ndim)
-    return record(out, tuple(tensors), lambda g: tuple(np.moveaxis(g, axis, 0)))
+    return record(out, tuple(tensors), lambda g: tuple(np.moveaxis(g, axis, 0)), saved=())
 
 
 def _tensors(tensors, name):
@@ -122,7 +122,7 @@ def pad(x, pad, value=0.0):
         widths[x.data.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
     out = np.pad(x.data, widths, constant_values=value)
     inner = tuple(slice(lo, n - hi) for (lo, hi), n in zip(widths, out.shape))
-    return record(out, (x,), lambda g: (g[inner],))
+    return record(out, (x,), lambda g: (g[inner],), saved=())
 
 
 def _index_part(part):
@@ -140,11 +140,8 @@ def getitem(x, index):
 
     Gradients scatter back; an index repeated in an integer array accumulates.
     """
-    index = tuple(_index_part(p) for p in index) if isinstance(index, tuple) else _index_part(index)
+    index = _index(index)
     parts = index if isinstance(index, tuple) else (index,)
-    for p in parts:
-        if isinstance(p, np.ndarray) and p.dtype.kind not in "iub":
-            raise FreenetError(f"index: arrays used as indices must be integer or bool, not {p.dtype}")
     repeats_possible = any(isinstance(p, np.ndarray) and p.dtype.kind in "iu" for p in parts)
     out = x.data[index]
 
@@ -156,4 +153,166 @@ def getitem(x, index):
             gx[index] = g
         return (gx,)
 
-    return record(out, (x,), backward)
+    return view(record(out, (x,), backward, saved=()), x)
+
+
+def _index(index):
+    index = tuple(_index_part(p) for p in index) if isinstance(index, tuple) else _index_part(index)
+    for p in index if isinstance(index, tuple) else (index,):
+        if isinstance(p, np.ndarray) and p.dtype.kind not in "iub":
+            raise FreenetError(f"index: arrays used as indices must be integer or bool, not {p.dtype}")
+    return index
+
+
+@op
+def index_put(x, index, value):
+    """A copy of ``x`` with ``x[index] = value`` (value broadcast to the indexed shape): what
+    ``x[index] = value`` computes when autograd records. Keep integer indices unique: where one repeats,
+    the last write wins but every copy of the value gets the gradient."""
+    index = _index(index)
+    value = value if isinstance(value, Tensor) else Tensor(np.asarray(value, dtype=x.data.dtype))
+    out = x.data.copy()
+    out[index] = value.data
+    written = np.zeros(x.data.shape, dtype=bool)
+    written[index] = True
+
+    def backward(g):
+        return np.where(written, 0, g), np.broadcast_to(g[index], np.broadcast_shapes(g[index].shape, value.data.shape))
+
+    return record(out, (x, value), backward, saved=())
+
+
+def setitem(x, index, value):
+    """``x[index] = value`` written straight into x's memory (nothing to record)."""
+    x.data[_index(index)] = value.data if isinstance(value, Tensor) else value
+
+
+@op
+def masked_fill(x, mask, value):
+    """``x`` with ``value`` where the bool ``mask`` (broadcast to x's shape) is true; no gradient flows there."""
+    m = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+    if m.dtype != np.bool_:
+        raise FreenetError(f"masked_fill: mask must be bool, not {m.dtype}")
+    m = np.broadcast_to(m, x.data.shape)
+    fill = value.data if isinstance(value, Tensor) else value
+    if isinstance(fill, np.ndarray) and fill.ndim:
+        raise FreenetError(f"masked_fill: value must be a number or a 0-d tensor, not shape {fill.shape}")
+    out = np.where(m, np.asarray(fill, dtype=x.data.dtype), x.data)
+    return record(out, (x,), lambda g: (np.where(m, 0, g),), saved=())
+
+
+def t(x):
+    """The transpose of a matrix (a tensor of at most 2 dims, as in PyTorch)."""
+    if x.data.ndim > 2:
+        raise FreenetError(f"t: expects a tensor of at most 2 dims, not {x.data.ndim}; use transpose or permute")
+    return x if x.data.ndim < 2 else transpose(x, 0, 1)
+
+
+@op
+def repeat(x, *sizes):
+    """``x`` tiled ``sizes`` times along each dim (leading new dims allowed), as ``Tensor.repeat``."""
+    sizes = _shape_arg(sizes)
+    if len(sizes) < x.data.ndim:
+        raise FreenetError(f"repeat: needs at least {x.data.ndim} sizes for a {x.data.ndim}-d tensor, got {sizes}")
+    shape = (1,) * (len(sizes) - x.data.ndim) + x.data.shape
+    out = np.tile(x.data.reshape(shape), sizes)
+
+    def backward(g):  # (r0, s0, r1, s1, ...) summed over the repeats
+        split = tuple(n for pair in zip(sizes, shape) for n in pair)
+        return (g.reshape(split).sum(axis=tuple(range(0, 2 * len(sizes), 2))).reshape(x.data.shape),)
+
+    return record(out, (x,), backward, saved=())
+
+
+def split(x, split_size_or_sections, dim=0):
+    """Views of ``x`` along ``dim``: pieces of ``split_size`` (the last may be shorter), or of the listed sizes."""
+    n = x.data.shape[dim]
+    if isinstance(split_size_or_sections, (list, tuple)):
+        sizes = list(split_size_or_sections)
+        if sum(sizes) != n:
+            raise FreenetError(f"split: sections {sizes} do not add up to the size {n} of dim {dim}")
+    else:
+        step = int(split_size_or_sections)
+        if step <= 0:
+            raise FreenetError(f"split: split_size must be positive, not {step}")
+        sizes = [min(step, n - i) for i in range(0, n, step)] or [0]
+    axis = normalize_axis_index(dim, x.data.ndim)
+    pieces, start = [], 0
+    for size in sizes:
+        pieces.append(getitem(x, (slice(None),) * axis + (slice(start, start + size),)))
+        start += size
+    return tuple(pieces)
+
+
+def chunk(x, chunks, dim=0):
+    """``split`` into ``chunks`` pieces of size ceil(n / chunks) (fewer if they run out, as PyTorch)."""
+    if chunks <= 0:
+        raise FreenetError(f"chunk: chunks must be positive, not {chunks}")
+    n = x.data.shape[dim]
+    return split(x, max(-(-n // chunks), 1), dim)
+
+
+@op
+def roll(x, shifts, dims=None):
+    """Elements shifted cyclically along ``dims`` (the flattened tensor when None)."""
+    if dims is None:
+        return reshape(roll(reshape(x, -1), shifts, 0), x.data.shape)
+    out = np.roll(x.data, shifts, dims)
+    back = tuple(-s for s in shifts) if isinstance(shifts, (tuple, list)) else -shifts
+    return record(out, (x,), lambda g: (np.roll(g, back, dims),), saved=())
+
+
+@op
+def flip(x, dims):
+    dims = normalize_axis_tuple(dims, x.data.ndim)
+    return record(np.flip(x.data, dims).copy(), (x,), lambda g: (np.flip(g, dims),), saved=())
+
+
+def _triangle(keep_lower):
+    def triangle(x, diagonal=0):
+        """The lower (upper) triangle of the last two dims, the rest zero; the gradient as the mask."""
+        if x.data.ndim < 2:
+            raise FreenetError(f"{triangle.__name__}: needs at least 2 dims, not {x.data.ndim}")
+        rows, cols = x.data.shape[-2:]
+        mask = (np.tri(rows, cols, diagonal, dtype=bool) if keep_lower
+                else ~np.tri(rows, cols, diagonal - 1, dtype=bool))
+        return record(np.where(mask, x.data, 0).astype(x.data.dtype), (x,), lambda g: (np.where(mask, g, 0),),
+                      saved=())
+
+    triangle.__name__ = triangle.__qualname__ = "tril" if keep_lower else "triu"
+    return op(triangle)
+
+
+tril, triu = _triangle(True), _triangle(False)
+
+
+@op
+def gather(x, dim, index):
+    """``out[i][j] = x[index[i][j]][j]`` for dim 0 (and so on): values picked along ``dim``."""
+    idx = index.data if isinstance(index, Tensor) else np.asarray(index)
+    if idx.dtype.kind not in "iu":
+        raise FreenetError(f"gather: index must hold integers, not {idx.dtype}")
+    axis = normalize_axis_index(dim, x.data.ndim)
+    if idx.ndim != x.data.ndim:
+        raise FreenetError(f"gather: index has {idx.ndim} dims, the input {x.data.ndim}")
+    region = tuple(slice(None) if d == axis else slice(0, n) for d, n in enumerate(idx.shape))  # index may be smaller
+    out = np.take_along_axis(x.data[region], idx, axis)
+
+    def backward(g):
+        gx = np.zeros(x.data.shape, dtype=g.dtype)
+        np.add.at(gx[region], _along_axis(idx, axis), g)  # repeated indices accumulate
+        return (gx,)
+
+    return record(out, (x,), backward, saved=())
+
+
+def _along_axis(idx, axis):
+    """The fancy index that ``take_along_axis(a, idx, axis)`` uses, for ``np.add.at``."""
+    grids = list(np.indices(idx.shape, sparse=True))
+    grids[axis] = idx
+    return tuple(grids)
+
+
+def index_select(x, dim, index):
+    idx = index.data if isinstance(index, Tensor) else np.asarray(index)
+    return getitem(x, (slice(None),) * normalize_axis_index(dim, x.data.ndim) + (idx,))

@@ -12,7 +12,7 @@ from freenet.tensor import record
 
 @op
 def neg(x):
-    return record(-x.data, (x,), lambda g: (-g,))
+    return record(-x.data, (x,), lambda g: (-g,), saved=())
 
 
 @op
@@ -23,7 +23,7 @@ def abs(x):
 @op
 def exp(x):
     out = kernels.exp(x.data)
-    return record(out, (x,), lambda g: (g * out,))
+    return record(out, (x,), lambda g: (g * out,), saved=(), output_saved=True)
 
 
 @op
@@ -39,19 +39,19 @@ def log1p(x):
 @op
 def sqrt(x):
     out = np.sqrt(x.data)
-    return record(out, (x,), lambda g: (g * 0.5 / out,))
+    return record(out, (x,), lambda g: (g * 0.5 / out,), saved=(), output_saved=True)
 
 
 @op
 def tanh(x):
     out = kernels.tanh(x.data)
-    return record(out, (x,), lambda g: (g * (1 - out * out),))
+    return record(out, (x,), lambda g: (g * (1 - out * out),), saved=(), output_saved=True)
 
 
 @op
 def sigmoid(x):
     out = kernels.sigmoid(x.data)
-    return record(out, (x,), lambda g: (g * out * (1 - out),))
+    return record(out, (x,), lambda g: (g * out * (1 - out),), saved=(), output_saved=True)
 
 
 _KERNEL_MIN_SIZE = 1 << 16  # below this, one NumPy pass beats a parallel kernel launch
@@ -61,7 +61,7 @@ _KERNEL_MIN_SIZE = 1 << 16  # below this, one NumPy pass beats a parallel kernel
 def relu(x):
     if x.data.size >= _KERNEL_MIN_SIZE and x.data.dtype.kind == "f":
         out = kernels.relu_forward(x.data)
-        return record(out, (x,), lambda g: (kernels.relu_backward(g, out),))
+        return record(out, (x,), lambda g: (kernels.relu_backward(g, out),), saved=(), output_saved=True)
     return record(np.maximum(x.data, 0), (x,), lambda g: (g * (x.data > 0),))
 
 
@@ -69,7 +69,7 @@ def relu(x):
 def leaky_relu(x, negative_slope=0.01):
     positive = x.data > 0
     out = np.where(positive, x.data, x.data * negative_slope)
-    return record(out, (x,), lambda g: (np.where(positive, g, g * negative_slope),))
+    return record(out, (x,), lambda g: (np.where(positive, g, g * negative_slope),), saved=())
 
 
 _SQRT_2_OVER_PI = float(np.sqrt(2 / np.pi))
@@ -105,7 +105,7 @@ def clip(x, min=None, max=None):
         inside &= x.data >= min
     if max is not None:
         inside &= x.data <= max
-    return record(out, (x,), lambda g: (g * inside,))
+    return record(out, (x,), lambda g: (g * inside,), saved=())
 
 
 @op
@@ -114,4 +114,40 @@ def cast(x, dtype):
     dtype = np.dtype(dtype)
     if x.data.dtype == dtype:
         return x
-    return record(x.data.astype(dtype), (x,), lambda g: (g,))
+    return record(x.data.astype(dtype), (x,), lambda g: (g,), saved=())
+
+
+@op
+def clone(x):
+    """A copy with its own memory; the gradient passes through."""
+    return record(x.data.copy(), (x,), lambda g: (g,), saved=())
+
+
+def contiguous(x):
+    """``x`` itself when its memory is C-ordered, else a C-ordered copy (as PyTorch)."""
+    return x if x.data.flags.c_contiguous else clone(x)
+
+
+@op
+def square(x):
+    return record(x.data * x.data, (x,), lambda g: (g * 2 * x.data,))
+
+
+@op
+def norm(x, p=2, dim=None, keepdim=False):
+    """The p-norm over ``dim`` (all elements when None) for p = 1, 2 or inf; a zero vector's gradient is 0."""
+    from freenet.ops.reduce import amax, sum  # reduce builds on this module
+    if p == 1:
+        return sum(abs(x), dim, keepdim)
+    if p in (float("inf"), "inf"):
+        return amax(abs(x), dim, keepdim)
+    if p not in (2, "fro"):
+        raise FreenetError(f"norm: p must be 1, 2, 'fro' or inf, not {p!r}")
+    squares = sum(square(x), dim, keepdim)
+    out = np.sqrt(squares.data)
+
+    def backward(g):
+        safe = np.where(out == 0, 1, out)
+        return (np.where(out == 0, 0, g * 0.5 / safe),)  # d sqrt(s) / ds; the square's backward gives 2x
+
+    return record(out, (squares,), backward, saved=(), output_saved=True)

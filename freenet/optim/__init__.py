@@ -10,8 +10,10 @@ tensor([ 0.8, -1.6], requires_grad=True)
 """
 
 from freenet.optim import lr_scheduler
+from freenet.optim.adadelta import Adadelta
 from freenet.optim.adam import Adam, AdamW
 from freenet.optim.optimizer import Optimizer
+from freenet.optim.rmsprop import RMSprop
 from freenet.optim.sgd import SGD
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "lr_scheduler"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adadelta", "lr_scheduler"]

@@ -1,8 +1,9 @@
 """Learning-rate schedules that set ``group["lr"]`` on an optimizer, with PyTorch's sequences.
 
-Call ``scheduler.step()`` after ``optimizer.step()``. Creating a scheduler counts as its first
-step (epoch 0), as in PyTorch. StepLR and CosineAnnealingLR update the current lr recursively
-(so they compose with other changes to it), exactly as PyTorch computes them. Cosines and powers
+Call ``scheduler.step()`` after ``optimizer.step()`` (``ReduceLROnPlateau``: ``step(metric)``, after
+validation). Creating a scheduler counts as its first step (epoch 0), as in PyTorch. StepLR,
+MultiStepLR, ExponentialLR and CosineAnnealingLR update the current lr recursively (so they compose
+with other changes to it), exactly as PyTorch computes them. Cosines and powers
 are correctly rounded (``kernels.correctly_rounded``), so the lrs are the same bits on every machine:
 
 >>> import freenet as fn
@@ -17,12 +18,16 @@ are correctly rounded (``kernels.correctly_rounded``), so the lrs are the same b
 
 import copy
 import math
+import types
+
+import numpy as np
 
 from freenet.errors import FreenetError
 from freenet.kernels.correctly_rounded import cos, pow_int
 from freenet.optim.optimizer import Optimizer
 
-__all__ = ["LRScheduler", "StepLR", "CosineAnnealingLR", "OneCycleLR"]
+__all__ = ["LRScheduler", "LambdaLR", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "OneCycleLR",
+           "ReduceLROnPlateau"]
 
 
 class LRScheduler:
@@ -73,6 +78,50 @@ def _current(optimizer):
     return [group["lr"] for group in optimizer.param_groups]
 
 
+class LambdaLR(LRScheduler):
+    """lr_t = base_lr * lr_lambda(t): one function for every group, or a list of one per group.
+
+    ``state_dict`` leaves plain functions and lambdas out (they are code, not data); of a callable
+    object it keeps the attributes (its ``__dict__``), which ``load_state_dict`` puts back, as in PyTorch.
+    """
+
+    def __init__(self, optimizer, lr_lambda, last_epoch=-1):
+        if not isinstance(optimizer, Optimizer):
+            raise FreenetError(f"LambdaLR: {type(optimizer).__name__} is not an Optimizer")
+        count = len(optimizer.param_groups)
+        if isinstance(lr_lambda, (list, tuple)):
+            if len(lr_lambda) != count:
+                raise FreenetError(f"LambdaLR: expected {count} lr_lambdas (one per parameter group), "
+                                   f"got {len(lr_lambda)}")
+            self.lr_lambdas = list(lr_lambda)
+        else:
+            self.lr_lambdas = [lr_lambda] * count
+        for f in self.lr_lambdas:
+            if not callable(f):
+                raise FreenetError(f"LambdaLR: lr_lambda must be callable, got {type(f).__name__}")
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        return [base_lr * lr_lambda(self.last_epoch) for lr_lambda, base_lr in zip(self.lr_lambdas, self.base_lrs)]
+
+    def state_dict(self):
+        state = {k: copy.deepcopy(v) for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas")}
+        state["lr_lambdas"] = [None if isinstance(f, types.FunctionType) or not hasattr(f, "__dict__")
+                               else copy.deepcopy(f.__dict__) for f in self.lr_lambdas]
+        return state
+
+    def load_state_dict(self, state_dict):
+        state = copy.deepcopy(dict(state_dict))
+        saved = state.pop("lr_lambdas", None) or [None] * len(self.lr_lambdas)
+        if len(saved) != len(self.lr_lambdas):
+            raise FreenetError(f"LambdaLR.load_state_dict: the state has {len(saved)} lr_lambdas, "
+                               f"the scheduler {len(self.lr_lambdas)}")
+        self.__dict__.update(state)
+        for f, attributes in zip(self.lr_lambdas, saved):
+            if attributes is not None:
+                f.__dict__.update(attributes)
+
+
 class StepLR(LRScheduler):
     """Multiplies the lr by ``gamma`` every ``step_size`` steps: lr_t = base_lr * gamma ** (t // step_size)."""
 
@@ -89,6 +138,39 @@ class StepLR(LRScheduler):
 
     def _get_closed_form_lr(self):
         return [base_lr * pow_int(self.gamma, self.last_epoch // self.step_size) for base_lr in self.base_lrs]
+
+
+class MultiStepLR(LRScheduler):
+    """Multiplies the lr by ``gamma`` at each milestone epoch (by gamma ** n at one listed n times):
+    lr_t = base_lr * gamma ** (number of milestones <= t)."""
+
+    def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
+        milestones = list(milestones)
+        if not all(isinstance(m, (int, np.integer)) and not isinstance(m, bool) for m in milestones):
+            raise FreenetError(f"MultiStepLR: milestones must be ints, got {milestones!r}")
+        self.milestones = sorted(int(m) for m in milestones)  # a list, not PyTorch's Counter: JSON keeps it
+        self.gamma = gamma
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        hits = self.milestones.count(self.last_epoch)
+        if hits == 0:
+            return _current(self.optimizer)
+        factor = pow_int(self.gamma, hits)
+        return [group["lr"] * factor for group in self.optimizer.param_groups]
+
+
+class ExponentialLR(LRScheduler):
+    """Multiplies the lr by ``gamma`` every step: lr_t = base_lr * gamma ** t, computed recursively."""
+
+    def __init__(self, optimizer, gamma, last_epoch=-1):
+        self.gamma = gamma
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        if self._is_initial:  # also when resuming at last_epoch > 0: the lr is already the saved one
+            return _current(self.optimizer)
+        return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -225,3 +307,95 @@ class OneCycleLR(LRScheduler):
                     break
                 start = end
         return lrs
+
+
+class ReduceLROnPlateau(LRScheduler):
+    """Divides the lr when a metric stops improving, as PyTorch's ReduceLROnPlateau: call ``step(metric)``
+    after each validation.
+
+    A metric is an improvement on the best so far when it is below best * (1 - threshold) (mode
+    "min", threshold_mode "rel") or best - threshold ("abs"); in mode "max", above best * (1 +
+    threshold) or best + threshold. After more than ``patience`` epochs in a row without one, each
+    group's lr becomes max(lr * factor, min_lr), unless that lowers it by ``eps`` or less; then
+    ``cooldown`` epochs pass in which epochs without improvement are not counted.
+    """
+
+    def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
+                 cooldown=0, min_lr=0.0, eps=1e-8):
+        if not isinstance(optimizer, Optimizer):
+            raise FreenetError(f"ReduceLROnPlateau: {type(optimizer).__name__} is not an Optimizer")
+        if not factor < 1.0:
+            raise FreenetError(f"ReduceLROnPlateau: factor must be < 1, got {factor!r}")
+        self.optimizer = optimizer
+        self.factor = factor
+        count = len(optimizer.param_groups)
+        if isinstance(min_lr, (list, tuple)):
+            if len(min_lr) != count:
+                raise FreenetError(f"ReduceLROnPlateau: expected {count} min_lrs (one per parameter group), "
+                                   f"got {len(min_lr)}")
+            self.default_min_lr, self.min_lrs = None, list(min_lr)
+        else:
+            self.default_min_lr, self.min_lrs = min_lr, [min_lr] * count
+        self.patience, self.cooldown, self.eps = patience, cooldown, eps
+        self.last_epoch = 0
+        self._last_lr = _current(optimizer)
+        self._init_is_better(mode, threshold, threshold_mode)
+        self.best = self.mode_worse
+        self.cooldown_counter = 0
+        self.num_bad_epochs = 0
+
+    def _init_is_better(self, mode, threshold, threshold_mode):
+        if mode not in ("min", "max"):
+            raise FreenetError(f"ReduceLROnPlateau: mode must be 'min' or 'max', not {mode!r}")
+        if threshold_mode not in ("rel", "abs"):
+            raise FreenetError(f"ReduceLROnPlateau: threshold_mode must be 'rel' or 'abs', not {threshold_mode!r}")
+        self.mode, self.threshold, self.threshold_mode = mode, threshold, threshold_mode
+        self.mode_worse = math.inf if mode == "min" else -math.inf
+
+    @property
+    def in_cooldown(self):
+        return self.cooldown_counter > 0
+
+    def _is_better(self, a, best):
+        if self.mode == "min":
+            return a < best * (1.0 - self.threshold) if self.threshold_mode == "rel" else a < best - self.threshold
+        return a > best * (self.threshold + 1.0) if self.threshold_mode == "rel" else a > best + self.threshold
+
+    def step(self, metrics, epoch=None):
+        """Records one epoch's metric (a number or a one-element tensor) and lowers the lrs if it is time."""
+        try:
+            current = float(metrics)
+        except (TypeError, ValueError) as e:
+            raise FreenetError(f"ReduceLROnPlateau.step: the metric must be a number, got {type(metrics).__name__} "
+                               f"({e})") from None
+        self.last_epoch = self.last_epoch + 1 if epoch is None else epoch
+        if self._is_better(current, self.best):
+            self.best = current
+            self.num_bad_epochs = 0
+        else:
+            self.num_bad_epochs += 1
+        if self.in_cooldown:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0
+        if self.num_bad_epochs > self.patience:
+            self._reduce_lr()
+            self.cooldown_counter = self.cooldown
+            self.num_bad_epochs = 0
+        self._last_lr = _current(self.optimizer)
+
+    def _reduce_lr(self):
+        groups = self.optimizer.param_groups
+        if len(groups) != len(self.min_lrs):
+            if self.default_min_lr is None:
+                raise FreenetError(f"ReduceLROnPlateau: the optimizer has {len(groups)} parameter groups, "
+                                   f"min_lr gives {len(self.min_lrs)} (set min_lrs to match)")
+            self.min_lrs = [self.default_min_lr] * len(groups)
+        for group, min_lr in zip(groups, self.min_lrs):
+            old = float(group["lr"])
+            new = max(old * self.factor, min_lr)
+            if old - new > self.eps:
+                group["lr"] = new
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        self._init_is_better(self.mode, self.threshold, self.threshold_mode)

@@ -124,6 +124,16 @@ class Optimizer:
             if p.grad is not None:
                 yield p, p.data, p.grad.data
 
+    @staticmethod
+    def _regularised(grad, param, weight_decay, maximize):
+        """The gradient as torch.optim's RMSprop, Adadelta and Adam first make it: negated for
+        ``maximize``, plus ``weight_decay * param`` (a new array when either applies)."""
+        if maximize:
+            grad = np.negative(grad)
+        if weight_decay != 0:
+            grad = grad + weight_decay * param
+        return grad
+
     # -- saving and loading ------------------------------------------------------------------------
     def state_dict(self):
         """The optimizer's state as plain data (copies): see the module docstring for the layout."""
