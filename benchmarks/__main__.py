@@ -5,8 +5,8 @@
     python -m benchmarks gap [--results FILE] [--quick] [--markdown FILE] [--json FILE] [--plot FILE]
 
 The first form is ``freenet bench``, the second ``freenet gap``. Workloads: every conv shape of the
-reference list (forward, forward + backward), the mnist-cnn, go9-6x64 and go19-6x128 training steps,
-go9-6x64 and go19-6x128 inference at batch 1, 8 and 64, two engine-overhead graphs; then, in fresh
+reference list (forward, forward + backward), the mnist-cnn, char-gpt, go9-6x64 and go19-6x128 training
+steps, go9-6x64 and go19-6x128 inference at batch 1, 8 and 64, two engine-overhead graphs; then, in fresh
 processes, time to the first training step (cold and warm Numba cache) and peak RSS.
 """
 

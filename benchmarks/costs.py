@@ -9,7 +9,8 @@ They are a model, not a measurement:
   training reads its input twice (statistics, then normalisation). No cache reuse between layers is assumed (pessimistic for a GPU's L2).
 - Kernels: one per layer in the forward pass, two per layer in the backward pass (each with the
   forward's FLOPs and bytes), and ``OPTIMIZER_KERNELS`` for a fused (multi-tensor) optimizer step,
-  which moves 5 floats per parameter (read weight, gradient and momentum, write weight and momentum).
+  which moves 5 floats per parameter for SGD with momentum (read weight, gradient and momentum, write
+  weight and momentum) and 7 for Adam(W) (two moments read and written).
   ``Cost.launches`` keeps (FLOPs, bytes) of every kernel for the per-kernel roofline of ``gap.py``.
 """
 
@@ -56,13 +57,19 @@ def linear_layer(n, fan_in, fan_out):
     return Layer("linear", 2.0 * n * fan_in * fan_out, F32 * (n * fan_in + params + n * fan_out), params)
 
 
-def total(layers, train):
-    """Cost of one forward pass (``train=False``) or one training step (forward, backward, optimizer)."""
+def matmul_layer(batch, m, k, n):
+    """A batched matrix product without weights, (batch, m, k) @ (batch, k, n): attention's two."""
+    return Layer("matmul", 2.0 * batch * m * k * n, F32 * batch * (m * k + k * n + m * n))
+
+
+def total(layers, train, optimizer_floats=5):
+    """Cost of one forward pass (``train=False``) or one training step (forward, backward, optimizer
+    moving ``optimizer_floats`` floats per parameter: 5 for SGD with momentum, 7 for Adam)."""
     params = sum(layer.params for layer in layers)
     launches = [(layer.flops, layer.bytes) for layer in layers]
     if train:  # backward: two kernels per layer, each as big as the forward one; then the optimizer
         launches += [(layer.flops, layer.bytes) for layer in reversed(layers) for _ in range(2)]
-        launches += [(0.0, 5 * F32 * params / OPTIMIZER_KERNELS)] * OPTIMIZER_KERNELS
+        launches += [(0.0, optimizer_floats * F32 * params / OPTIMIZER_KERNELS)] * OPTIMIZER_KERNELS
     return _cost(launches, params)
 
 
@@ -114,3 +121,33 @@ def mnist_cnn_cost(n=spec.MNIST_BATCH, train=True):
     if train:
         layers.append(elementwise("loss", n * 10, reads=2))
     return total(layers, train)
+
+
+def char_gpt_layers(n, vocab=65, block=64, embed=128, heads=4, layers=4, train=True):
+    """``models.char_gpt`` on ``n`` sequences of ``block`` tokens. Per transformer block, with t = n*block
+    tokens and C = embed: the linear layers 2*t*C*(3C + C + 4C + 4C) = 24*t*C^2 FLOPs and the two attention
+    products (q k^T and att v, over the full block x block square: the masked half is computed too)
+    2 * 2*n*block^2*C; then the head 2*t*C*vocab. Embedding lookups, layer norms, the mask, softmax and
+    GELU count no FLOPs (memory-bound); a layer norm reads its input twice (statistics, then normalisation)."""
+    t, c, hs = n * block, embed, embed // heads
+    scores = n * heads * block * block
+    out = [elementwise("embedding", t * c, params=vocab * c), elementwise("embedding", block * c, params=block * c),
+           elementwise("add", t * c, reads=2)]
+    for _ in range(layers):
+        out += [elementwise("layernorm", t * c, reads=2, params=2 * c), linear_layer(t, c, 3 * c),
+                matmul_layer(n * heads, block, hs, block), elementwise("scale", scores),
+                elementwise("mask", scores), elementwise("softmax", scores, reads=2),
+                matmul_layer(n * heads, block, block, hs), elementwise("transpose", t * c),
+                linear_layer(t, c, c), elementwise("add", t * c, reads=2),
+                elementwise("layernorm", t * c, reads=2, params=2 * c), linear_layer(t, c, 4 * c),
+                elementwise("gelu", t * 4 * c), linear_layer(t, 4 * c, c), elementwise("add", t * c, reads=2)]
+    out += [elementwise("layernorm", t * c, reads=2, params=2 * c), linear_layer(t, c, vocab)]
+    if train:  # cross-entropy over (t, vocab) logits
+        out.append(elementwise("loss", t * vocab, reads=2))
+    return out
+
+
+def char_gpt_cost(n=spec.CHAR_GPT_BATCH, train=True, **gpt):
+    """Forward: layers * (24*t*C^2 + 4*n*block^2*C) + 2*t*C*vocab FLOPs (t = n*block); training 3x that,
+    and an AdamW step."""
+    return total(char_gpt_layers(n, train=train, **gpt), train, optimizer_floats=7)

@@ -4,6 +4,9 @@ The same function builds the freenet model (``freenet.nn``) and the PyTorch mode
 two are identical layer for layer. Definitions: ``workloads.md`` (mirrored in ``spec.py``).
 """
 
+import importlib
+import math
+
 
 def mnist_cnn(nn):
     """conv(1->32, 3x3, pad 1)-ReLU-maxpool 2-conv(32->64)-ReLU-maxpool 2-flatten-linear(3136->128)-ReLU-linear(128->10)."""
@@ -49,3 +52,63 @@ def go_net(nn, board=9, blocks=6, filters=64, planes=18, value_hidden=None):
             return self.policy(h), self.value(h)
 
     return GoNet()
+
+
+def char_gpt(nn, vocab=65, block=64, embed=128, heads=4, layers=4):
+    """A GPT-style character model: (N, T <= block) int64 tokens -> (N, T, vocab) next-token logits.
+
+    token embedding (vocab -> embed) + position embedding (block -> embed); ``layers`` pre-norm blocks,
+    x = x + attn(LayerNorm(x)), x = x + mlp(LayerNorm(x)), where attn is causal multi-head self-attention
+    (one linear embed -> 3*embed for q, k, v; softmax(q k^T / sqrt(embed/heads)) with the future masked
+    by a ``tril`` buffer; a linear embed -> embed projection) and mlp is linear(embed -> 4*embed) + GELU
+    + linear(4*embed -> embed); a final LayerNorm and a linear head (embed -> vocab). No dropout, no weight
+    tying, the frameworks' default initialisations.
+    """
+    lib = importlib.import_module(nn.__name__.rpartition(".")[0])  # torch or freenet, whichever nn belongs to
+    head_size = embed // heads
+
+    class CausalSelfAttention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.qkv = nn.Linear(embed, 3 * embed)
+            self.proj = nn.Linear(embed, embed)
+            self.register_buffer("mask", lib.tril(lib.ones(block, block)).view(1, 1, block, block))
+
+        def forward(self, x):
+            n, t, c = x.shape
+            q, k, v = self.qkv(x).split(embed, dim=2)
+            q, k, v = (z.view(n, t, heads, head_size).transpose(1, 2) for z in (q, k, v))  # (n, heads, t, hs)
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(head_size))
+            att = att.masked_fill(self.mask[:, :, :t, :t] == 0, float("-inf")).softmax(dim=-1)
+            y = (att @ v).transpose(1, 2).contiguous().view(n, t, c)
+            return self.proj(y)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln1 = nn.LayerNorm(embed)
+            self.attn = CausalSelfAttention()
+            self.ln2 = nn.LayerNorm(embed)
+            self.mlp = nn.Sequential(nn.Linear(embed, 4 * embed), nn.GELU(), nn.Linear(4 * embed, embed))
+
+        def forward(self, x):
+            x = x + self.attn(self.ln1(x))
+            return x + self.mlp(self.ln2(x))
+
+    class CharGPT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tok = nn.Embedding(vocab, embed)
+            self.pos = nn.Embedding(block, embed)
+            self.register_buffer("positions", lib.arange(block), persistent=False)
+            self.blocks = nn.ModuleList([Block() for _ in range(layers)])
+            self.ln_f = nn.LayerNorm(embed)
+            self.head = nn.Linear(embed, vocab)
+
+        def forward(self, idx):
+            x = self.tok(idx) + self.pos(self.positions[:idx.shape[1]])
+            for b in self.blocks:
+                x = b(x)
+            return self.head(self.ln_f(x))
+
+    return CharGPT()

@@ -29,6 +29,12 @@ GO_PLANES = 18
 
 MNIST_BATCH = 128
 
+# A GPT-style character model (``models.char_gpt``; the suite's own, not in workloads.md): vocabulary,
+# context length (block), embedding width, attention heads, pre-norm transformer blocks. Training step:
+# (batch, block) int64 tokens -> next-token cross-entropy over (batch*block, vocab) logits, AdamW.
+CHAR_GPT = dict(vocab=65, block=64, embed=128, heads=4, layers=4)
+CHAR_GPT_BATCH = 32
+
 # Nets that are not run but that the gap report scales to (same shape of net, by FLOPs).
 SCALED_GO_NETS = {
     "go19-6x64": dict(board=19, blocks=6, filters=64, value_hidden=256),

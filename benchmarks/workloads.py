@@ -201,6 +201,26 @@ def go_infer_step(net, batch):
     return make
 
 
+def char_gpt_train_step(gpt, batch):
+    """One AdamW step of ``models.char_gpt`` (the same model on both sides): (batch, block) random int64
+    tokens, next-token cross-entropy over the (batch*block, vocab) logits against random targets."""
+    def make(fw):
+        _, nn, F, optim = _lib(fw)
+        rng = np.random.default_rng(0)
+        x = _tensor(fw, rng.integers(0, gpt["vocab"], (batch, gpt["block"])))
+        y = _tensor(fw, rng.integers(0, gpt["vocab"], batch * gpt["block"]))
+        model = _model(fw, lambda nn: models.char_gpt(nn, **gpt))
+        opt = optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+
+        def step():
+            loss = F.cross_entropy(model(x).view(-1, gpt["vocab"]), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return _synced(fw, step)
+    return make
+
+
 # ---------------------------------------------------------------------------------------------- engine
 
 def tiny_graph(fw):
@@ -234,6 +254,7 @@ def matmul64_graph(n=64):
 
 QUICK_CONVS = ("go9-b1", "go9-b256", "go19-b64")
 TINY_NET = dict(board=5, blocks=1, filters=4, value_hidden=8)
+TINY_GPT = dict(vocab=11, block=8, embed=16, heads=2, layers=1)
 
 
 def all_workloads(size="full"):
@@ -270,6 +291,13 @@ def all_workloads(size="full"):
             add(Workload(f"net/{net_name}/infer-b{b}", "network", f"{net_name} inference (eval; freenet's inference path), batch {bb}",
                          go_infer_step(arch, bb), costs.go_net_cost(bb, False, **arch), items=bb,
                          quick=net_name == "go9-6x64" or b == 1, meta=dict(net=net_name, batch=bb, train=False)))
+
+    gpt = TINY_GPT if tiny else spec.CHAR_GPT
+    gb = 2 if tiny else spec.CHAR_GPT_BATCH
+    add(Workload(f"net/char-gpt/train-b{spec.CHAR_GPT_BATCH}", "network",
+                 f"char-gpt training step (AdamW), batch {gb} x {gpt['block']} tokens", char_gpt_train_step(gpt, gb),
+                 costs.char_gpt_cost(gb, True, **gpt), items=gb * gpt["block"], train=True, layout_matters=False,
+                 meta=dict(net="char-gpt", batch=gb, train=True, items="tokens", **gpt)))
 
     add(Workload("engine/tiny-graph", "engine", "tiny graph: 2 ops on 1-element tensors, forward + backward",
                  tiny_graph, quick=True, layout_matters=False))

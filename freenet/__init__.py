@@ -38,6 +38,25 @@ def is_tensor(obj):
     return isinstance(obj, Tensor)
 
 
+def numel(input):
+    return input.numel()
+
+
+def equal(a, b):
+    """True when ``a`` and ``b`` have the same shape and elements."""
+    return a.equal(b)
+
+
+def allclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    return a.allclose(b, rtol, atol, equal_nan)
+
+
+def set_float32_matmul_precision(precision):
+    """Accepted for PyTorch scripts; freenet's float32 products are always computed the one way."""
+    if precision not in ("highest", "high", "medium"):
+        raise FreenetError(f"set_float32_matmul_precision: unknown precision {precision!r}")
+
+
 __version__ = "0.1.0"
 
 float32, float64 = _np.dtype(_np.float32), _np.dtype(_np.float64)

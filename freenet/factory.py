@@ -10,9 +10,10 @@ _generator = np.random.Generator(np.random.PCG64(0))
 
 
 def manual_seed(seed):
-    """Seeds the generator behind ``rand``, ``randn`` and everything random in freenet."""
+    """Seeds the generator behind ``rand``, ``randn`` and everything random in freenet, and returns it."""
     global _generator
     _generator = np.random.Generator(np.random.PCG64(seed))
+    return _generator
 
 
 def default_generator():
@@ -167,7 +168,7 @@ def eye(n, m=None, dtype=None, device=None, requires_grad=False):
 def multinomial(input, num_samples, replacement=False, generator=None):
     """Indices drawn with probabilities proportional to the rows of ``input`` (1-d or 2-d, non-negative
     weights), with or without replacement, as ``torch.multinomial``; int64."""
-    weights = np.asarray(input.data if isinstance(input, Tensor) else input, dtype=np.float64)
+    weights = np.asarray(input._data if isinstance(input, Tensor) else input, dtype=np.float64)
     rows = weights.reshape(-1, weights.shape[-1]) if weights.ndim else weights.reshape(1, 1)
     if weights.ndim not in (1, 2) or (rows < 0).any() or not np.isfinite(rows).all():
         raise FreenetError("multinomial: input must be 1-d or 2-d with finite, non-negative weights")

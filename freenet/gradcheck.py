@@ -24,7 +24,7 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
     for k, t in wrt:
         if t.dtype != np.float64:
             raise FreenetError(f"gradcheck: input {k} is {t.dtype}; finite differences need float64")
-        if not t.data.flags.writeable:
+        if not t._data.flags.writeable:
             raise FreenetError(f"gradcheck: input {k} is a read-only array and cannot be perturbed")
     outputs = _outputs(fn(*inputs), fn)
     rng = np.random.default_rng(seed)
@@ -39,22 +39,22 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
         for term in terms[1:]:
             total = total + term
         total.backward()
-    analytic = [np.zeros(t.shape) if t.grad is None else t.grad.data.copy() for _, t in wrt]
+    analytic = [np.zeros(t.shape) if t.grad is None else t.grad._data.copy() for _, t in wrt]
     for (_, t), grad in zip(wrt, saved):
         t.grad = grad
 
     def projected():
         with no_grad():
-            return sum(float(np.sum(o.data * w)) for o, w in zip(_outputs(fn(*inputs), fn), weights))
+            return sum(float(np.sum(o._data * w)) for o, w in zip(_outputs(fn(*inputs), fn), weights))
 
     for (k, t), grad in zip(wrt, analytic):
         for index in np.ndindex(t.shape):
-            original = t.data[index]
-            t.data[index] = original + eps
+            original = t._data[index]
+            t._data[index] = original + eps
             plus = projected()
-            t.data[index] = original - eps
+            t._data[index] = original - eps
             minus = projected()
-            t.data[index] = original
+            t._data[index] = original
             numeric = (plus - minus) / (2 * eps)
             if not abs(grad[index] - numeric) <= atol + rtol * abs(numeric):
                 raise FreenetError(f"gradcheck: input {k} (shape {t.shape}) element {index}: backward gives "

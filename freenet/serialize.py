@@ -56,7 +56,7 @@ _MAX_DEPTH = 100  # containers nested deeper than this are refused, on saving an
 
 def _as_array(name, value):
     if isinstance(value, Tensor):
-        value = value.data
+        value = value._data
     if not isinstance(value, (np.ndarray, np.generic)):
         raise FreenetError(f"save: '{name}' is a {type(value).__name__}, not a Tensor or ndarray")
     a = np.asarray(value)

@@ -16,6 +16,7 @@ import weakref
 
 import numpy as np
 
+from freenet import errors
 from freenet.errors import FreenetError
 
 _grad_enabled = True
@@ -92,7 +93,7 @@ def is_grad_enabled():
 def as_array(data, dtype=None):
     """A fresh ndarray for ``tensor(data)``: floats from Python default to float32, NumPy keeps its dtype."""
     if isinstance(data, Tensor):
-        data = data.data
+        data = data._data
     from_numpy = isinstance(data, (np.ndarray, np.generic))
     try:
         array = np.array(data, dtype=dtype, copy=True)
@@ -113,7 +114,7 @@ class Node:
     into the leaf's ``grad``. Tensors point at nodes and nodes never at tensors (a weak reference
     for leaves and ``retain_grad``), so an in-place op can give a tensor a new node while the ops
     recorded before it keep the old one. ``saved`` lists (version counter, count at record) of the
-    tensors the backward reads, checked before it runs.
+    tensors the backward reads (a tensor, or a counter for the op's own output), checked before it runs.
     """
 
     __slots__ = ("backward", "parents", "generation", "shape", "dtype", "tensor", "saved")
@@ -141,20 +142,31 @@ class Version:
 class Tensor:
     """An n-dimensional array that records the ops applied to it, for reverse-mode differentiation.
 
-    ``data`` is the underlying ndarray; ``grad`` is filled by ``backward()`` on tensors that require grad.
+    ``numpy()`` is the underlying ndarray; ``grad`` is filled by ``backward()`` on tensors that require grad.
     """
 
-    __slots__ = ("data", "grad", "_node", "_version", "__weakref__")
+    __slots__ = ("_data", "grad", "_node", "_version", "__weakref__")
     __array_ufunc__ = None  # NumPy scalars and arrays defer to Tensor's reflected operators
     __hash__ = object.__hash__  # __eq__ is elementwise; identity stays the hash
 
     def __init__(self, data, dtype=None, requires_grad=False):
-        self.data = as_array(data, dtype)
+        self._data = as_array(data, dtype)
         self.grad = None
         self._node = None
         self._version = None
         if requires_grad:
             self.requires_grad = True
+
+    @property
+    def data(self):
+        """This tensor's memory as a tensor outside the graph, as PyTorch's ``.data``: what is done to it (say
+        ``p.data.add_(u)``) changes this tensor without autograd knowing. ``numpy()`` gives the ndarray."""
+        return _constant(self._data)
+
+    @data.setter
+    def data(self, value):
+        """``t.data = other``: ``t`` now holds ``other``'s memory (any shape), as in PyTorch."""
+        self._data = value._data if isinstance(value, Tensor) else as_array(value)
 
     # -- autograd state ------------------------------------------------------------------------
     @property
@@ -164,11 +176,11 @@ class Tensor:
     @requires_grad.setter
     def requires_grad(self, flag):
         if flag:
-            if self.data.dtype not in _FLOATS:
+            if self._data.dtype not in _FLOATS:
                 raise FreenetError(f"requires_grad: only float32 and float64 tensors can require grad, "
-                                   f"not {self.data.dtype}")
+                                   f"not {self._data.dtype}")
             if self._node is None:
-                self._node = Node(None, (), 0, self.data, weakref.ref(self))
+                self._node = Node(None, (), 0, self._data, weakref.ref(self))
         elif self._node is not None:
             if self._node.backward is not None:
                 raise FreenetError("requires_grad: cannot turn it off on a non-leaf tensor; use detach()")
@@ -196,7 +208,7 @@ class Tensor:
 
     def detach(self):
         """The same data (and memory), cut from the graph."""
-        return view(_constant(self.data), self)
+        return view(_constant(self._data), self)
 
     def backward(self, grad=None, retain_graph=False):
         """Accumulates d(self)/d(leaf) into ``leaf.grad`` for every leaf that requires grad.
@@ -207,13 +219,13 @@ class Tensor:
             raise FreenetError(f"backward: tensor of shape {self.shape} does not require grad "
                                "(no input had requires_grad=True, or it was made under no_grad)")
         if grad is None:
-            if self.data.size != 1:
+            if self._data.size != 1:
                 raise FreenetError(f"backward: grad can be implied only for a one-element tensor, "
                                    f"not shape {self.shape}; pass grad=")
-            grad = np.ones_like(self.data)
+            grad = np.ones_like(self._data)
         else:
-            grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.data.dtype)
-            if grad.shape != self.data.shape:
+            grad = np.asarray(grad._data if isinstance(grad, Tensor) else grad, dtype=self._data.dtype)
+            if grad.shape != self._data.shape:
                 raise FreenetError(f"backward: grad of shape {grad.shape} does not match tensor "
                                    f"of shape {self.shape}")
         _run_backward(self._node, grad, retain_graph)
@@ -221,50 +233,50 @@ class Tensor:
     # -- array facts -----------------------------------------------------------------------------
     @property
     def shape(self):
-        return self.data.shape
+        return self._data.shape
 
     @property
     def ndim(self):
-        return self.data.ndim
+        return self._data.ndim
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self._data.dtype
 
     def size(self, dim=None):
         """The shape (as in PyTorch), or its length along ``dim``; ``numel()`` counts elements."""
-        return self.data.shape if dim is None else self.data.shape[dim]
+        return self._data.shape if dim is None else self._data.shape[dim]
 
     def numel(self):
-        return self.data.size
+        return self._data.size
 
     def numpy(self):
         """The underlying ndarray (shared, not copied)."""
-        return self.data
+        return self._data
 
     def item(self):
-        if self.data.size != 1:
+        if self._data.size != 1:
             raise FreenetError(f"item: only one-element tensors convert to a Python number, not shape {self.shape}")
-        return self.data.item()
+        return self._data.item()
 
     def tolist(self):
-        return self.data.tolist()
+        return self._data.tolist()
 
     def __array__(self, dtype=None, copy=None):
-        return self.data if dtype is None else self.data.astype(dtype)
+        return self._data if dtype is None else self._data.astype(dtype)
 
     def __len__(self):
-        if self.data.ndim == 0:
+        if self._data.ndim == 0:
             raise FreenetError("len: a 0-d tensor has no length")
-        return self.data.shape[0]
+        return self._data.shape[0]
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
 
     def __bool__(self):
-        if self.data.size != 1:
+        if self._data.size != 1:
             raise FreenetError(f"bool: the truth value of a tensor of shape {self.shape} is ambiguous")
-        return bool(self.data)
+        return bool(self._data)
 
     def __float__(self):
         return float(self.item())
@@ -273,16 +285,16 @@ class Tensor:
         return int(self.item())
 
     def __index__(self):
-        if self.data.size != 1 or self.data.dtype.kind not in "iub":
+        if self._data.size != 1 or self._data.dtype.kind not in "iub":
             raise FreenetError(f"index: only a one-element integer tensor can be used as an index, "
                                f"not shape {self.shape} {self.dtype}")
-        return int(self.data.item())
+        return int(self._data.item())
 
     def __repr__(self):
-        body = np.array2string(self.data, separator=", ", prefix="tensor(")
+        body = np.array2string(self._data, separator=", ", prefix="tensor(")
         extra = ""
-        if self.data.dtype not in (np.float32, np.int64, np.bool_):
-            extra += f", dtype={self.data.dtype}"
+        if self._data.dtype not in (np.float32, np.int64, np.bool_):
+            extra += f", dtype={self._data.dtype}"
         if self._node is not None:
             extra += ", requires_grad=True"
         return f"tensor({body}{extra})"
@@ -291,7 +303,7 @@ class Tensor:
 def _constant(data):
     """A tensor around an existing ndarray, outside the graph (no copy)."""
     out = Tensor.__new__(Tensor)
-    out.data = data if type(data) is np.ndarray else np.asarray(data)
+    out._data = data if type(data) is np.ndarray else np.asarray(data)
     out.grad = None
     out._node = None
     out._version = None
@@ -307,7 +319,7 @@ def _counter(t):
 def view(out, base):
     """Marks ``out`` as a view of ``base`` when their memory overlaps: they then share a version
     counter, so changing either in place invalidates what backward saved of the other."""
-    if np.may_share_memory(out.data, base.data):
+    if np.may_share_memory(out._data, base._data):
         counter = _counter(base)
         counter.viewed = True
         out._version = counter
@@ -324,22 +336,27 @@ def record(data, parents, backward, saved=None, output_saved=False):
 
     >>> import numpy as np, freenet as fn
     >>> def cube(x):
-    ...     return fn.autograd.record(x.data ** 3, (x,), lambda g: (g * 3 * x.data ** 2,))
+    ...     return fn.autograd.record(x.numpy() ** 3, (x,), lambda g: (g * 3 * x.numpy() ** 2,))
     >>> x = fn.tensor(2.0, requires_grad=True); cube(x).backward(); x.grad
     tensor(12.)
     """
     out = _constant(data)
-    if _grad_enabled:
-        nodes = tuple(p._node for p in parents)
-        generation = -1
-        for n in nodes:
-            if n is not None and n.generation > generation:
-                generation = n.generation
-        if generation >= 0:
-            versions = tuple((c, c.count) for c in map(_counter, parents if saved is None else saved))
-            if output_saved:
-                versions += ((_counter(out), 0),)
-            out._node = Node(backward, nodes, generation + 1, out.data, None, versions)
+    if not _grad_enabled:
+        return out
+    generation = -1
+    for p in parents:
+        n = p._node
+        if n is not None and n.generation > generation:
+            generation = n.generation
+    if generation < 0:
+        return out
+    # (tensor, its version now) for inputs; the output's own counter (not the output: no reference cycle)
+    saved = parents if saved is None else saved
+    versions = tuple([(t, 0 if t._version is None else t._version.count) for t in saved])
+    if output_saved:
+        out._version = Version()
+        versions += ((out._version, 0),)
+    out._node = Node(backward, tuple(p._node for p in parents), generation + 1, out._data, None, versions)
     return out
 
 
@@ -363,17 +380,18 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         if out._node is None:
             raise FreenetError(f"grad: an output of shape {out.shape} does not require grad")
         if g is None:
-            if out.data.size != 1:
+            if out._data.size != 1:
                 raise FreenetError(f"grad: grad_outputs are needed for an output of shape {out.shape}")
-            g = np.ones_like(out.data)
-        _run_backward(out._node, np.asarray(getattr(g, "data", g), dtype=out.data.dtype), bool(retain_graph), found)
+            g = np.ones_like(out._data)
+        g = np.asarray(g._data if isinstance(g, Tensor) else g, dtype=out._data.dtype)
+        _run_backward(out._node, g, bool(retain_graph), found)
     result = []
     for t in inputs:
         g = found[id(t._node)]
         if g is None and not allow_unused:
             raise FreenetError(f"grad: an input of shape {t.shape} was not used to compute the outputs "
                                "(pass allow_unused=True to get None for it)")
-        result.append(None if g is None else _constant(np.array(g, dtype=t.data.dtype)))
+        result.append(None if g is None else _constant(np.array(g, dtype=t._data.dtype)))
     return tuple(result)
 
 
@@ -405,11 +423,12 @@ def _run_backward(root, grad, retain_graph, found=None):
         if type(backward) is str:
             raise FreenetError(f"backward: the graph through '{backward}' was already freed by an earlier "
                                "backward(); pass retain_graph=True to the first backward to go through it twice")
-        for counter, count in node.saved:
-            if counter.count != count:
+        for holder, count in node.saved:
+            now = holder.count if type(holder) is Version else 0 if holder._version is None else holder._version.count
+            if now != count:
                 raise FreenetError(f"backward: a tensor that '{_op_name(backward)}' needs for its gradient was "
-                                   f"changed in place after the op used it (version {counter.count}, expected "
-                                   f"{count}); clone() it before changing it, or change a copy")
+                                   f"changed in place after the op used it (version {now}, expected {count}); "
+                                   "clone() it before changing it, or change a copy")
         parent_grads = backward(g)
         for parent, pg in zip(node.parents, parent_grads):
             if pg is None or parent is None:
@@ -469,12 +488,12 @@ def _accumulate(node, g, backward=None):
     if t is None:  # the leaf is gone: nobody can read its gradient
         return
     if backward is not None:  # a leaf's array may have been replaced since (module.double())
-        g = _fit(g, t.data.shape, t.data.dtype, backward)
+        g = _fit(g, t._data.shape, t._data.dtype, backward)
     if t.grad is None:
         # Own the array: g may be shared with another input (add) or be a read-only broadcast view.
-        t.grad = _constant(np.array(g, dtype=t.data.dtype, copy=True))
+        t.grad = _constant(np.array(g, dtype=t._data.dtype, copy=True))
     else:
-        t.grad = _constant(t.grad.data + g)
+        t.grad = _constant(t.grad._data + g)
 
 
 def inplace(t, compute, name, *inputs, fast=None):
@@ -496,7 +515,7 @@ def inplace(t, compute, name, *inputs, fast=None):
             raise FreenetError(f"{name}: this tensor shares memory with a view of it (or is one); changing it in "
                                "place while autograd records is not supported: clone() it first, or use the "
                                "out-of-place op")
-        old = _constant(t.data.copy())
+        old = _constant(t._data.copy())
         if compute is None:  # a fill that does not read t: the new value needs no gradient
             fast(old)
             result = old
@@ -507,28 +526,32 @@ def inplace(t, compute, name, *inputs, fast=None):
         _writable(t, name)
         fast(t, *inputs)
         _counter(t).count += 1
+        if errors.tracer is not None:
+            errors.tracer.changed_in_place(t, None, name)
         return t
     else:
         with no_grad():
             result = compute(t, *inputs)
-    if result.data.shape != t.data.shape:
-        raise FreenetError(f"{name}: the result has shape {result.data.shape}, which does not fit in place in "
-                           f"a tensor of shape {t.data.shape}")
-    if not np.can_cast(result.data.dtype, t.data.dtype, "same_kind"):
-        raise FreenetError(f"{name}: a {result.data.dtype} result cannot be stored in place in a "
-                           f"{t.data.dtype} tensor")
+    if result._data.shape != t._data.shape:
+        raise FreenetError(f"{name}: the result has shape {result._data.shape}, which does not fit in place in "
+                           f"a tensor of shape {t._data.shape}")
+    if not np.can_cast(result._data.dtype, t._data.dtype, "same_kind"):
+        raise FreenetError(f"{name}: a {result._data.dtype} result cannot be stored in place in a "
+                           f"{t._data.dtype} tensor")
     _writable(t, name)
-    t.data[...] = result.data
+    t._data[...] = result._data
     _counter(t).count += 1
+    if errors.tracer is not None:  # an ONNX export follows t to its new value
+        errors.tracer.changed_in_place(t, result, name)
     if involved:
         t._node = result._node
         if t._node is not None:
-            t._node.shape, t._node.dtype = t.data.shape, t.data.dtype
+            t._node.shape, t._node.dtype = t._data.shape, t._data.dtype
     return t
 
 
 def _writable(t, name):
-    if not t.data.flags.writeable:
+    if not t._data.flags.writeable:
         raise FreenetError(f"{name}: the tensor's memory is read-only (a view from expand(), or a read-only "
                            "array); clone() it first")
 
@@ -584,7 +607,38 @@ Tensor.view_as = lambda self, other: shape.reshape(self, other.shape)
 Tensor.reshape_as = Tensor.view_as
 Tensor.expand_as = lambda self, other: shape.expand(self, other.shape)
 Tensor.type_as = lambda self, other: unary.cast(self, other.dtype)
-Tensor.dim = lambda self: self.data.ndim
+Tensor.dim = lambda self: self._data.ndim
+Tensor.mT = property(lambda self: shape.transpose(self, -2, -1))
+Tensor.allclose = lambda self, other, rtol=1e-05, atol=1e-08, equal_nan=False: bool(
+    np.allclose(self._data, np.asarray(other), rtol, atol, equal_nan))
+Tensor.equal = lambda self, other: self._data.shape == np.shape(other) and bool((self._data == np.asarray(other)).all())
+
+
+def _new(fill):
+    def new(self, *size, dtype=None, device=None, requires_grad=False):
+        """A new tensor of ``size`` with this tensor's dtype (unless ``dtype``), as ``Tensor.new_zeros`` etc."""
+        size = tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list)) else size
+        _device.check(device)
+        out = _constant(fill(size, dtype or self._data.dtype))
+        return out.requires_grad_() if requires_grad else out
+
+    return new
+
+
+Tensor.new_zeros, Tensor.new_ones, Tensor.new_empty = (_new(f) for f in (np.zeros, np.ones, np.empty))
+Tensor.new_full = lambda self, size, fill_value, dtype=None, device=None, requires_grad=False: _new(
+    lambda shape, dtype: np.full(shape, fill_value, dtype))(self, size, dtype=dtype, device=device,
+                                                             requires_grad=requires_grad)
+Tensor.new_tensor = lambda self, data, dtype=None, device=None, requires_grad=False: Tensor(
+    data, dtype=dtype or self._data.dtype, requires_grad=requires_grad)
+
+
+def _type(self, dtype=None):
+    """The dtype's name without an argument; else the tensor cast to ``dtype`` (as ``Tensor.type``)."""
+    return str(self._data.dtype) if dtype is None else unary.cast(self, dtype)
+
+
+Tensor.type = _type
 Tensor.nelement = Tensor.numel
 for _name, _dtype in (("float", np.float32), ("double", np.float64), ("long", np.int64), ("int", np.int32),
                       ("bool", np.bool_)):
@@ -619,18 +673,18 @@ def _scaled(other, alpha):
 
 
 def _filled(t, value):
-    return _constant(np.full(t.data.shape, value, dtype=t.data.dtype))
+    return _constant(np.full(t._data.shape, value, dtype=t._data.dtype))
 
 
 def _copied(t, src):
     src = src if isinstance(src, Tensor) else _constant(np.asarray(src))
-    return unary.cast(shape.expand(src, t.data.shape), t.data.dtype)
+    return unary.cast(shape.expand(src, t._data.shape), t._data.dtype)
 
 
 def _initialised(fill):
-    def fast(t, *args):
+    def fast(t, *args, **options):
         from freenet.nn import init  # freenet.nn builds on this module
-        getattr(init, fill)(t, *args)
+        getattr(init, fill)(t, *args, **options)
     return fast
 
 

@@ -13,17 +13,17 @@ def test_gradients_accumulate_across_backward_calls():
     x = fn.tensor([1.0, 2.0], requires_grad=True)
     (x * 3).sum().backward()
     (x * x).sum().backward()
-    np.testing.assert_array_equal(x.grad.data, [3 + 2, 3 + 4])
+    np.testing.assert_array_equal(x.grad._data, [3 + 2, 3 + 4])
     x.grad = None
     (x * 3).sum().backward()
-    np.testing.assert_array_equal(x.grad.data, [3, 3])
+    np.testing.assert_array_equal(x.grad._data, [3, 3])
 
 
 def test_accumulated_grads_are_not_aliased_between_leaves():
     a = fn.tensor([1.0], requires_grad=True)
     b = fn.tensor([1.0], requires_grad=True)
     (a + b).sum().backward()
-    a.grad.data += 10  # an in-place change to one grad must not leak into the other
+    a.grad._data += 10  # an in-place change to one grad must not leak into the other
     assert b.grad.item() == 1.0
 
 
@@ -40,7 +40,7 @@ def test_shared_subgraph_is_visited_once_in_generation_order():
     x = fn.tensor(1.0, requires_grad=True)
 
     def traced(t, tag):
-        return fn.autograd.record(t.data * 1.0, (t,), lambda g: (calls.append(tag) or g,))
+        return fn.autograd.record(t._data * 1.0, (t,), lambda g: (calls.append(tag) or g,))
 
     y = traced(x, "y")
     z = traced(y, "z1") + traced(y, "z2") * 2
@@ -111,13 +111,13 @@ def test_retain_graph_allows_a_second_backward():
     y = (x * x).sum()
     y.backward(retain_graph=True)
     y.backward()
-    np.testing.assert_array_equal(x.grad.data, [4.0, 8.0])
+    np.testing.assert_array_equal(x.grad._data, [4.0, 8.0])
 
 
 def test_backward_with_explicit_grad_and_on_a_leaf():
     x = fn.tensor([1.0, 2.0], requires_grad=True)
     (x * 3).backward(fn.tensor([1.0, 0.5]))
-    np.testing.assert_array_equal(x.grad.data, [3.0, 1.5])
+    np.testing.assert_array_equal(x.grad._data, [3.0, 1.5])
     leaf = fn.tensor([1.0], requires_grad=True)
     leaf.backward()
     assert leaf.grad.item() == 1.0
@@ -128,7 +128,7 @@ def test_retain_grad_keeps_intermediate_gradients():
     h = x * 2
     h.retain_grad()
     (h * h).sum().backward()
-    np.testing.assert_array_equal(h.grad.data, [4.0, 8.0])
+    np.testing.assert_array_equal(h.grad._data, [4.0, 8.0])
 
 
 def test_detach_cuts_the_graph():
@@ -136,7 +136,7 @@ def test_detach_cuts_the_graph():
     y = x * 2
     d = y.detach()
     assert not d.requires_grad and d.is_leaf
-    assert np.shares_memory(d.data, y.data)
+    assert np.shares_memory(d._data, y._data)
 
 
 def test_inputs_that_do_not_require_grad_get_none():
@@ -154,4 +154,4 @@ def test_integer_tensors_flow_through_without_grad():
 def test_broadcast_gradients_are_summed_to_the_input_shape():
     b = fn.tensor([[1.0], [2.0]], requires_grad=True)  # (2, 1) against (2, 3)
     (fn.ones(2, 3) * b).sum().backward()
-    np.testing.assert_array_equal(b.grad.data, [[3.0], [3.0]])
+    np.testing.assert_array_equal(b.grad._data, [[3.0], [3.0]])

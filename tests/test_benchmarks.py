@@ -121,6 +121,58 @@ def test_conv_and_net_costs_count_flops_as_the_workloads_say():
     assert costs.go_net_cost(1, True, board=9, blocks=6, filters=64, value_hidden=64).flops == 3 * inf.flops
 
 
+def test_char_gpt_cost_counts_its_matmuls_and_parameters():
+    from benchmarks import models
+    from freenet import nn
+    gpt = dict(vocab=11, block=8, embed=16, heads=2, layers=3)
+    n, t, c = 2, 2 * 8, 16
+    inf = costs.char_gpt_cost(n, False, **gpt)
+    # per block: qkv, projection, MLP (2*t*C*12C) and the attention products q k^T, att v (2 * 2*n*block^2*C)
+    assert inf.flops == 3 * (24 * t * c * c + 4 * n * 8 * 8 * c) + 2 * t * c * 11
+    train = costs.char_gpt_cost(n, True, **gpt)
+    assert train.flops == 3 * inf.flops
+    assert train.params == inf.params == sum(p.numel() for p in models.char_gpt(nn, **gpt).parameters())
+
+
+def test_char_gpt_gives_pytorchs_loss_gradients_and_adamw_step_on_the_same_weights():
+    """The char-gpt workload builds the same model in both frameworks: with PyTorch's initial weights
+    copied into freenet's, the same tokens give the same loss, gradients and AdamW step."""
+    torch = pytest.importorskip("torch")
+    import numpy as np
+    import freenet
+    from benchmarks import models
+    gpt = dict(vocab=11, block=8, embed=16, heads=2, layers=2)
+    torch.manual_seed(0)
+    ref = models.char_gpt(torch.nn, **gpt)
+    mine = models.char_gpt(freenet.nn, **gpt)
+    assert list(mine.state_dict()) == list(ref.state_dict())  # the mask buffers included
+    mine.load_state_dict({k: v.numpy() for k, v in ref.state_dict().items()})
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 11, (3, 8)), rng.integers(0, 11, 3 * 8)
+    opts = (torch.optim.AdamW(ref.parameters(), lr=1e-3, weight_decay=0.01),
+            freenet.optim.AdamW(mine.parameters(), lr=1e-3, weight_decay=0.01))
+
+    def losses(x, y):
+        return (torch.nn.functional.cross_entropy(ref(torch.tensor(x)).view(-1, 11), torch.tensor(y)),
+                freenet.nn.functional.cross_entropy(mine(freenet.tensor(x)).view(-1, 11), freenet.tensor(y)))
+
+    theirs, ours = losses(x, y)
+    assert math.isclose(ours.item(), theirs.item(), rel_tol=1e-5)
+    for opt in opts:
+        opt.zero_grad()
+    theirs.backward()
+    ours.backward()
+    grads = dict(mine.named_parameters())
+    for name, p in ref.named_parameters():
+        np.testing.assert_allclose(grads[name].grad.numpy(), p.grad.numpy(), rtol=1e-4, atol=1e-5, err_msg=name)
+    for opt in opts:
+        opt.step()
+    theirs, ours = losses(x, y)
+    assert math.isclose(ours.item(), theirs.item(), rel_tol=1e-5)
+    theirs, ours = losses(x[:, :5], y.reshape(3, 8)[:, :5].reshape(-1))  # a context shorter than the block
+    assert math.isclose(ours.item(), theirs.item(), rel_tol=1e-5)
+
+
 def _row(name, group, fn_s, torch_s=None, cuda_s=None, train=False):
     results = {"freenet": {"median_s": fn_s}}
     if torch_s:
@@ -268,7 +320,7 @@ def test_freenet_go_workloads_run_the_same_architecture_as_the_peers(name):
     shared = models.go_net(nn, **arch)
     own = new_net(arch["board"], arch["blocks"], arch["filters"], arch.get("value_hidden"))
     assert sorted(tuple(p.shape) for p in shared.parameters()) == sorted(tuple(p.shape) for p in own.parameters())
-    assert costs.go_net_cost(2, True, **arch).params == sum(p.data.size for p in own.parameters())
+    assert costs.go_net_cost(2, True, **arch).params == sum(p._data.size for p in own.parameters())
 
 
 def test_step_profile_script_reports_kernels_and_the_pool(capsys):

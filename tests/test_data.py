@@ -35,7 +35,7 @@ def no_network(monkeypatch):
 
 
 def batches(loader):
-    return [tuple(t.data.copy() for t in b) for b in loader]
+    return [tuple(t._data.copy() for t in b) for b in loader]
 
 
 def assert_same_batches(a, b):
@@ -175,7 +175,7 @@ def test_resume_continues_exactly(n, batch_size, drop_last, cut, seed):
     got, state = [], first.state_dict()
     while len(got) < cut:  # consume `cut` batches, across epochs, then "crash"
         for b in first:
-            got.append(tuple(t.data.copy() for t in b))
+            got.append(tuple(t._data.copy() for t in b))
             state = first.state_dict()
             if len(got) == cut:
                 break
@@ -437,7 +437,7 @@ def test_mnist_epoch_through_loader_is_cheap():
     seen = np.zeros(10, np.int64)
     for x, y in loader:
         assert x.shape[1:] == (1, 28, 28) and x.dtype == np.float32
-        seen += np.bincount(y.data, minlength=10)
+        seen += np.bincount(y._data, minlength=10)
     np.testing.assert_array_equal(seen, [400] * 10)
 
 

@@ -37,7 +37,7 @@ class Items(Dataset):
 def arrays(batch):
     """A batch with every Tensor replaced by its ndarray (containers kept), for comparisons."""
     if isinstance(batch, fn.Tensor):
-        return batch.data
+        return batch._data
     if isinstance(batch, dict):
         return {k: arrays(v) for k, v in batch.items()}
     if isinstance(batch, (tuple, list)):
@@ -224,7 +224,7 @@ def test_single_tensor_items_match_torch():
     theirs = list(TorchLoader(rows, batch_size=2))
     assert all(isinstance(t, torch.Tensor) for t in theirs)
     for a, b in zip(mine, theirs, strict=True):
-        np.testing.assert_array_equal(a.data, b.numpy())
+        np.testing.assert_array_equal(a._data, b.numpy())
 
 
 @given(n=st.integers(1, 20), batch_size=st.integers(1, 7), shuffle=st.booleans(), seed=st.integers(0, 100),
@@ -238,7 +238,7 @@ def test_get_batch_fast_path_equals_example_by_example(n, batch_size, shuffle, s
     for a, b in zip(fast, slow, strict=True):
         assert isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b) == 2
         for u, v in zip(a, b):
-            np.testing.assert_array_equal(u.data, v.data)
+            np.testing.assert_array_equal(u._data, v._data)
             assert u.dtype == v.dtype
 
 
@@ -288,8 +288,8 @@ def test_subset_of_mnist_keeps_the_examples():
     train = MNIST(train=True)
     sub = Subset(train, [5, 3, 1000])
     images, labels = next(iter(DataLoader(sub, batch_size=3)))
-    np.testing.assert_array_equal(images.data, train.images[[5, 3, 1000]])
-    np.testing.assert_array_equal(labels.data, train.labels[[5, 3, 1000]])
+    np.testing.assert_array_equal(images._data, train.images[[5, 3, 1000]])
+    np.testing.assert_array_equal(labels._data, train.labels[[5, 3, 1000]])
 
 
 def test_concat_dataset():

@@ -40,7 +40,7 @@ def test_engine_matmul_gradients_are_bitwise_the_same_with_1_and_2_threads(resto
         a, b = fn.tensor(a0, requires_grad=True), fn.tensor(b0, requires_grad=True)
         out = (a @ b).relu()
         out.sum().backward()
-        results.append((out.data, a.grad.data, b.grad.data))
+        results.append((out._data, a.grad._data, b.grad._data))
     for one, two in zip(*results):
         assert np.array_equal(one, two)
 

@@ -35,15 +35,15 @@ def random_net(size=19, blocks=1, filters=16, seed=0):
     for _, m in net.named_modules():
         if type(m).__name__ == "BatchNorm2d":
             c = m.num_features
-            m.weight.data[...] = rng.uniform(0.5, 1.5, c)
-            m.bias.data[...] = rng.normal(0, 0.2, c)
-            m.running_mean.data[...] = rng.normal(0, 0.2, c)
-            m.running_var.data[...] = rng.uniform(0.5, 2, c)
-    net.value_bn.bias.data[...] = 1.0  # keep the heads' ReLUs alive
-    net.policy_bn.bias.data[...] = 1.0
-    net.policy_fc.weight.data[...] *= 3
-    net.value_fc1.weight.data[...] *= 4
-    net.value_fc2.weight.data[...] *= 4
+            m.weight._data[...] = rng.uniform(0.5, 1.5, c)
+            m.bias._data[...] = rng.normal(0, 0.2, c)
+            m.running_mean._data[...] = rng.normal(0, 0.2, c)
+            m.running_var._data[...] = rng.uniform(0.5, 2, c)
+    net.value_bn.bias._data[...] = 1.0  # keep the heads' ReLUs alive
+    net.policy_bn.bias._data[...] = 1.0
+    net.policy_fc.weight._data[...] *= 3
+    net.value_fc1.weight._data[...] *= 4
+    net.value_fc2.weight._data[...] *= 4
     net.eval()
     return net
 

@@ -99,10 +99,10 @@ def _trained_looking(net, seed):
     rng = np.random.default_rng(seed)
     for m in net.modules():
         if isinstance(m, fn.nn.BatchNorm2d):
-            m.running_mean.data[...] = rng.standard_normal(m.num_features) * 0.3
-            m.running_var.data[...] = rng.random(m.num_features) * 2 + 0.1
-            m.weight.data[...] = rng.random(m.num_features) + 0.5
-            m.bias.data[...] = rng.standard_normal(m.num_features) * 0.3
+            m.running_mean._data[...] = rng.standard_normal(m.num_features) * 0.3
+            m.running_var._data[...] = rng.random(m.num_features) * 2 + 0.1
+            m.weight._data[...] = rng.random(m.num_features) + 0.5
+            m.bias._data[...] = rng.standard_normal(m.num_features) * 0.3
     return net.eval()
 
 
@@ -121,7 +121,7 @@ def test_inference_path_matches_the_module(size, blocks, filters, batch):
     assert np.abs(p2 - p.numpy()).max() <= 1e-5 * scale
     assert np.abs(v2 - v.numpy()).max() <= 1e-5
     # a snapshot: training the net afterwards does not change the plan
-    next(net.parameters()).data[...] = 0
+    next(net.parameters())._data[...] = 0
     p3 = plan(x).policy
     assert p3.tobytes() == p2.tobytes()
     with pytest.raises(FreenetError, match="expected input planes"):
@@ -248,8 +248,8 @@ def test_pooled_net_differs_from_the_same_weights_without_pooling():
         p1 = pooled(x)[0]
         p2, v2 = plain(x)
         assert np.abs(p1.numpy() - p2.numpy()).max() > 1e-3
-        pooled.blocks[1].pool_fc.weight.data[...] = 0
-        pooled.blocks[1].pool_fc.bias.data[...] = 0
+        pooled.blocks[1].pool_fc.weight._data[...] = 0
+        pooled.blocks[1].pool_fc.bias._data[...] = 0
         p3, v3 = pooled(x)
     assert np.array_equal(p3.numpy(), p2.numpy()) and np.array_equal(v3.numpy(), v2.numpy())
 
@@ -344,11 +344,11 @@ def test_ownership_comes_back_on_the_boards_own_points(mode):
     """A net whose ownership is tanh(2 * [the side to move has a stone here] - 1), whatever the symmetry:
     any symmetry the evaluator fails to undo moves it off the stones."""
     net = new_net(5, 0, 4, seed=0, ownership=True)
-    net.input_conv.weight.data[...] = 0
-    net.input_conv.weight.data[0, 0, 1, 1] = np.sqrt(1 + net.input_bn.eps)  # the BN (x / sqrt(1 + eps)) undone
-    net.ownership_conv.weight.data[...] = 0
-    net.ownership_conv.weight.data[0, 0] = 2.0
-    net.ownership_conv.bias.data[...] = -1.0
+    net.input_conv.weight._data[...] = 0
+    net.input_conv.weight._data[0, 0, 1, 1] = np.sqrt(1 + net.input_bn.eps)  # the BN (x / sqrt(1 + eps)) undone
+    net.ownership_conv.weight._data[...] = 0
+    net.ownership_conv.weight._data[0, 0] = 2.0
+    net.ownership_conv.bias._data[...] = -1.0
     boards = _random_boards(5, 16, seed=2)
     ev = Evaluator(net, mode, rng=np.random.default_rng(0))
     _, _, ownership = ev.evaluate_planes(features.batch_planes(boards), np.stack([b.legal_mask() for b in boards]))

@@ -10,11 +10,11 @@ from freenet.autograd import record
 def wrong_square(x):
     """x**2 with a backward that is wrong in the element at index 2."""
     def backward(g):
-        d = 2 * x.data
+        d = 2 * x._data
         d = d.copy()
         d.flat[2] += 0.1
         return (g * d,)
-    return record(x.data ** 2, (x,), backward)
+    return record(x._data ** 2, (x,), backward)
 
 
 def test_gradcheck_passes_a_right_backward():

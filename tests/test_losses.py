@@ -70,7 +70,7 @@ def test_cross_entropy(case, reduction, smoothing):
     x, v = leaf(shape, seed)
     t = fn.tensor(target)
     loss = F.cross_entropy(x, t, reduction=reduction, label_smoothing=smoothing)
-    np.testing.assert_allclose(loss.data, _ce_reference(v, target, reduction, smoothing), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(loss._data, _ce_reference(v, target, reduction, smoothing), rtol=1e-10, atol=1e-12)
     assert fn.gradcheck(lambda x: F.cross_entropy(x, t, reduction=reduction, label_smoothing=smoothing), x)
 
 
@@ -82,18 +82,18 @@ def test_nll_loss_matches_cross_entropy_of_log_softmax(case, reduction):
     x, v = leaf(shape, seed)
     lp = F.log_softmax(x, dim=1 if len(shape) > 1 else 0)
     t = fn.tensor(target)
-    np.testing.assert_allclose(F.nll_loss(lp, t, reduction=reduction).data,
-                               F.cross_entropy(x, t, reduction=reduction).data, rtol=1e-12)
+    np.testing.assert_allclose(F.nll_loss(lp, t, reduction=reduction)._data,
+                               F.cross_entropy(x, t, reduction=reduction)._data, rtol=1e-12)
     assert fn.gradcheck(lambda x: F.nll_loss(x, t, reduction=reduction), x)
 
 
 def test_cross_entropy_is_stable_for_huge_logits():
     x = fn.tensor([[1e4, 0.0, -1e4], [0.0, 1e4, 1e4]], requires_grad=True)
     loss = F.cross_entropy(x, fn.tensor([2, 1]), reduction="none")
-    np.testing.assert_allclose(loss.data, [2e4, np.log(2)], rtol=1e-6)
+    np.testing.assert_allclose(loss._data, [2e4, np.log(2)], rtol=1e-6)
     loss.sum().backward()
-    assert np.isfinite(x.grad.data).all()
-    np.testing.assert_allclose(x.grad.data, [[1, 0, -1], [0, -0.5, 0.5]], atol=1e-6)
+    assert np.isfinite(x.grad._data).all()
+    np.testing.assert_allclose(x.grad._data, [[1, 0, -1], [0, -0.5, 0.5]], atol=1e-6)
     probs = F.cross_entropy(x, fn.tensor([[0.0, 0.0, 1.0], [0.0, 0.5, 0.5]]))
     assert np.isfinite(probs.item())
 
@@ -124,7 +124,7 @@ def test_mse_loss(shape, seed, reduction):
     expected = (va - vb) ** 2
     if reduction != "none":
         expected = expected.sum() if reduction == "sum" else expected.mean() if expected.size else np.nan
-    np.testing.assert_allclose(F.mse_loss(a, b, reduction=reduction).data, expected, rtol=1e-12)
+    np.testing.assert_allclose(F.mse_loss(a, b, reduction=reduction)._data, expected, rtol=1e-12)
     assert fn.gradcheck(lambda a, b: F.mse_loss(a, b, reduction=reduction), a, b)
 
 
@@ -144,7 +144,7 @@ def test_binary_cross_entropy_with_logits(shape, seed, reduction):
     if reduction != "none":
         expected = expected.sum() if reduction == "sum" else expected.mean() if expected.size else np.nan
     out = F.binary_cross_entropy_with_logits(x, y, reduction=reduction)
-    np.testing.assert_allclose(out.data, expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(out._data, expected, rtol=1e-10, atol=1e-12)
     assert fn.gradcheck(lambda x, y: F.binary_cross_entropy_with_logits(x, y, reduction=reduction), x, y)
 
 
@@ -153,4 +153,4 @@ def test_binary_cross_entropy_with_logits_is_stable_and_smooth_at_zero():
     loss = F.binary_cross_entropy_with_logits(x, fn.tensor([0.0, 1.0, 1.0]), reduction="sum")
     np.testing.assert_allclose(loss.item(), 2e4 + np.log(2), rtol=1e-6)
     loss.backward()
-    np.testing.assert_allclose(x.grad.data, [1.0, -1.0, -0.5])  # sigmoid(x) - y, also at x = 0
+    np.testing.assert_allclose(x.grad._data, [1.0, -1.0, -0.5])  # sigmoid(x) - y, also at x = 0

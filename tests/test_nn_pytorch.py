@@ -32,12 +32,12 @@ def _t(torch, v, grad=True):
 
 
 def _grads(*ts):
-    return [t.grad.data.copy() for t in ts]
+    return [t.grad._data.copy() for t in ts]
 
 
 def _close(ours, theirs, rtol=1e-5, atol=1e-8):
     theirs = theirs.detach().numpy() if hasattr(theirs, "detach") else theirs
-    np.testing.assert_allclose(ours.data if isinstance(ours, fn.Tensor) else ours, theirs, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(ours._data if isinstance(ours, fn.Tensor) else ours, theirs, rtol=rtol, atol=atol)
 
 
 # -- layer norm ------------------------------------------------------------------------------------
@@ -69,7 +69,7 @@ def test_layer_norm_matches_numpy_and_gradchecks(case, seed, layout):
     if b is not None:
         expected = expected + vb
     shape = normalized[0] if len(normalized) == 1 and seed % 2 else normalized  # an int or a tuple
-    np.testing.assert_allclose(F.layer_norm(x, shape, w, b).data, expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(F.layer_norm(x, shape, w, b)._data, expected, rtol=1e-10, atol=1e-12)
     params = tuple(p for p in (x, w, b) if p is not None)
 
     def f(x, *wb):
@@ -83,7 +83,7 @@ def test_layer_norm_float32_sums_in_float64_and_checks_shapes():
     v = (rng.standard_normal((3, 4096)) * 1e-3 + 1e3).astype(np.float32)  # a large mean, a small spread
     out = F.layer_norm(fn.tensor(v), 4096)
     assert out.dtype == np.float32
-    np.testing.assert_allclose(out.data, _normalize(v.astype(np.float64), (1,), 1e-5), rtol=0, atol=2e-3)
+    np.testing.assert_allclose(out._data, _normalize(v.astype(np.float64), (1,), 1e-5), rtol=0, atol=2e-3)
     with pytest.raises(FreenetError, match="normalized_shape"):
         F.layer_norm(fn.zeros(2, 3), (2, 3, 4))
     with pytest.raises(FreenetError, match="normalized_shape"):
@@ -105,8 +105,8 @@ def test_layer_norm_module():
     ln = nn.LayerNorm((2, 3))
     assert ln.normalized_shape == (2, 3)
     assert list(ln.state_dict()) == ["weight", "bias"]
-    assert np.array_equal(ln.weight.data, np.ones((2, 3), np.float32))
-    assert np.array_equal(ln.bias.data, np.zeros((2, 3), np.float32))
+    assert np.array_equal(ln.weight._data, np.ones((2, 3), np.float32))
+    assert np.array_equal(ln.bias._data, np.zeros((2, 3), np.float32))
     assert repr(ln) == "LayerNorm((2, 3), eps=1e-05, elementwise_affine=True)"
     assert list(nn.LayerNorm(4, bias=False).state_dict()) == ["weight"]
     assert list(nn.LayerNorm(4, elementwise_affine=False).state_dict()) == []
@@ -114,8 +114,8 @@ def test_layer_norm_module():
     x = fn.randn(4, 2, 3)
     train = ln(x)
     ln.eval()
-    assert np.array_equal(ln(x).data, train.data)  # no running statistics: the same in eval
-    out = train.data.reshape(4, 6)
+    assert np.array_equal(ln(x)._data, train._data)  # no running statistics: the same in eval
+    out = train._data.reshape(4, 6)
     np.testing.assert_allclose(out.mean(axis=1), 0, atol=1e-6)
     np.testing.assert_allclose(out.var(axis=1), 1, rtol=1e-4)
 
@@ -154,7 +154,7 @@ def test_group_norm_matches_numpy_and_gradchecks(n, groups, per_group, spatial, 
     if affine:
         channel = (1, c) + (1,) * len(spatial)
         expected = expected * vw.reshape(channel) + vb.reshape(channel)
-    np.testing.assert_allclose(F.group_norm(x, groups, w, b).data, expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(F.group_norm(x, groups, w, b)._data, expected, rtol=1e-10, atol=1e-12)
     params = (x, w, b) if affine else (x,)
     assert fn.gradcheck(lambda x, *wb: F.group_norm(x, groups, *(wb or (None, None)), eps=1e-3), *params)
 
@@ -166,7 +166,7 @@ def test_group_norm_module_and_errors():
     assert list(nn.GroupNorm(2, 4, affine=False).state_dict()) == []
     assert list(nn.GroupNorm(2, 4, bias=False).state_dict()) == ["weight"]
     out = gn(fn.randn(3, 4, 5))
-    grouped = out.data.reshape(3, 2, 10)
+    grouped = out._data.reshape(3, 2, 10)
     np.testing.assert_allclose(grouped.mean(axis=2), 0, atol=1e-6)
     with pytest.raises(FreenetError, match="divide"):
         nn.GroupNorm(3, 4)
@@ -204,25 +204,25 @@ def test_embedding_matches_numpy_and_gradchecks(rows, dim, index_shape, padding,
     idx = fn.tensor(np.random.default_rng(seed).integers(0, rows, size=tuple(index_shape)))
     out = F.embedding(idx, w, scale_grad_by_freq=by_freq)
     assert out.shape == tuple(index_shape) + (dim,)
-    assert np.array_equal(out.data, vw[idx.data])
+    assert np.array_equal(out._data, vw[idx._data])
     assert fn.gradcheck(lambda w: F.embedding(idx, w), w)
     # the gradient adds up over repeated indices (divided by the count with scale_grad_by_freq: not the
     # derivative, so compared with the sum written out)
     g = values(out.shape, seed + 1)
     w.grad = None
     F.embedding(idx, w, scale_grad_by_freq=by_freq).backward(g)
-    flat, gflat = idx.data.reshape(-1), g.reshape(-1, dim)
+    flat, gflat = idx._data.reshape(-1), g.reshape(-1, dim)
     counts = np.bincount(flat, minlength=rows)
     expected = np.zeros((rows, dim))
     for i, row in enumerate(flat):
         expected[row] += gflat[i] / (counts[row] if by_freq else 1)
-    np.testing.assert_allclose(w.grad.data, expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(w.grad._data, expected, rtol=1e-12, atol=1e-15)
     if padding:  # the padding row gets no gradient, the others the same as without it
         pad = int(seed % rows)
         w.grad = None
         F.embedding(idx, w, padding_idx=pad - rows if seed % 2 else pad, scale_grad_by_freq=by_freq).backward(g)
         expected[pad] = 0
-        np.testing.assert_allclose(w.grad.data, expected, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(w.grad._data, expected, rtol=1e-12, atol=1e-15)
 
 
 def test_embedding_errors_and_index_changes():
@@ -247,21 +247,21 @@ def test_embedding_errors_and_index_changes():
     out = F.embedding(raw, w)
     raw[0] = 1
     out.sum().backward()
-    assert w.grad.data[:, 0].tolist() == [1.0, 0.0, 0.0, 1.0]
+    assert w.grad._data[:, 0].tolist() == [1.0, 0.0, 0.0, 1.0]
     assert F.embedding([[1, 1]], w).shape == (1, 2, 2)
 
 
 def test_embedding_max_norm_renormalises_the_rows_used_in_place():
     w = fn.tensor([[3.0, 4.0], [0.3, 0.4], [6.0, 8.0]], requires_grad=True)
     out = F.embedding(fn.tensor([0, 1]), w, max_norm=1.0)
-    np.testing.assert_allclose(w.data[0], [0.6, 0.8], rtol=1e-6)  # norm 5 -> 1 (5 / (5 + 1e-7))
-    np.testing.assert_allclose(w.data[1], [0.3, 0.4])  # under max_norm: untouched
-    np.testing.assert_allclose(w.data[2], [6.0, 8.0])  # not looked up: untouched
+    np.testing.assert_allclose(w._data[0], [0.6, 0.8], rtol=1e-6)  # norm 5 -> 1 (5 / (5 + 1e-7))
+    np.testing.assert_allclose(w._data[1], [0.3, 0.4])  # under max_norm: untouched
+    np.testing.assert_allclose(w._data[2], [6.0, 8.0])  # not looked up: untouched
     assert w.version == 1
-    np.testing.assert_allclose(out.data, w.data[:2])
+    np.testing.assert_allclose(out._data, w._data[:2])
     w1 = fn.tensor([[3.0, 4.0]])
     F.embedding(fn.tensor([0]), w1, max_norm=2.0, norm_type=1)
-    np.testing.assert_allclose(w1.data, [[6 / 7, 8 / 7]], rtol=1e-6)
+    np.testing.assert_allclose(w1._data, [[6 / 7, 8 / 7]], rtol=1e-6)
 
 
 def test_embedding_module():
@@ -269,22 +269,22 @@ def test_embedding_module():
     emb = nn.Embedding(1000, 8, padding_idx=3)
     assert list(emb.state_dict()) == ["weight"]
     assert emb.weight.shape == (1000, 8) and emb.weight.dtype == np.float32
-    assert np.array_equal(emb.weight.data[3], np.zeros(8))
-    rest = np.delete(emb.weight.data, 3, axis=0)
+    assert np.array_equal(emb.weight._data[3], np.zeros(8))
+    rest = np.delete(emb.weight._data, 3, axis=0)
     assert abs(rest.mean()) < 0.05 and abs(rest.std() - 1) < 0.05  # N(0, 1)
     fn.manual_seed(0)
-    assert np.array_equal(nn.Embedding(1000, 8, padding_idx=3).weight.data, emb.weight.data)  # seeded
+    assert np.array_equal(nn.Embedding(1000, 8, padding_idx=3).weight._data, emb.weight._data)  # seeded
     assert repr(emb) == "Embedding(1000, 8, padding_idx=3)"
     assert nn.Embedding(5, 2, padding_idx=-1).padding_idx == 4
     idx = fn.tensor([[3, 7], [7, 1]])
     out = emb(idx)
     assert out.shape == (2, 2, 8)
     out.sum().backward()
-    grad = emb.weight.grad.data
+    grad = emb.weight.grad._data
     assert np.array_equal(grad[3], np.zeros(8)) and np.array_equal(grad[7], np.full(8, 2.0))
     assert np.array_equal(grad[1], np.ones(8)) and grad[[0, 2, 4]].sum() == 0
     emb.eval()
-    assert np.array_equal(emb(idx).data, out.data)
+    assert np.array_equal(emb(idx)._data, out._data)
     with pytest.raises(FreenetError):
         nn.Embedding(4, 2, padding_idx=4)
 
@@ -292,11 +292,11 @@ def test_embedding_module():
 def test_embedding_from_pretrained():
     table = fn.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
     emb = nn.Embedding.from_pretrained(table)
-    assert not emb.weight.requires_grad and emb.weight.data is table.data  # shared, as in PyTorch
+    assert not emb.weight.requires_grad and emb.weight._data is table._data  # shared, as in PyTorch
     assert (emb.num_embeddings, emb.embedding_dim) == (3, 2)
     assert emb(fn.tensor([2, 0])).tolist() == [[5.0, 6.0], [1.0, 2.0]]
     trainable = nn.Embedding.from_pretrained(table, freeze=False, padding_idx=1)
-    assert trainable.weight.requires_grad and trainable.weight.data[1].tolist() == [3.0, 4.0]  # kept
+    assert trainable.weight.requires_grad and trainable.weight._data[1].tolist() == [3.0, 4.0]  # kept
     trainable(fn.tensor([1, 2])).sum().backward()
     assert trainable.weight.grad.tolist() == [[0.0, 0.0], [0.0, 0.0], [1.0, 1.0]]
     assert nn.Embedding.from_pretrained(np.ones((2, 3))).weight.dtype == np.float64
@@ -361,7 +361,7 @@ def test_conv1d_matches_numpy_and_gradchecks(case, seed, layout, with_bias):
     b, vb = leaf((w_shape[0],), seed + 2) if with_bias else (None, None)
     geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     expected = _conv1d_reference(vx, vw, vb, **geometry)
-    np.testing.assert_allclose(F.conv1d(x, w, b, **geometry).data, expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(F.conv1d(x, w, b, **geometry)._data, expected, rtol=1e-10, atol=1e-12)
     inputs = (x, w) + ((b,) if with_bias else ())
     assert fn.gradcheck(lambda x, w, *b: F.conv1d(x, w, b[0] if b else None, **geometry), *inputs)
 
@@ -374,11 +374,11 @@ def test_conv1d_same_and_valid_padding(kw, dilation, length, seed):
     assert out.shape == (1, 3, length)
     total = dilation * (kw - 1)  # an odd total puts the extra zero on the right
     padded = np.pad(vx, ((0, 0), (0, 0), (total // 2, total - total // 2)))
-    np.testing.assert_allclose(out.data, _conv1d_reference(padded, vw, None, 1, 0, dilation, 1), rtol=1e-10,
+    np.testing.assert_allclose(out._data, _conv1d_reference(padded, vw, None, 1, 0, dilation, 1), rtol=1e-10,
                                atol=1e-12)
     assert fn.gradcheck(lambda x, w: F.conv1d(x, w, padding="same", dilation=dilation), x, w)
     if length >= dilation * (kw - 1) + 1:
-        np.testing.assert_allclose(F.conv1d(x, w, padding="valid", dilation=dilation).data,
+        np.testing.assert_allclose(F.conv1d(x, w, padding="valid", dilation=dilation)._data,
                                    _conv1d_reference(vx, vw, None, 1, 0, dilation, 1), rtol=1e-10, atol=1e-12)
 
 
@@ -389,7 +389,7 @@ def test_conv1d_module():
     assert conv.weight.shape == (6, 2, 3) and conv.bias.shape == (6,)
     assert (conv.kernel_size, conv.stride, conv.padding, conv.dilation) == ((3,), (2,), (1,), (1,))
     bound = 1 / math.sqrt(2 * 3)  # kaiming_uniform(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-    assert np.abs(conv.weight.data).max() <= bound and np.abs(conv.bias.data).max() <= bound
+    assert np.abs(conv.weight._data).max() <= bound and np.abs(conv.bias._data).max() <= bound
     assert repr(conv) == "Conv1d(4, 6, kernel_size=(3,), stride=(2,), padding=(1,), groups=2)"
     assert conv(fn.randn(5, 4, 9)).shape == (5, 6, 5)
     assert conv(fn.randn(4, 9)).shape == (6, 5)  # unbatched
@@ -434,37 +434,37 @@ def test_conv1d_matches_torch(dtype):
 @given(shape=st.lists(st.integers(1, 4), max_size=3), seed=seeds, layout=layouts)
 def test_silu_matches_numpy_and_gradchecks(shape, seed, layout):
     x, vx = leaf(tuple(shape), seed, layout=layout)
-    np.testing.assert_allclose(F.silu(x).data, vx / (1 + np.exp(-vx)), rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(F.silu(x)._data, vx / (1 + np.exp(-vx)), rtol=1e-14, atol=1e-15)
     assert fn.gradcheck(F.silu, x)
 
 
 def test_silu_module_and_in_place():
     x = fn.tensor([-1.0, 0.0, 2.0])
-    expected = x.data / (1 + np.exp(-x.data))
-    np.testing.assert_allclose(nn.SiLU()(x).data, expected, rtol=1e-6)
+    expected = x._data / (1 + np.exp(-x._data))
+    np.testing.assert_allclose(nn.SiLU()(x)._data, expected, rtol=1e-6)
     assert x.tolist() == [-1.0, 0.0, 2.0]
     y = nn.SiLU(inplace=True)(x)
     assert y is x and x.version == 1
-    np.testing.assert_allclose(x.data, expected, rtol=1e-6)
+    np.testing.assert_allclose(x._data, expected, rtol=1e-6)
     assert repr(nn.SiLU(inplace=True)) == "SiLU(inplace=True)"
     leaf_ = fn.tensor([1.0, -2.0], dtype=fn.float64, requires_grad=True)
     h = leaf_ * 1.0
     F.silu(h, inplace=True).sum().backward()  # the gradient goes through the in-place op
-    s = 1 / (1 + np.exp(-leaf_.data))
-    np.testing.assert_allclose(leaf_.grad.data, s * (1 + leaf_.data * (1 - s)), rtol=1e-12)
+    s = 1 / (1 + np.exp(-leaf_._data))
+    np.testing.assert_allclose(leaf_.grad._data, s * (1 + leaf_._data * (1 - s)), rtol=1e-12)
 
 
 def test_softmax_modules():
     x = fn.randn(2, 3, 4)
-    assert np.array_equal(nn.Softmax(dim=1)(x).data, F.softmax(x, 1).data)
-    assert np.array_equal(nn.LogSoftmax(-1)(x).data, F.log_softmax(x, -1).data)
-    np.testing.assert_allclose(nn.Softmax(2)(x).data.sum(axis=2), 1, rtol=1e-6)
+    assert np.array_equal(nn.Softmax(dim=1)(x)._data, F.softmax(x, 1)._data)
+    assert np.array_equal(nn.LogSoftmax(-1)(x)._data, F.log_softmax(x, -1)._data)
+    np.testing.assert_allclose(nn.Softmax(2)(x)._data.sum(axis=2), 1, rtol=1e-6)
     assert repr(nn.Softmax(dim=1)) == "Softmax(dim=1)" and repr(nn.LogSoftmax(0)) == "LogSoftmax(dim=0)"
     with pytest.warns(UserWarning, match="Implicit dimension"):  # PyTorch's legacy choice: dim 0 for 3-d
         implicit = nn.Softmax()(x)
-    np.testing.assert_allclose(implicit.data.sum(axis=0), 1, rtol=1e-6)
+    np.testing.assert_allclose(implicit._data.sum(axis=0), 1, rtol=1e-6)
     with pytest.warns(UserWarning, match="Implicit dimension"):  # and dim 1 for 2-d
-        np.testing.assert_allclose(np.exp(nn.LogSoftmax()(x[0]).data).sum(axis=1), 1, rtol=1e-6)
+        np.testing.assert_allclose(np.exp(nn.LogSoftmax()(x[0])._data).sum(axis=1), 1, rtol=1e-6)
 
 
 def test_activation_modules_match_torch():
@@ -496,7 +496,7 @@ def test_l1_loss_matches_numpy_and_gradchecks(shape, reduction, seed, target_gra
     y = fn.tensor(vy, requires_grad=target_grad)
     losses = np.abs(vx - vy)
     expected = {"none": losses, "sum": losses.sum(), "mean": losses.mean()}[reduction]
-    np.testing.assert_allclose(F.l1_loss(x, y, reduction=reduction).data, expected, rtol=1e-14)
+    np.testing.assert_allclose(F.l1_loss(x, y, reduction=reduction)._data, expected, rtol=1e-14)
     assert fn.gradcheck(lambda x, y: F.l1_loss(x, y, reduction=reduction), x, y)
 
 
@@ -527,10 +527,10 @@ def test_binary_cross_entropy_matches_numpy_and_gradchecks(shape, reduction, wei
     p = fn.tensor(rng.uniform(0.05, 0.95, shape), requires_grad=True)
     y = fn.tensor(rng.uniform(0, 1, shape), requires_grad=True)
     w = fn.tensor(rng.uniform(0.5, 2, shape[-1:]) if weighted else np.ones(shape[-1:]))
-    losses = -w.data * (y.data * np.log(p.data) + (1 - y.data) * np.log(1 - p.data))
+    losses = -w._data * (y._data * np.log(p._data) + (1 - y._data) * np.log(1 - p._data))
     expected = {"none": losses, "sum": losses.sum(), "mean": losses.mean()}[reduction]
     out = F.binary_cross_entropy(p, y, weight=w if weighted else None, reduction=reduction)
-    np.testing.assert_allclose(out.data, expected, rtol=1e-12)
+    np.testing.assert_allclose(out._data, expected, rtol=1e-12)
     assert fn.gradcheck(lambda p, y: F.binary_cross_entropy(p, y, w if weighted else None, reduction), p, y)
 
 
@@ -538,9 +538,9 @@ def test_binary_cross_entropy_edges_and_module():
     p = fn.tensor([0.0, 1.0, 0.0, 1.0, 0.5], requires_grad=True)
     y = fn.tensor([0.0, 1.0, 1.0, 0.0, 1.0])
     losses = F.binary_cross_entropy(p, y, reduction="none")
-    np.testing.assert_allclose(losses.data, [0.0, 0.0, 100.0, 100.0, math.log(2)], rtol=1e-6)  # logs clamped at -100
+    np.testing.assert_allclose(losses._data, [0.0, 0.0, 100.0, 100.0, math.log(2)], rtol=1e-6)  # logs clamped at -100
     losses.sum().backward()
-    assert np.all(np.isfinite(p.grad.data)) and p.grad.data[0] == 0 and p.grad.data[1] == 0
+    assert np.all(np.isfinite(p.grad._data)) and p.grad._data[0] == 0 and p.grad._data[1] == 0
     with pytest.raises(FreenetError, match="between 0 and 1"):
         F.binary_cross_entropy(fn.tensor([1.5]), fn.tensor([1.0]))
     with pytest.raises(FreenetError, match="shape"):
@@ -591,7 +591,7 @@ def test_one_hot(shape, classes, seed):
     idx = np.random.default_rng(seed).integers(0, classes, size=tuple(shape))
     out = F.one_hot(fn.tensor(idx), classes)
     assert out.dtype == np.int64 and out.shape == tuple(shape) + (classes,)
-    assert np.array_equal(out.data, (idx[..., None] == np.arange(classes)).astype(np.int64))
+    assert np.array_equal(out._data, (idx[..., None] == np.arange(classes)).astype(np.int64))
     if idx.size:
         assert F.one_hot(fn.tensor(idx)).shape == tuple(shape) + (int(idx.max()) + 1,)
 
@@ -608,7 +608,7 @@ def test_one_hot_errors_and_torch():
         F.one_hot(fn.tensor(np.zeros(0, np.int64)))
     torch = _torch()
     idx = np.array([[0, 3], [2, 2]])
-    assert np.array_equal(F.one_hot(fn.tensor(idx), 5).data, torch.nn.functional.one_hot(torch.tensor(idx), 5))
+    assert np.array_equal(F.one_hot(fn.tensor(idx), 5)._data, torch.nn.functional.one_hot(torch.tensor(idx), 5))
 
 
 # -- interpolate -----------------------------------------------------------------------------------
@@ -654,7 +654,7 @@ def test_bilinear_interpolate_matches_numpy_and_gradchecks(case, align_corners, 
     out = F.interpolate(x, mode="bilinear", align_corners=align_corners, **size)
     scale = size.get("scale_factor")
     expected = _bilinear_reference(vx, *out.shape[2:], align_corners, (scale, scale))
-    np.testing.assert_allclose(out.data, expected, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(out._data, expected, rtol=1e-12, atol=1e-14)
     assert fn.gradcheck(lambda x: F.interpolate(x, mode="bilinear", align_corners=align_corners, **size), x)
 
 
@@ -664,7 +664,7 @@ def test_nearest_interpolate_picks_input_pixels_and_gradchecks(case, exact, seed
     mode = "nearest-exact" if exact else "nearest"
     # each input pixel holds 100 * row + column: the output says which pixels it took
     where = fn.tensor(np.broadcast_to(100.0 * np.arange(h)[:, None] + np.arange(w), (1, 2, h, w)))
-    out = F.interpolate(where, mode=mode, **size).data
+    out = F.interpolate(where, mode=mode, **size)._data
     out_h, out_w = out.shape[2:]
     if "size" in size:
         assert (out_h, out_w) == size["size"]
@@ -682,12 +682,12 @@ def test_nearest_interpolate_picks_input_pixels_and_gradchecks(case, exact, seed
 
 def test_interpolate_known_values_and_errors():
     x = fn.tensor(np.arange(6.0).reshape(1, 1, 2, 3))
-    assert F.interpolate(x, scale_factor=2).data[0, 0].tolist() == [[0, 0, 1, 1, 2, 2]] * 2 + [[3, 3, 4, 4, 5, 5]] * 2
-    assert F.interpolate(x, size=(1, 5)).data[0, 0].tolist() == [[0, 0, 1, 1, 2]]
-    assert F.interpolate(x, size=(1, 5), mode="nearest-exact").data[0, 0].tolist() == [[3, 3, 4, 5, 5]]
-    np.testing.assert_allclose(F.interpolate(x, size=(3, 5), mode="bilinear", align_corners=True).data[0, 0],
+    assert F.interpolate(x, scale_factor=2)._data[0, 0].tolist() == [[0, 0, 1, 1, 2, 2]] * 2 + [[3, 3, 4, 4, 5, 5]] * 2
+    assert F.interpolate(x, size=(1, 5))._data[0, 0].tolist() == [[0, 0, 1, 1, 2]]
+    assert F.interpolate(x, size=(1, 5), mode="nearest-exact")._data[0, 0].tolist() == [[3, 3, 4, 5, 5]]
+    np.testing.assert_allclose(F.interpolate(x, size=(3, 5), mode="bilinear", align_corners=True)._data[0, 0],
                                [[0, 0.5, 1, 1.5, 2], [1.5, 2, 2.5, 3, 3.5], [3, 3.5, 4, 4.5, 5]])
-    np.testing.assert_allclose(F.interpolate(x, scale_factor=2, mode="bilinear").data[0, 0, 0],
+    np.testing.assert_allclose(F.interpolate(x, scale_factor=2, mode="bilinear")._data[0, 0, 0],
                                [0, 0.25, 0.75, 1.25, 1.75, 2])
     assert F.interpolate(x, scale_factor=2).dtype == np.float64
     assert F.interpolate(fn.zeros(1, 1, 2, 2), scale_factor=1.5, mode="bilinear").dtype == np.float32
@@ -704,7 +704,7 @@ def test_interpolate_known_values_and_errors():
     with pytest.raises(FreenetError, match="positive"):
         F.interpolate(x, scale_factor=0.1)
     pixels = fn.tensor(np.arange(4, dtype=np.uint8).reshape(1, 1, 2, 2))  # nearest takes integer images
-    assert F.interpolate(pixels, scale_factor=2).data[0, 0, :, 1].tolist() == [0, 0, 2, 2]
+    assert F.interpolate(pixels, scale_factor=2)._data[0, 0, :, 1].tolist() == [0, 0, 2, 2]
     with pytest.raises(FreenetError, match="float"):
         F.interpolate(pixels, scale_factor=2, mode="bilinear")
 
@@ -734,7 +734,7 @@ def test_interpolate_matches_torch():
                     out = F.interpolate(x, **options)
                     assert out.shape == tuple(ref.shape), options
                     if mode != "bilinear":  # the same pixels, bit for bit
-                        assert np.array_equal(out.data, ref.detach().numpy()), options
+                        assert np.array_equal(out._data, ref.detach().numpy()), options
                     rtol = 1e-12 if dtype == "float64" else 1e-5
                     _close(out, ref, rtol, rtol)
                     g = rng.standard_normal(ref.shape).astype(dtype)
@@ -799,7 +799,7 @@ def test_module_dict_state_dict_loads_into_torch():
     theirs = torch.nn.ModuleDict({"emb": torch.nn.Embedding(5, 3), "norm": torch.nn.LayerNorm(3),
                                   "conv": torch.nn.Conv1d(3, 2, 2), "group": torch.nn.GroupNorm(1, 2)})
     assert list(ours.state_dict()) == list(theirs.state_dict())
-    theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
+    theirs.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in ours.state_dict().items()})
     ours.load_state_dict({k: v.detach() for k, v in theirs.state_dict().items()})
 
 
@@ -849,7 +849,7 @@ def test_renamed_pytorch_script_runs():
     model, loss, grads = _script(fn, nn, F)
     assert np.isfinite(loss.item())
     assert set(grads) == {name for name, _ in model.named_parameters()}
-    assert np.array_equal(grads["emb.weight"].data[0], np.zeros(8))  # the padding row
+    assert np.array_equal(grads["emb.weight"]._data[0], np.zeros(8))  # the padding row
     assert list(model.state_dict())[:3] == ["emb.weight", "norm.weight", "norm.bias"]
 
 
@@ -857,7 +857,7 @@ def test_renamed_pytorch_script_matches_torch():
     torch = _torch()
     fn.manual_seed(0)
     model, loss, grads = _script(fn, nn, F)
-    weights = {k: torch.from_numpy(v) for k, v in model.state_dict().items()}
+    weights = {k: torch.from_numpy(v.numpy()) for k, v in model.state_dict().items()}
     _, ref_loss, ref_grads = _script(torch, torch.nn, torch.nn.functional, weights)
     assert loss.item() == pytest.approx(ref_loss.item(), rel=1e-5)
     for name, g in grads.items():

@@ -52,12 +52,12 @@ def test_unary(name, f, ref, domain, shape, seed, layout):
     if name in ("softmax", "log_softmax") and len(shape) == 0:
         shape = (3,)
     x, v = leaf(shape, seed, domain, layout)
-    np.testing.assert_allclose(f(x).data, ref(v), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(f(x)._data, ref(v), rtol=1e-12, atol=1e-12)
     assert fn.gradcheck(f, x)
     x32, v32 = leaf(shape, seed, domain, layout, dtype=np.float32)
     y = f(x32)
     assert y.dtype == np.float32
-    np.testing.assert_allclose(y.data, ref(v32.astype(np.float64)), rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(y._data, ref(v32.astype(np.float64)), rtol=2e-5, atol=2e-6)
     y.sum().backward()
     assert x32.grad.dtype == np.float32 and x32.grad.shape == shape
 
@@ -82,7 +82,7 @@ def test_binary_broadcasting(name, f, ref, domain_a, domain_b, shapes, seed, lay
     b, vb = leaf(shape_b, seed + 1, domain_b, layout_b)
     out = f(a, b)
     assert out.shape == shapes.result_shape
-    np.testing.assert_allclose(out.data, ref(va, vb), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out._data, ref(va, vb), rtol=1e-12, atol=1e-12)
     assert fn.gradcheck(f, a, b)
 
 
@@ -92,10 +92,10 @@ def test_binary_with_scalars_and_arrays(name, f, ref, domain_a, domain_b, shape,
     a, va = leaf(shape, seed, domain_a)
     scalar = 1.7
     for left, right, expected in ((a, scalar, ref(va, scalar)), (a, np.float64(scalar), ref(va, scalar))):
-        np.testing.assert_allclose(f(left, right).data, expected, rtol=1e-12)
+        np.testing.assert_allclose(f(left, right)._data, expected, rtol=1e-12)
     assert fn.gradcheck(lambda t: f(t, scalar), a)
     if name in ("add", "sub", "mul", "div") and domain_a == "any":
-        np.testing.assert_allclose(f(scalar, a).data, ref(scalar, va), rtol=1e-12)
+        np.testing.assert_allclose(f(scalar, a)._data, ref(scalar, va), rtol=1e-12)
         assert fn.gradcheck(lambda t: f(scalar, t), a) if name != "div" else True
     a32 = fn.tensor(va.astype(np.float32))
     assert f(a32, scalar).dtype == np.float32  # Python scalars do not promote float32 (as in PyTorch)
@@ -107,7 +107,7 @@ def test_numpy_scalar_on_the_left_gives_a_tensor():
     y = np.float32(3.0) * x
     assert isinstance(y, fn.Tensor)
     y.sum().backward()
-    np.testing.assert_array_equal(x.grad.data, [3.0, 3.0])
+    np.testing.assert_array_equal(x.grad._data, [3.0, 3.0])
 
 
 @given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=3, min_dims=0, max_dims=3, max_side=3), seed=seeds,
@@ -118,17 +118,17 @@ def test_where(shapes, seed, layout):
     a, va = leaf(shape_a, seed, layout=layout)
     b, vb = leaf(shape_b, seed + 1)
     f = lambda a, b: fn.where(fn.tensor(cond), a, b)  # noqa: E731
-    np.testing.assert_array_equal(f(a, b).data, np.where(cond, va, vb))
+    np.testing.assert_array_equal(f(a, b)._data, np.where(cond, va, vb))
     assert fn.gradcheck(f, a, b)
-    np.testing.assert_array_equal(fn.where(cond, a, 0.0).data, np.where(cond, va, 0.0))
+    np.testing.assert_array_equal(fn.where(cond, a, 0.0)._data, np.where(cond, va, 0.0))
 
 
 def test_maximum_ties_split_the_gradient():
     a = fn.tensor([1.0, 2.0], requires_grad=True)
     b = fn.tensor([1.0, 0.0], requires_grad=True)
     fn.maximum(a, b).sum().backward()
-    np.testing.assert_array_equal(a.grad.data, [0.5, 1.0])
-    np.testing.assert_array_equal(b.grad.data, [0.5, 0.0])
+    np.testing.assert_array_equal(a.grad._data, [0.5, 1.0])
+    np.testing.assert_array_equal(b.grad._data, [0.5, 0.0])
 
 
 def _matmul_shapes():
@@ -147,14 +147,14 @@ def _matmul_shapes():
 def test_matmul(shapes, seed, layout_a, layout_b):
     a, va = leaf(shapes[0], seed, layout=layout_a)
     b, vb = leaf(shapes[1], seed + 1, layout=layout_b)
-    np.testing.assert_allclose((a @ b).data, np.matmul(va, vb), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose((a @ b)._data, np.matmul(va, vb), rtol=1e-12, atol=1e-12)
     assert fn.gradcheck(operator.matmul, a, b)
 
 
 def test_matmul_large_matches_numpy_in_float32():
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((300, 200), dtype=np.float32), rng.standard_normal((200, 100), dtype=np.float32)
-    np.testing.assert_allclose((fn.tensor(a) @ fn.tensor(b)).data, a @ b, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose((fn.tensor(a) @ fn.tensor(b))._data, a @ b, rtol=1e-4, atol=1e-4)
 
 
 @given(shape=shapes(), seed=seeds)
@@ -165,8 +165,8 @@ def test_comparisons_give_bool_tensors_without_grad(shape, seed):
                     (operator.ge, np.greater_equal), (operator.eq, np.equal), (operator.ne, np.not_equal)):
         out = op(a, b)
         assert out.dtype == np.bool_ and not out.requires_grad
-        np.testing.assert_array_equal(out.data, ref(va, vb))
-        np.testing.assert_array_equal(op(a, 0.5).data, ref(va, 0.5))
+        np.testing.assert_array_equal(out._data, ref(va, vb))
+        np.testing.assert_array_equal(op(a, 0.5)._data, ref(va, 0.5))
 
 
 def test_cast_is_differentiable_and_grads_keep_the_input_dtype():
@@ -175,7 +175,7 @@ def test_cast_is_differentiable_and_grads_keep_the_input_dtype():
     assert y.dtype == np.float32
     (y * 2).sum().backward()
     assert x.grad.dtype == np.float64
-    np.testing.assert_array_equal(x.grad.data, [2.0, 2.0])
+    np.testing.assert_array_equal(x.grad._data, [2.0, 2.0])
 
 
 def test_mixed_float_dtypes_promote_and_cast_gradients_back():

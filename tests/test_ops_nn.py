@@ -36,7 +36,7 @@ def test_conv2d(case, seed, layout, with_bias):
     b, vb = leaf((w_shape[0],), seed + 2) if with_bias else (None, None)
     geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     expected = kernels.conv2d_forward_reference(vx, vw, vb, **geometry)
-    np.testing.assert_allclose(conv2d(x, w, b, **geometry).data, expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(conv2d(x, w, b, **geometry)._data, expected, rtol=1e-10, atol=1e-12)
     inputs = (x, w) + ((b,) if with_bias else ())
     assert fn.gradcheck(lambda x, w, *b: conv2d(x, w, b[0] if b else None, **geometry), *inputs)
 
@@ -47,15 +47,15 @@ def test_pooling(n, c, h, w, k, stride, padding, seed, layout):
     assume(k <= h + 2 * padding and k <= w + 2 * padding and padding <= k // 2)
     x, vx = leaf((n, c, h, w), seed, layout=layout)
     out = max_pool2d(x, k, stride, padding)
-    np.testing.assert_allclose(out.data, kernels.max_pool2d_forward_reference(vx, k, stride, padding)[0])
+    np.testing.assert_allclose(out._data, kernels.max_pool2d_forward_reference(vx, k, stride, padding)[0])
     assert fn.gradcheck(lambda x: max_pool2d(x, k, stride, padding), x)  # random values: no ties
     for include in (True, False):
         out = avg_pool2d(x, k, stride, padding, count_include_pad=include)
-        np.testing.assert_allclose(out.data, kernels.avg_pool2d_forward_reference(vx, k, stride, padding, include),
+        np.testing.assert_allclose(out._data, kernels.avg_pool2d_forward_reference(vx, k, stride, padding, include),
                                    rtol=1e-12)
         assert fn.gradcheck(lambda x: avg_pool2d(x, k, stride, padding, count_include_pad=include), x)
     out = adaptive_avg_pool2d(x, 1)
-    np.testing.assert_allclose(out.data, vx.mean(axis=(2, 3), keepdims=True), rtol=1e-12)
+    np.testing.assert_allclose(out._data, vx.mean(axis=(2, 3), keepdims=True), rtol=1e-12)
     assert fn.gradcheck(lambda x: adaptive_avg_pool2d(x, 1), x)
 
 
@@ -74,7 +74,7 @@ def test_batch_norm_training_and_eval(shape, seed, layout, affine):
     expected = (vx - mean.reshape(bshape)) / np.sqrt(var.reshape(bshape) + 1e-5)
     if affine:
         expected = expected * vw.reshape(bshape) + vb.reshape(bshape)
-    np.testing.assert_allclose(out.data, expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(out._data, expected, rtol=1e-9, atol=1e-12)
     count = vx.size // channels
     np.testing.assert_allclose(running_mean, 0.1 * mean, rtol=1e-12)
     np.testing.assert_allclose(running_var, 0.9 + 0.1 * var * count / (count - 1), rtol=1e-12)
@@ -115,11 +115,11 @@ def test_batch_norm_relu_is_the_three_ops_in_one(shape, seed, layout, affine, wi
     for dtype in (fn.float64, fn.float32):
         results = []
         for f in (fused, unfused):
-            ts = [fn.tensor(t.data.astype(dtype), requires_grad=True) for t in params]
+            ts = [fn.tensor(t._data.astype(dtype), requires_grad=True) for t in params]
             stats = (np.zeros(channels, dtype), np.full(channels, 1.5, dtype))
             out = f(*ts, stats=stats)
-            (out * fn.tensor(np.cos(np.arange(out.data.size)).reshape(out.shape).astype(dtype))).sum().backward()
-            results.append([out.data, *stats] + [t.grad.data for t in ts])
+            (out * fn.tensor(np.cos(np.arange(out._data.size)).reshape(out.shape).astype(dtype))).sum().backward()
+            results.append([out._data, *stats] + [t.grad._data for t in ts])
         for a, b in zip(*results):
             if with_residual:  # fused, bn(x) + residual is rounded once; the ops round twice
                 np.testing.assert_allclose(a, b, rtol=1e-6 if dtype == fn.float32 else 1e-14, atol=1e-6)
@@ -140,12 +140,12 @@ def test_dropout_is_seeded_scaled_and_differentiable():
     a = dropout(x, 0.25)
     fn.manual_seed(3)
     b = dropout(x, 0.25)
-    np.testing.assert_array_equal(a.data, b.data)
-    kept = a.data != 0
+    np.testing.assert_array_equal(a._data, b._data)
+    kept = a._data != 0
     assert 650 < kept.sum() < 850
-    np.testing.assert_allclose(a.data[kept], 1 / 0.75)
+    np.testing.assert_allclose(a._data[kept], 1 / 0.75)
     a.sum().backward()
-    np.testing.assert_allclose(x.grad.data, kept / 0.75)
+    np.testing.assert_allclose(x.grad._data, kept / 0.75)
     assert dropout(x, 0.25, training=False) is x
     with pytest.raises(fn.FreenetError, match=r"p must be in \[0, 1\)"):
         dropout(x, 1.0)
@@ -156,7 +156,7 @@ def test_relu_on_large_tensors_takes_the_kernel_path_with_the_same_results():
     v = rng.standard_normal((4, 32, 30, 30)).astype(np.float32)  # above the kernel threshold
     x = fn.tensor(v, requires_grad=True)
     y = fn.nn.functional.relu(x)
-    np.testing.assert_array_equal(y.data, np.maximum(v, 0))
+    np.testing.assert_array_equal(y._data, np.maximum(v, 0))
     g = rng.standard_normal(v.shape).astype(np.float32)
     y.backward(fn.tensor(g))
-    np.testing.assert_array_equal(x.grad.data, g * (v > 0))
+    np.testing.assert_array_equal(x.grad._data, g * (v > 0))

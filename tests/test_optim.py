@@ -25,7 +25,7 @@ def _run(opt_factory, grads, start=(1.0,), dtype=np.float32):
     for g in grads:
         p.grad = fn.tensor(np.asarray(g, dtype=dtype))
         opt.step()
-        values.append(p.data.tolist())
+        values.append(p._data.tolist())
     return values
 
 
@@ -94,10 +94,10 @@ def test_updates_keep_dtype_and_skip_params_without_grad():
                     optim.AdamW([a, b])):
             a.grad = fn.tensor(np.array([1.0, 1.0], dtype=dtype))
             b.grad = None
-            data = a.data
+            data = a._data
             opt.step()
-            assert a.data is data and a.dtype == dtype  # in place, same dtype
-            assert b.data.tolist() == [3.0] and b not in opt.state
+            assert a._data is data and a.dtype == dtype  # in place, same dtype
+            assert b._data.tolist() == [3.0] and b not in opt.state
 
 
 # -- against PyTorch -----------------------------------------------------------------------------
@@ -132,7 +132,7 @@ def test_optimizers_match_torch(name, kwargs):
         opt.step()
         ref.step()
     for p, t in zip(ours, theirs):
-        np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(p._data, t.detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
 # -- param groups and errors ---------------------------------------------------------------------
@@ -144,7 +144,7 @@ def test_param_groups_and_defaults():
     assert opt.param_groups[0]["momentum"] == 0 and opt.param_groups[1]["momentum"] == 0.5
     a.grad, b.grad = fn.tensor([1.0]), fn.tensor([1.0])
     opt.step()
-    assert a.data.tolist() == pytest.approx([0.9]) and b.data.tolist() == pytest.approx([0.5])
+    assert a._data.tolist() == pytest.approx([0.9]) and b._data.tolist() == pytest.approx([0.5])
     c = _param([0.0])
     opt.add_param_group({"params": [c], "lr": 0.2})
     assert opt.param_groups[-1]["momentum"] == 0 and len(opt.param_groups) == 3
@@ -184,9 +184,9 @@ def test_zero_grad_and_closure():
 
     with fn.no_grad():  # the closure still records its graph
         loss = opt.step(closure)
-    assert loss.item() == 4.0 and p.data.tolist() == [1.0]  # 2 - 0.25 * 4
+    assert loss.item() == 4.0 and p._data.tolist() == [1.0]  # 2 - 0.25 * 4
     opt.zero_grad(set_to_none=False)
-    assert p.grad.data.tolist() == [0.0]
+    assert p.grad._data.tolist() == [0.0]
     opt.zero_grad()
     assert p.grad is None
 
@@ -233,7 +233,7 @@ def test_optimizer_state_dict_resume(make):
     saved = opt.state_dict()
     assert sorted(saved["state"]) == [0, 1]
     assert [g["params"] for g in saved["param_groups"]] in ([[0], [1]], [[0, 1]])
-    snapshot = [p.data.copy() for p in ps]
+    snapshot = [p._data.copy() for p in ps]
     steps(ps, opt, grads[3:])
 
     resumed = [_param(s) for s in snapshot]
@@ -241,7 +241,7 @@ def test_optimizer_state_dict_resume(make):
     opt2.load_state_dict(_through_json(saved))
     steps(resumed, opt2, grads[3:])
     for p, q in zip(ps, resumed):
-        np.testing.assert_array_equal(p.data, q.data)
+        np.testing.assert_array_equal(p._data, q._data)
     # the saved state is a copy: stepping did not change it
     key = next(k for k in ("momentum_buffer", "exp_avg", "square_avg") if k in saved["state"][0])
     assert not np.array_equal(saved["state"][0][key], opt.state[ps[0]][key])
@@ -421,5 +421,5 @@ def test_mlp_learns_a_small_classification_problem():
     assert losses[-1] < 0.25 * losses[0] and losses[-1] < 0.3
     model.eval()
     with fn.no_grad():
-        accuracy = (model(x).argmax(1).data == labels).mean()
+        accuracy = (model(x).argmax(1)._data == labels).mean()
     assert accuracy > 0.9

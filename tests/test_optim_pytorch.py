@@ -119,11 +119,11 @@ def test_state_dtype_groups_and_skipped_params():
         for opt in (optim.RMSprop([a, b], momentum=0.9, centered=True, weight_decay=0.01),
                     optim.Adadelta([a, b], weight_decay=0.01)):
             a.grad, b.grad = fn.tensor(np.array([1.0, -1.0], dtype=dtype)), None
-            data = a.data
+            data = a._data
             opt.step()
             opt.step()
-            assert a.data is data and a.dtype == dtype
-            assert b.data.tolist() == [3.0] and b not in opt.state
+            assert a._data is data and a.dtype == dtype
+            assert b._data.tolist() == [3.0] and b not in opt.state
             assert opt.state[a]["step"] == 2 and all(v.dtype == dtype for k, v in opt.state[a].items() if k != "step")
     assert sorted(optim.RMSprop([a], momentum=0.5, centered=True).defaults) == [
         "alpha", "centered", "eps", "lr", "maximize", "momentum", "weight_decay"]
@@ -177,12 +177,12 @@ def test_trajectories_match_torch(name, kwargs):
     opt = getattr(optim, name)([ours], **kwargs)
     ref = getattr(torch.optim, name)([theirs], foreach=False, **kwargs)
     for _ in range(20):
-        ours.grad = fn.tensor(sign * A.T @ (A @ ours.data - y))
+        ours.grad = fn.tensor(sign * A.T @ (A @ ours._data - y))
         theirs.grad = torch.from_numpy(sign * A.T @ (A @ theirs.detach().numpy() - y))
         opt.step()
         ref.step()
-        np.testing.assert_allclose(ours.data, theirs.detach().numpy(), rtol=1e-6, atol=1e-12)
-    assert np.abs(ours.data - start).max() > 1e-3  # it did move
+        np.testing.assert_allclose(ours._data, theirs.detach().numpy(), rtol=1e-6, atol=1e-12)
+    assert np.abs(ours._data - start).max() > 1e-3  # it did move
 
 
 # -- schedules by hand ---------------------------------------------------------------------------
@@ -417,7 +417,7 @@ def _truncnorm_moments(mean, std, a, b):
 def test_trunc_normal_bounds_and_moments(mean, std, a, b, dtype):
     fn.manual_seed(0)
     w = init.trunc_normal_(fn.empty(200, 250, dtype=dtype), mean, std, a, b)
-    x = w.data
+    x = w._data
     assert w.dtype == dtype and x.min() >= a and x.max() <= b
     m, v = _truncnorm_moments(mean, std, a, b)
     sd = math.sqrt(v)
@@ -429,14 +429,14 @@ def test_trunc_normal_bounds_and_moments(mean, std, a, b, dtype):
 
 def test_trunc_normal_edge_cases():
     fn.manual_seed(0)
-    far = init.trunc_normal_(fn.empty(1000, dtype=fn.float64), 0.0, 1.0, 40.0, 41.0).data
+    far = init.trunc_normal_(fn.empty(1000, dtype=fn.float64), 0.0, 1.0, 40.0, 41.0)._data
     assert far.min() >= 40.0 and far.max() <= 41.0 and far.mean() == pytest.approx(40.025, abs=3e-3)  # ~a + 1/a
-    one_sided = init.trunc_normal_(fn.empty(20000, dtype=fn.float64), 0.5, 1.0, -math.inf, 0.2).data
+    one_sided = init.trunc_normal_(fn.empty(20000, dtype=fn.float64), 0.5, 1.0, -math.inf, 0.2)._data
     assert one_sided.max() <= 0.2 and np.isfinite(one_sided).all()
     # bounds that float32 cannot hold exactly are still kept: float32(0.1) is above 0.1, so it is out
     # as an upper bound and in as a lower one
     for lo, hi in [(0.1, 0.1000001), (0.0999999, 0.1)]:
-        tight = init.trunc_normal_(fn.empty(1000), 0.1, 1.0, lo, hi).data.astype(np.float64)
+        tight = init.trunc_normal_(fn.empty(1000), 0.1, 1.0, lo, hi)._data.astype(np.float64)
         assert tight.min() >= lo and tight.max() <= hi and len(np.unique(tight)) > 3
     assert init.trunc_normal_(fn.empty(3), 0.5, 0.0, 0.0, 0.2).tolist() == pytest.approx([0.2] * 3)
     assert init.trunc_normal_(fn.empty(0, 3)).shape == (0, 3)
@@ -451,13 +451,13 @@ def test_trunc_normal_edge_cases():
 def test_trunc_normal_is_seeded():
     def draw(seed, **kw):
         fn.manual_seed(seed)
-        return init.trunc_normal_(fn.empty(50, 40), **kw).data.copy()
+        return init.trunc_normal_(fn.empty(50, 40), **kw)._data.copy()
 
     for kw in (dict(), dict(a=1.0, b=1.5)):
         assert np.array_equal(draw(3, **kw), draw(3, **kw)) and not np.array_equal(draw(3, **kw), draw(4, **kw))
     gen = np.random.default_rng(7)
-    x = init.trunc_normal_(fn.empty(10), generator=gen).data.copy()
-    assert np.array_equal(x, init.trunc_normal_(fn.empty(10), generator=np.random.default_rng(7)).data)
+    x = init.trunc_normal_(fn.empty(10), generator=gen)._data.copy()
+    assert np.array_equal(x, init.trunc_normal_(fn.empty(10), generator=np.random.default_rng(7))._data)
 
 
 @pytest.mark.parametrize("mean, std, a, b", [(0.0, 1.0, -2.0, 2.0), (0.5, 2.0, 1.0, 1.5), (0.0, 1.0, 2.0, 4.0)])
@@ -466,7 +466,7 @@ def test_trunc_normal_distribution_matches_torch(mean, std, a, b):
     from scipy import stats
     fn.manual_seed(0)
     torch.manual_seed(0)
-    ours = init.trunc_normal_(fn.empty(20000, dtype=fn.float64), mean, std, a, b).data
+    ours = init.trunc_normal_(fn.empty(20000, dtype=fn.float64), mean, std, a, b)._data
     theirs = torch.nn.init.trunc_normal_(torch.empty(20000, dtype=torch.float64), mean, std, a, b).numpy()
     assert stats.ks_2samp(ours, theirs).pvalue > 1e-3
 
@@ -486,14 +486,14 @@ def test_orthogonal_rows_or_columns_are_orthonormal(shape, dtype):
     w = init.orthogonal_(fn.empty(*shape, dtype=dtype), gain=1.5)
     assert w.shape == shape and w.dtype == dtype
     tol = 5e-6 if dtype == np.float32 else 1e-13
-    np.testing.assert_allclose(_gram(w.data, 1.5), np.eye(min(shape[0], math.prod(shape[1:]))), atol=tol)
+    np.testing.assert_allclose(_gram(w._data, 1.5), np.eye(min(shape[0], math.prod(shape[1:]))), atol=tol)
 
 
 @pytest.mark.parametrize("rows, cols", [(5, 3), (3, 5), (70, 40), (40, 70)])
 def test_orthogonal_is_the_sign_fixed_q_of_the_gaussian_draw(rows, cols):
     # PyTorch's recipe: Q of the QR of a standard normal (rows, cols) matrix (of its transpose when
     # rows < cols), with R's diagonal made positive; that makes Q uniformly distributed.
-    w = init.orthogonal_(fn.empty(rows, cols, dtype=fn.float64), generator=np.random.default_rng(5)).data
+    w = init.orthogonal_(fn.empty(rows, cols, dtype=fn.float64), generator=np.random.default_rng(5))._data
     draw = np.random.default_rng(5).standard_normal((rows, cols))
     q, a = (w, draw) if rows >= cols else (w.T, draw.T)
     r = q.T @ a  # the R of a = q r
@@ -508,12 +508,12 @@ def test_orthogonal_is_seeded_and_the_same_with_any_thread_count():
         for n in (1, 2, 1):
             fn.set_num_threads(n)
             fn.manual_seed(11)
-            out.append(init.orthogonal_(fn.empty(100, 70, dtype=fn.float64)).data.copy())
+            out.append(init.orthogonal_(fn.empty(100, 70, dtype=fn.float64))._data.copy())
     finally:
         fn.set_num_threads(threads)
     assert np.array_equal(out[0], out[1]) and np.array_equal(out[0], out[2])
     fn.manual_seed(12)
-    assert not np.array_equal(out[0], init.orthogonal_(fn.empty(100, 70, dtype=fn.float64)).data)
+    assert not np.array_equal(out[0], init.orthogonal_(fn.empty(100, 70, dtype=fn.float64))._data)
 
 
 def test_orthogonal_errors_and_empty():
@@ -526,7 +526,7 @@ def test_orthogonal_errors_and_empty():
 def test_orthogonal_matches_torch_on_the_same_draw(rows, cols):
     torch = pytest.importorskip("torch")
     ours = init.orthogonal_(fn.empty(rows, cols, dtype=fn.float64), gain=2.0,
-                            generator=np.random.default_rng(3)).data
+                            generator=np.random.default_rng(3))._data
     flat = torch.from_numpy(np.random.default_rng(3).standard_normal((rows, cols)))
     if rows < cols:
         flat = flat.T

@@ -82,6 +82,8 @@ GRADCHECKED = [
     ("einsum_pair", lambda x: fn.einsum("ij,kj->ik", x.reshape(x.shape[0], -1), x.reshape(x.shape[0], -1))),
     ("einsum_outer_sum", lambda x: fn.einsum("i,j", x.reshape(-1), x.reshape(-1)[:2])),
     ("bmm", lambda x: fn.bmm(x.reshape(1, x.shape[0], -1), x.reshape(1, x.shape[0], -1).transpose(1, 2))),
+    ("attention", lambda x: F.scaled_dot_product_attention(x.reshape(1, x.shape[0], -1), x.reshape(1, x.shape[0], -1),
+                                                           x.reshape(1, x.shape[0], -1) * 2, is_causal=True)),
 ]
 
 
@@ -112,6 +114,29 @@ def test_methods_give_numpys_values():
     np.testing.assert_array_equal(fn.tensor([3, 1, 2]).sort(descending=True).indices.numpy(), [0, 2, 1])
     np.testing.assert_array_equal(fn.tensor([0, 255, 7], dtype=fn.uint8).sort(descending=True).values.numpy(),
                                   [255, 7, 0])
+
+
+def test_small_conveniences():
+    x = fn.tensor([[1.0, 2.0], [3.0, 4.0]])
+    assert x.new_zeros(3).dtype == np.float32 and x.new_ones((2, 1)).shape == (2, 1)
+    assert x.new_full((2,), 7).tolist() == [7.0, 7.0] and x.new_tensor([1, 2]).dtype == np.float32
+    assert x.type() == "float32" and x.type(fn.long).dtype == np.int64 and x.mT.tolist() == [[1, 3], [2, 4]]
+    assert fn.equal(x, x.clone()) and not fn.equal(x, x[:1]) and fn.allclose(x, x + 1e-9) and fn.numel(x) == 4
+    assert isinstance(fn.manual_seed(0), np.random.Generator)
+    with fn.no_grad():
+        w = fn.empty(4000).normal_(mean=1.0, std=0.5)
+    assert abs(float(w.mean()) - 1.0) < 0.05 and abs(float(w.std()) - 0.5) < 0.05
+
+
+def test_attention_masks():
+    rng = np.random.default_rng(0)
+    q, k, v = (fn.tensor(rng.standard_normal((2, 4, 3))) for _ in range(3))
+    causal = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    masked = F.scaled_dot_product_attention(q, k, v, attn_mask=fn.tril(fn.ones(4, 4)).bool())
+    np.testing.assert_array_equal(causal.numpy(), masked.numpy())
+    np.testing.assert_allclose(causal.numpy()[:, 0], v.numpy()[:, 0], rtol=1e-6)  # the first query sees one key
+    with pytest.raises(FreenetError, match="not both"):
+        F.scaled_dot_product_attention(q, k, v, attn_mask=fn.ones(4, 4).bool(), is_causal=True)
 
 
 def test_factories_and_generators():
@@ -188,7 +213,8 @@ def test_matches_pytorch():
         k = lib.topk(x, 2, dim=1).values
         return [v, i, s, k, x.norm(), x.std(1), x.repeat(2, 1), lib.tril(x, -1), x.roll(2, 1),
                 lib.einsum("ij,kj->ik", x, x), x.gather(1, lib.tensor([[0, 2]] * 4)), x.masked_fill(x > 0, 0.5),
-                lib.tensor([1, 2, 3]) / 2, lib.tensor([-7, 7]) // 2, lib.tensor([-7, 7]) % 3]
+                lib.tensor([1, 2, 3]) / 2, lib.tensor([-7, 7]) // 2, lib.tensor([-7, 7]) % 3,
+                lib.nn.functional.scaled_dot_product_attention(x[None], x[None], x[None], is_causal=True)]
 
     ours = program(fn, fn.tensor(a))
     theirs = program(torch, torch.tensor(a))

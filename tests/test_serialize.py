@@ -34,8 +34,8 @@ def test_round_trip_all_dtypes_and_shapes(tmp_path_factory, data, count):
     for k, a in state.items():
         t = got[k]
         assert isinstance(t, fn.Tensor) and t.dtype == a.dtype and t.shape == a.shape
-        assert t.data.flags.writeable and t.data.flags.c_contiguous
-        np.testing.assert_array_equal(t.data, a)
+        assert t._data.flags.writeable and t._data.flags.c_contiguous
+        np.testing.assert_array_equal(t._data, a)
     plain = safetensors.numpy.load_file(str(path))  # readable by safetensors itself
     assert sorted(plain) == sorted(state)
     for k, a in state.items():
@@ -54,12 +54,12 @@ def test_zero_d_empty_tensors_and_layouts(tmp_path):
     got = load(path)
     assert got["scalar"].shape == () and got["scalar"].item() == 2.5 and got["flag"].item() is True
     assert got["empty"].shape == (0, 3) and got["none"].shape == (2, 0)
-    np.testing.assert_array_equal(got["t"].data, base.T)
-    np.testing.assert_array_equal(got["strided"].data, base[::2, ::3])
+    np.testing.assert_array_equal(got["t"]._data, base.T)
+    np.testing.assert_array_equal(got["strided"]._data, base[::2, ::3])
     assert got["big_endian"].dtype == np.int64 and got["big_endian"].tolist() == [0, 1, 2, 3, 4]
     assert got["tensor"].dtype == np.float32 and not got["tensor"].requires_grad
     assert got["npscalar"].shape == () and got["npscalar"].item() == 7
-    got["scalar"].data[...] = 1  # loaded tensors own writable memory
+    got["scalar"]._data[...] = 1  # loaded tensors own writable memory
 
 
 def test_metadata_round_trip(tmp_path):
@@ -232,5 +232,5 @@ def test_weights_sha256_is_the_hash_of_a_file_saved_without_metadata(tmp_path):
     path = tmp_path / "w.safetensors"
     fn.save(state, path)
     assert weights_sha256(state) == hashlib.sha256(path.read_bytes()).hexdigest()
-    state["a"].data[0, 0] = 1e-30
+    state["a"]._data[0, 0] = 1e-30
     assert weights_sha256(state) != hashlib.sha256(path.read_bytes()).hexdigest()

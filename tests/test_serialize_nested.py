@@ -29,7 +29,7 @@ def same(a, b, where="obj"):
         for i, (x, y) in enumerate(zip(a, b)):
             same(x, y, f"{where}[{i}]")
     elif isinstance(a, (fn.Tensor, np.ndarray, np.generic)):
-        x, y = (a.data, b.data) if isinstance(a, fn.Tensor) else (np.asarray(a), np.asarray(b))
+        x, y = (a._data, b._data) if isinstance(a, fn.Tensor) else (np.asarray(a), np.asarray(b))
         assert x.dtype == y.dtype and x.shape == y.shape, where
         np.testing.assert_array_equal(x, y, err_msg=where)
     elif isinstance(a, float) and math.isnan(a):
@@ -126,9 +126,9 @@ def test_loaded_arrays_own_their_memory_and_sharing_is_kept(tmp_path):
     back = round_trip({"x": t, "again": t, "a": a, "list": [a, t]}, tmp_path / "x.safetensors")
     assert back["x"] is back["again"] is back["list"][1] and back["a"] is back["list"][0]
     assert isinstance(back["x"], fn.Tensor) and not back["x"].requires_grad
-    back["x"].data[0] = 5.0
+    back["x"]._data[0] = 5.0
     back["a"][0] = 5.0
-    assert back["a"].flags.writeable and t.data[0] == 1.0 and a[0] == 0.0
+    assert back["a"].flags.writeable and t._data[0] == 1.0 and a[0] == 0.0
     names = sorted(safetensors.numpy.load_file(str(tmp_path / "x.safetensors")))
     assert names == ["a", "x"]  # one copy each, under the first path met
 
@@ -157,7 +157,7 @@ def test_a_dict_of_tensors_is_written_and_read_as_before(tmp_path):
     state = {"b": fn.ones(2), "a": np.arange(3, dtype=np.int64), "s": np.float32(2.0)}
     path = tmp_path / "flat.safetensors"
     fn.save(state, path, metadata={"k": "v"})
-    expected = safetensors.numpy.save({k: np.asarray(v.data if isinstance(v, fn.Tensor) else v)
+    expected = safetensors.numpy.save({k: np.asarray(v._data if isinstance(v, fn.Tensor) else v)
                                        for k, v in state.items()}, metadata={"k": "v"})
     assert path.read_bytes() == expected  # the same bytes as before nested objects existed
     back = fn.load(path)
@@ -204,7 +204,7 @@ def test_an_optimizer_resumed_from_a_loaded_checkpoint_takes_the_same_steps(tmp_
     sched2.load_state_dict(checkpoint["scheduler"])
     train(model2, opt2, sched2, range(checkpoint["epoch"], 8))
     for p, q in zip(model.parameters(), model2.parameters()):
-        np.testing.assert_array_equal(p.data, q.data)
+        np.testing.assert_array_equal(p._data, q._data)
     assert sched2.get_last_lr() == sched.get_last_lr() == [0.0025]
 
 
@@ -244,7 +244,7 @@ def test_a_pytorch_script_with_renamed_imports(tmp_path):
     resumed, resumed_losses = script(resume_from=tmp_path / "ck.pt")
     assert resumed_losses == losses[3:] and losses[-1] < losses[0]
     for p, q in zip(model.parameters(), resumed.parameters()):
-        np.testing.assert_array_equal(p.data, q.data)
+        np.testing.assert_array_equal(p._data, q._data)
 
 
 # -- what save refuses ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ def test_tensor_copies_and_from_numpy_shares():
     a = np.arange(4.0)
     t, s = fn.tensor(a), fn.from_numpy(a)
     a[0] = 9
-    assert t.data[0] == 0 and s.data[0] == 9
+    assert t._data[0] == 0 and s._data[0] == 9
 
 
 def test_factories():
@@ -45,12 +45,12 @@ def test_manual_seed_reproduces_random_tensors():
     fn.manual_seed(123)
     a, b = fn.randn(5), fn.rand(5)
     fn.manual_seed(123)
-    np.testing.assert_array_equal(a.data, fn.randn(5).data)
-    np.testing.assert_array_equal(b.data, fn.rand(5).data)
+    np.testing.assert_array_equal(a._data, fn.randn(5)._data)
+    np.testing.assert_array_equal(b._data, fn.rand(5)._data)
     fn.manual_seed(124)
-    assert not np.array_equal(a.data, fn.randn(5).data)
+    assert not np.array_equal(a._data, fn.randn(5)._data)
     assert fn.randn(1000).dtype == np.float32
-    r = fn.rand(1000).data
+    r = fn.rand(1000)._data
     assert r.min() >= 0 and r.max() < 1
 
 
@@ -58,7 +58,7 @@ def test_conversions():
     t = fn.tensor([[1.0, 2.0]])
     assert t.size() == (1, 2) and t.size(1) == 2 and t.numel() == 2 and t.ndim == 2
     assert fn.tensor([2.5]).item() == 2.5 and float(fn.tensor(2.5)) == 2.5 and int(fn.tensor(3)) == 3
-    assert np.asarray(t).shape == (1, 2) and t.numpy() is t.data
+    assert np.asarray(t).shape == (1, 2) and t.numpy() is t._data
     assert bool(fn.tensor([1.0])) and not bool(fn.tensor(0.0))
     with pytest.raises(fn.FreenetError, match="ambiguous"):
         bool(t)

@@ -68,7 +68,7 @@ def register(commands):
 
 
 def register_more(sub):
-    """selfplay, train, bench, match, export-lz, import-lz, ladder."""
+    """selfplay, train, bench, match, export-lz, export-onnx, import-lz, ladder."""
     register_training(sub)
     register_bench(sub)
 
@@ -101,6 +101,17 @@ def register_more(sub):
     p.add_argument("model", metavar="MODEL", help="a freenet Go net (safetensors)")
     p.add_argument("out", metavar="OUT", help="the Leela Zero weight file to write")
     p.set_defaults(run=run_export_lz)
+
+    p = sub.add_parser("export-onnx", help="write a net as an ONNX model (for onnxruntime and other runtimes)",
+                       formatter_class=FORMATTER,
+                       description="Write a freenet Go net as an ONNX model (opset 17), traced in eval mode: input "
+                                   "'input' (batch, 18, N, N) float32 planes, any batch size; outputs 'policy' "
+                                   "(batch, N*N+1) logits and 'value' (batch,), plus 'ownership' (batch, N*N) and "
+                                   "'score' (batch,) when the net has those heads. Needs the onnx package "
+                                   "(pip install \"freenet[onnx]\").")
+    p.add_argument("model", metavar="MODEL", help="a freenet Go net (safetensors)")
+    p.add_argument("out", metavar="OUT", help="the ONNX file to write")
+    p.set_defaults(run=run_export_onnx)
 
     p = sub.add_parser("import-lz", help="read a Leela Zero v1 weight file into a freenet net",
                        formatter_class=FORMATTER,
@@ -290,6 +301,22 @@ def run_export_lz(args):
     return 0
 
 
+def run_export_onnx(args):
+    import numpy as np
+
+    from freenet import onnx
+    from freenet.go import features
+    from freenet.go.net import load_net
+
+    net = load_net(args.model)
+    c = net.config
+    planes = np.zeros((2, features.PLANES, c.size, c.size), np.float32)
+    onnx.export(net, planes, args.out, output_names=None if c.aux_heads else ("policy", "value"))
+    heads = ["policy", "value"] + [name for name in ("ownership", "score") if getattr(c, name)]
+    print(f"{c.size}x{c.size} net, {c.blocks} blocks x {c.filters} filters, outputs {', '.join(heads)}: {args.out}")
+    return 0
+
+
 def run_import_lz(args):
     from freenet.go.lz_weights import import_lz
     from freenet.go.net import save_net
@@ -370,18 +397,24 @@ def run_train(args):
         raise FreenetError(f"--value-q-weight must be in [0, 1], not {args.value_q_weight}")
     if args.sgf:
         config.selfplay, config.sgf, config.games_per_generation, config.window = {}, False, 0, 0
-        supervised_loop(args.dir, config, args.sgf, args.generations, progress=not args.quiet)
+        supervised_loop(args.dir, config, args.sgf, args.generations, progress=not args.quiet, log=_log_line)
     else:
         ladder = None
         if args.ladder_every:
             ladder = {"every": args.ladder_every, "opponents": [o for o in args.ladder_opponents.split(",") if o],
                       "games": args.ladder_games, "playouts": args.ladder_playouts}
-        selfplay_loop(args.dir, config, args.generations, progress=not args.quiet, ladder=ladder,
+        selfplay_loop(args.dir, config, args.generations, progress=not args.quiet, log=_log_line, ladder=ladder,
                       cpu_hours=args.cpu_hours)
     path = os.path.join(args.dir, "net.safetensors")
     _write_provenance(path, config, args)
     print(f"latest net: {path} (with its provenance record; see freenet inspect)")
     return 0
+
+
+def _log_line(message):
+    """A line of a long run's log, flushed at once: the log is often a file (``>> log.txt``), read while the run
+    goes on, and a killed run must not take its last lines with it."""
+    print(message, flush=True)
 
 
 def _write_provenance(path, config, args):

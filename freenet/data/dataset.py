@@ -190,7 +190,7 @@ def _numbers(values, path):
 def _leaf(value, k, path):
     """One leaf as an ndarray (Tensors share memory), or a FreenetError naming the field and type."""
     if isinstance(value, Tensor):
-        array = value.data
+        array = value._data
     elif isinstance(value, (np.ndarray, np.generic)):
         array = np.asarray(value)
     elif isinstance(value, bool):
@@ -228,7 +228,7 @@ class TensorDataset(Dataset):
             raise FreenetError("TensorDataset: needs at least one tensor")
         arrays = []
         for k, t in enumerate(tensors):
-            a = t.data if isinstance(t, Tensor) else t
+            a = t._data if isinstance(t, Tensor) else t
             if not isinstance(a, np.ndarray):
                 raise FreenetError(f"TensorDataset: argument {k} is a {type(t).__name__}, "
                                    "not a Tensor or ndarray")

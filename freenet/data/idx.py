@@ -91,7 +91,7 @@ def read_idx(path):
 def write_idx(path, array):
     """Writes ``array`` (uint8, int8, int16, int32, float32 or float64) as an IDX file; gzip if ``path`` ends in .gz."""
     path = os.fspath(path)
-    a = np.asarray(array.data if isinstance(array, Tensor) else array)
+    a = np.asarray(array._data if isinstance(array, Tensor) else array)
     key = a.dtype.newbyteorder("=") if a.dtype.itemsize > 1 else a.dtype
     if key not in _CODE_OF:
         raise FreenetError(f"write_idx: dtype {a.dtype} has no IDX code "

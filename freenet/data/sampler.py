@@ -77,7 +77,7 @@ def rng_from(generator, who):
 
 def index_array(indices, who, name="indices"):
     """``indices`` (a sequence, ndarray or Tensor of ints) as a 1-d int64 array."""
-    data = indices.data if isinstance(indices, Tensor) else indices
+    data = indices._data if isinstance(indices, Tensor) else indices
     try:
         array = np.asarray(data)
     except (TypeError, ValueError) as e:
@@ -219,7 +219,7 @@ class WeightedRandomSampler(SeededSampler):
 
 
 def _weights(weights, who):
-    data = weights.data if isinstance(weights, Tensor) else weights
+    data = weights._data if isinstance(weights, Tensor) else weights
     try:
         w = np.asarray(data, dtype=np.float64)
     except (TypeError, ValueError) as e:

@@ -33,14 +33,14 @@ EPS = 1e-5  # Leela Zero's batch-norm epsilon (freenet's BatchNorm2d default too
 
 def _bn_parts(conv, bn):
     """(weights, biases, means, variances) of conv + BN in Leela Zero's form (BN scale and offset folded)."""
-    w = conv.weight.data.astype(np.float64)
-    gamma, beta = bn.weight.data.astype(np.float64), bn.bias.data.astype(np.float64)
-    mean, var = bn.running_mean.data.astype(np.float64), bn.running_var.data.astype(np.float64)
+    w = conv.weight._data.astype(np.float64)
+    gamma, beta = bn.weight._data.astype(np.float64), bn.bias._data.astype(np.float64)
+    mean, var = bn.running_mean._data.astype(np.float64), bn.running_var._data.astype(np.float64)
     if bn.eps != EPS:
         # keep Leela Zero's epsilon: rescale so that gamma / sqrt(var + eps) is unchanged
         scale = np.sqrt(var + EPS) / np.sqrt(var + bn.eps)
         gamma = gamma * scale
-    bias = np.zeros(w.shape[0]) if conv.bias is None else conv.bias.data.astype(np.float64)
+    bias = np.zeros(w.shape[0]) if conv.bias is None else conv.bias._data.astype(np.float64)
     # gamma (conv + bias - mean) / s + beta  ==  (gamma conv - (gamma (mean - bias) - beta s)) / s
     s = np.sqrt(var + EPS)
     weights = w * gamma.reshape(-1, 1, 1, 1)
@@ -66,10 +66,10 @@ def export_lz(net, path):
         tensors += _bn_parts(block.conv1, block.bn1)
         tensors += _bn_parts(block.conv2, block.bn2)
     tensors += _bn_parts(net.policy_conv, net.policy_bn)
-    tensors += [net.policy_fc.weight.data, net.policy_fc.bias.data]
+    tensors += [net.policy_fc.weight._data, net.policy_fc.bias._data]
     tensors += _bn_parts(net.value_conv, net.value_bn)
-    tensors += [net.value_fc1.weight.data, net.value_fc1.bias.data, net.value_fc2.weight.data,
-                net.value_fc2.bias.data]
+    tensors += [net.value_fc1.weight._data, net.value_fc1.bias._data, net.value_fc2.weight._data,
+                net.value_fc2.bias._data]
     text = "1\n" + "\n".join(_line(t) for t in tensors) + "\n"
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "wt") as f:
@@ -158,11 +158,11 @@ def import_lz(path):
         var = take(cout, f"{what} BN variances")
         if (var < 0).any():
             raise FreenetError(f"{path}: line {at[0]} ({what} BN variances) has a negative variance")
-        conv.weight.data[...] = w
-        bn.weight.data[...] = 1.0
-        bn.bias.data[...] = 0.0
-        bn.running_mean.data[...] = mean - b
-        bn.running_var.data[...] = var
+        conv.weight._data[...] = w
+        bn.weight._data[...] = 1.0
+        bn.bias._data[...] = 0.0
+        bn.running_mean._data[...] = mean - b
+        bn.running_var._data[...] = var
         bn.eps = EPS
 
     F, N = filters, size
@@ -171,12 +171,12 @@ def import_lz(path):
         conv_bn(block.conv1, block.bn1, F, F, 3, f"block {i + 1} conv 1")
         conv_bn(block.conv2, block.bn2, F, F, 3, f"block {i + 1} conv 2")
     conv_bn(net.policy_conv, net.policy_bn, F, 2, 1, "policy conv")
-    net.policy_fc.weight.data[...] = take((N * N + 1) * 2 * N * N, "policy fc weights").reshape(N * N + 1, 2 * N * N)
-    net.policy_fc.bias.data[...] = take(N * N + 1, "policy fc biases")
+    net.policy_fc.weight._data[...] = take((N * N + 1) * 2 * N * N, "policy fc weights").reshape(N * N + 1, 2 * N * N)
+    net.policy_fc.bias._data[...] = take(N * N + 1, "policy fc biases")
     conv_bn(net.value_conv, net.value_bn, F, 1, 1, "value conv")
-    net.value_fc1.weight.data[...] = take(hidden * N * N, "value fc1 weights").reshape(hidden, N * N)
-    net.value_fc1.bias.data[...] = take(hidden, "value fc1 biases")
-    net.value_fc2.weight.data[...] = take(hidden, "value fc2 weights").reshape(1, hidden)
-    net.value_fc2.bias.data[...] = take(1, "value fc2 bias")
+    net.value_fc1.weight._data[...] = take(hidden * N * N, "value fc1 weights").reshape(hidden, N * N)
+    net.value_fc1.bias._data[...] = take(hidden, "value fc1 biases")
+    net.value_fc2.weight._data[...] = take(hidden, "value fc2 weights").reshape(1, hidden)
+    net.value_fc2.bias._data[...] = take(1, "value fc2 bias")
     net.eval()
     return net

@@ -172,11 +172,11 @@ class GoNetInference:
             return kernels.Conv2dPrepared(*nn.fold_batch_norm(c, bn), padding=c.padding)
 
         def head(c, bn):  # a 1x1 convolution as (outputs, F) weights and (outputs, 1) biases
-            w, b = nn.fold_batch_norm(c, bn) if bn is not None else (c.weight.data, c.bias.data)
+            w, b = nn.fold_batch_norm(c, bn) if bn is not None else (c.weight._data, c.bias._data)
             return np.ascontiguousarray(w.reshape(w.shape[0], -1)), b.reshape(-1, 1).copy()
 
         def linear(layer):  # (in, out) weights and (out,) biases
-            return layer.weight.data.T.copy(), layer.bias.data.copy()
+            return layer.weight._data.T.copy(), layer.bias._data.copy()
 
         self.config = net.config
         self.stem = conv(net.input_conv, net.input_bn)

@@ -20,19 +20,19 @@ def fold_batch_norm(layer, bn):
     >>> w.shape, b.shape
     ((4, 3, 3, 3), (4,))
     """
-    w = layer.weight.data
+    w = layer.weight._data
     if bn.running_mean is None:
         raise FreenetError(f"fold_batch_norm: {type(bn).__name__} has no running statistics to fold")
     if bn.num_features != w.shape[0]:
         raise FreenetError(f"fold_batch_norm: {type(bn).__name__}({bn.num_features}) after a layer with "
                            f"{w.shape[0]} outputs")
-    mean = bn.running_mean.data.astype(np.float64)
-    scale = 1.0 / np.sqrt(bn.running_var.data.astype(np.float64) + bn.eps)
+    mean = bn.running_mean._data.astype(np.float64)
+    scale = 1.0 / np.sqrt(bn.running_var._data.astype(np.float64) + bn.eps)
     shift = np.zeros(w.shape[0])
     if bn.weight is not None:
-        scale = scale * bn.weight.data
-        shift = bn.bias.data.astype(np.float64)
-    bias = np.zeros(w.shape[0]) if layer.bias is None else layer.bias.data.astype(np.float64)
+        scale = scale * bn.weight._data
+        shift = bn.bias._data.astype(np.float64)
+    bias = np.zeros(w.shape[0]) if layer.bias is None else layer.bias._data.astype(np.float64)
     folded_w = (w * scale.reshape((-1,) + (1,) * (w.ndim - 1))).astype(w.dtype)
     folded_b = (shift + (bias - mean) * scale).astype(w.dtype)
     return folded_w, folded_b

@@ -24,8 +24,8 @@ from freenet.ops.shape import pad
 from freenet.ops.unary import cast, gelu, sigmoid, tanh
 from freenet.tensor import Tensor, _constant, inplace, record
 
-__all__ = ["linear", "relu", "leaky_relu", "gelu", "silu", "sigmoid", "tanh", "softmax", "log_softmax", "pad", "conv1d",
-           "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm", "batch_norm_relu", "layer_norm",
+__all__ = ["linear", "scaled_dot_product_attention", "relu", "leaky_relu", "gelu", "silu", "sigmoid", "tanh",
+           "softmax", "log_softmax", "pad", "conv1d", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm", "batch_norm_relu", "layer_norm",
            "group_norm", "dropout", "embedding", "one_hot", "interpolate", "cross_entropy", "nll_loss", "mse_loss",
            "l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits"]
 
@@ -117,6 +117,26 @@ def _single(value, name):
     return value
 
 
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):
+    """softmax(query @ key^T * scale + mask) @ value over the last two dims, as PyTorch's (composed of
+    freenet's ops, not a fused kernel). ``attn_mask``: bool (True = attend) or added to the scores;
+    ``is_causal``: each query attends to keys at or before its position."""
+    length, source = query.shape[-2], key.shape[-2]
+    scale = 1 / np.sqrt(query.shape[-1]) if scale is None else scale
+    scores = (query @ key.transpose(-2, -1)) * scale
+    if is_causal:
+        if attn_mask is not None:
+            raise FreenetError("scaled_dot_product_attention: give attn_mask or is_causal, not both")
+        attn_mask = np.tril(np.ones((length, source), dtype=bool))
+    if attn_mask is not None:
+        mask = attn_mask._data if isinstance(attn_mask, Tensor) else np.asarray(attn_mask)
+        scores = scores.masked_fill(~mask, -np.inf) if mask.dtype == np.bool_ else scores + attn_mask
+    weights = softmax(scores, -1)
+    if dropout_p:
+        weights = norm.dropout(weights, dropout_p)
+    return weights @ value
+
+
 def _reduce(losses, reduction, count):
     if reduction == "none":
         return losses
@@ -135,7 +155,7 @@ def _check(name, input, reduction):
 
 def _target_weights(name, input, target, class_dim, label_smoothing, ignore_index, allow_probabilities):
     """Per-class weights of -log p in the loss, and how many targets the mean divides by."""
-    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    t = target._data if isinstance(target, Tensor) else np.asarray(target)
     classes = input.shape[class_dim]
     if t.dtype.kind in "iu":
         expected = input.shape[:class_dim] + input.shape[class_dim + 1:]
@@ -214,7 +234,7 @@ def binary_cross_entropy_with_logits(input, target, reduction="mean"):
     if target.shape != input.shape:
         raise FreenetError(f"binary_cross_entropy_with_logits: input {input.shape} and target {target.shape} "
                            "differ in shape")
-    x, y = input.data, target.data
+    x, y = input._data, target._data
     losses = np.maximum(x, 0) - x * y + kernels.log1p(kernels.exp(-np.abs(x)))
     backward = lambda g: (g * (kernels.sigmoid(x) - y), -g * x if target.requires_grad else None)  # noqa: E731
     return _reduce(record(losses, (input, target), backward), reduction, losses.size)
@@ -233,7 +253,7 @@ def _weights(name, weight, input):
     """``weight`` as an array that broadcasts to ``input``'s shape (without changing it), or None."""
     if weight is None:
         return None
-    w = weight.data if isinstance(weight, Tensor) else np.asarray(weight, dtype=input.dtype)
+    w = weight._data if isinstance(weight, Tensor) else np.asarray(weight, dtype=input.dtype)
     try:
         fits = np.broadcast_shapes(w.shape, input.shape) == input.shape
     except ValueError:
@@ -275,7 +295,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     if target.shape != input.shape:
         raise FreenetError(f"binary_cross_entropy: target of shape {target.shape} must have the input's shape "
                            f"{input.shape}")
-    x, y = input.data, target.data
+    x, y = input._data, target._data
     if x.size and not ((x >= 0) & (x <= 1)).all():
         raise FreenetError("binary_cross_entropy: all elements of input must be between 0 and 1")
     w = _weights("binary_cross_entropy", weight, input)

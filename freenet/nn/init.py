@@ -8,7 +8,7 @@ fan_out = out * prod(kernel).
 >>> import freenet as fn
 >>> w = fn.empty(256, 128)
 >>> _ = fn.nn.init.kaiming_normal_(w, nonlinearity="relu")
->>> abs(float(w.data.std()) - (2 / 128) ** 0.5) < 0.005
+>>> abs(float(w.std()) - (2 / 128) ** 0.5) < 0.005
 True
 """
 
@@ -50,7 +50,7 @@ def calculate_gain(nonlinearity, param=None):
 
 
 def _array(tensor, name):
-    array = tensor.data if isinstance(tensor, Tensor) else tensor
+    array = tensor._data if isinstance(tensor, Tensor) else tensor
     if not isinstance(array, np.ndarray):
         raise FreenetError(f"{name}: expected a Tensor or ndarray, not {type(tensor).__name__}")
     if array.dtype.kind != "f":

@@ -258,7 +258,7 @@ class Module:
             if set_to_none:
                 p.grad = None
             else:
-                p.grad.data[...] = 0
+                p.grad._data[...] = 0
 
     def to(self, *args, dtype=None, device=None, non_blocking=False):
         """``to(dtype)``, ``to(device)`` or ``to(device, dtype)``: casts floating-point parameters, their gradients
@@ -275,10 +275,10 @@ class Module:
         if dtype not in _FLOATS:
             raise FreenetError(f"to: modules can be cast to float32 or float64, not {dtype}")
         for t in list(self.parameters()) + list(self.buffers()):
-            if t.data.dtype in _FLOATS and t.data.dtype != dtype:
-                t.data = t.data.astype(dtype)
+            if t._data.dtype in _FLOATS and t._data.dtype != dtype:
+                t._data = t._data.astype(dtype)
                 if t.grad is not None:
-                    t.grad.data = t.grad.data.astype(dtype)
+                    t.grad._data = t.grad._data.astype(dtype)
         return self
 
     def cpu(self):
@@ -306,13 +306,13 @@ class Module:
                 yield from module._state_items(prefix + name + ".")
 
     def state_dict(self, prefix="", keep_vars=False):
-        """An ordered dict from dotted name to a copy (a C-contiguous ndarray) of every parameter and
-        persistent buffer, in registration order, as PyTorch names them (``0.weight``, ``fc.bias``).
+        """An ordered dict from dotted name to every parameter and persistent buffer, in registration order,
+        as PyTorch names them (``0.weight``, ``fc.bias``): detached tensors on the same memory, as in PyTorch
+        (training on changes them; ``copy.deepcopy`` the dict to keep a snapshot).
 
-        ``keep_vars=True`` gives the Tensors themselves instead of copies. A tensor shared by two
-        modules appears under both names.
+        ``keep_vars=True`` gives the Tensors themselves. A tensor shared by two modules appears under both names.
         """
-        return OrderedDict((name, t if keep_vars else t.data.copy()) for name, t in self._state_items(prefix))
+        return OrderedDict((name, t if keep_vars else t.detach()) for name, t in self._state_items(prefix))
 
     def load_state_dict(self, state_dict, strict=True):
         """Copies ``state_dict`` values (ndarrays, Tensors, or anything with ``__array__``) into this
@@ -333,16 +333,16 @@ class Module:
                 continue
             value = state_dict[name]
             if isinstance(value, Tensor):
-                value = value.data
+                value = value._data
             elif not isinstance(value, (np.ndarray, np.generic)) and hasattr(value, "__array__"):
                 value = np.asarray(value)
             if not isinstance(value, (np.ndarray, np.generic)):
                 problems.append(f"'{name}': got a {type(value).__name__}, expected an ndarray or Tensor")
-            elif value.shape != target.data.shape:
+            elif value.shape != target._data.shape:
                 problems.append(f"'{name}': shape {tuple(value.shape)} in the state dict, "
-                                f"{tuple(target.data.shape)} in the model")
-            elif value.dtype != target.data.dtype:
-                problems.append(f"'{name}': dtype {value.dtype} in the state dict, {target.data.dtype} in the model")
+                                f"{tuple(target._data.shape)} in the model")
+            elif value.dtype != target._data.dtype:
+                problems.append(f"'{name}': dtype {value.dtype} in the state dict, {target._data.dtype} in the model")
             else:
                 copies.append((target, value))
         if strict:
@@ -354,7 +354,7 @@ class Module:
             raise FreenetError(f"load_state_dict: {len(problems)} error(s) loading the state dict into "
                                f"{type(self).__name__}:\n  " + "\n  ".join(problems))
         for target, value in copies:
-            np.copyto(target.data, value)
+            np.copyto(target._data, value)
         return IncompatibleKeys(missing, unexpected)
 
     # -- printing ----------------------------------------------------------------------------------

@@ -43,9 +43,9 @@ class _BatchNorm(Module):
         use_batch_stats = self.training or self.running_mean is None
         running = (None, None)
         if self.track_running_stats:
-            running = (self.running_mean.data, self.running_var.data)
+            running = (self.running_mean._data, self.running_var._data)
             if self.training:
-                self.num_batches_tracked.data[...] += 1
+                self.num_batches_tracked._data[...] += 1
         if relu:
             return F.batch_norm_relu(input, *running, self.weight, self.bias, residual, training=use_batch_stats,
                                      momentum=self.momentum, eps=self.eps)

@@ -24,7 +24,7 @@ class Parameter(Tensor):
         shared = isinstance(data, Tensor)
         super().__init__(np.empty(0, dtype=np.float32) if data is None or shared else data)
         if shared:
-            self.data = data.data
+            self._data = data._data
         self.requires_grad = requires_grad
 
     def __repr__(self):

@@ -8,5 +8,5 @@ from freenet.tensor import record
 @op
 def silu(x):
     """x * sigmoid(x) (the swish); the derivative s * (1 + x (1 - s)) with s = sigmoid(x)."""
-    s = kernels.sigmoid(x.data)
-    return record(x.data * s, (x,), lambda g: (g * (s * (1 + x.data * (1 - s))),))
+    s = kernels.sigmoid(x._data)
+    return record(x._data * s, (x,), lambda g: (g * (s * (1 + x._data * (1 - s))),))

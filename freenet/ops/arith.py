@@ -15,10 +15,10 @@ def lift(value, like):
     if isinstance(value, Tensor):
         return value
     if isinstance(value, (bool, int, float)):
-        dtype = like.data.dtype
+        dtype = like._data.dtype
         if dtype.kind != "f":
             # an int tensor with a float gives float32, PyTorch's default dtype (NumPy would say float64)
-            dtype = np.float32 if isinstance(value, float) else np.result_type(like.data, value)
+            dtype = np.float32 if isinstance(value, float) else np.result_type(like._data, value)
         return _constant(np.asarray(value, dtype=dtype))
     if isinstance(value, (np.ndarray, np.generic)):
         return _constant(np.asarray(value))
@@ -29,41 +29,41 @@ def pair(a, b):
     """Both operands as tensors, an integer or bool one cast to the other's float dtype (PyTorch's
     promotion: int64 with float32 gives float32, where NumPy would give float64)."""
     a, b = (lift(a, b), b) if not isinstance(a, Tensor) else (a, lift(b, a))
-    fa, fb = a.data.dtype.kind == "f", b.data.dtype.kind == "f"
+    fa, fb = a._data.dtype.kind == "f", b._data.dtype.kind == "f"
     if fa != fb:
         if fa:
-            b = _constant(b.data.astype(a.data.dtype))
+            b = _constant(b._data.astype(a._data.dtype))
         else:
-            a = _constant(a.data.astype(b.data.dtype))
+            a = _constant(a._data.astype(b._data.dtype))
     return a, b
 
 
 @op
 def add(a, b):
     a, b = pair(a, b)
-    return record(a.data + b.data, (a, b), lambda g: (g, g), saved=())
+    return record(a._data + b._data, (a, b), lambda g: (g, g), saved=())
 
 
 @op
 def sub(a, b):
     a, b = pair(a, b)
-    return record(a.data - b.data, (a, b), lambda g: (g, -g), saved=())
+    return record(a._data - b._data, (a, b), lambda g: (g, -g), saved=())
 
 
 @op
 def mul(a, b):
     a, b = pair(a, b)
-    return record(a.data * b.data, (a, b), lambda g: (g * b.data, g * a.data))
+    return record(a._data * b._data, (a, b), lambda g: (g * b._data, g * a._data))
 
 
 @op
 def div(a, b):
     """True division; integer operands give float32, as in PyTorch."""
     a, b = pair(a, b)
-    if a.data.dtype.kind != "f":
-        a, b = _constant(a.data.astype(np.float32)), _constant(b.data.astype(np.float32))
-    out = a.data / b.data
-    return record(out, (a, b), lambda g: (g / b.data, -g * out / b.data), saved=(b,), output_saved=True)
+    if a._data.dtype.kind != "f":
+        a, b = _constant(a._data.astype(np.float32)), _constant(b._data.astype(np.float32))
+    out = a._data / b._data
+    return record(out, (a, b), lambda g: (g / b._data, -g * out / b._data), saved=(b,), output_saved=True)
 
 
 def _power(a, b):
@@ -86,11 +86,11 @@ def _power(a, b):
 @op
 def pow(a, b):
     a, b = pair(a, b)
-    out = _power(a.data, b.data)
+    out = _power(a._data, b._data)
 
     def backward(g):
-        ga = g * b.data * _power(a.data, b.data - 1)
-        gb = g * out * kernels.log(a.data) if b.requires_grad else None
+        ga = g * b._data * _power(a._data, b._data - 1)
+        gb = g * out * kernels.log(a._data) if b.requires_grad else None
         return ga, gb
 
     return record(out, (a, b), backward, output_saved=True)
@@ -100,18 +100,18 @@ def pow(a, b):
 def maximum(a, b):
     """Elementwise max; on ties each side gets half the gradient (as PyTorch does)."""
     a, b = pair(a, b)
-    return _pick(np.maximum(a.data, b.data), a, b, a.data > b.data)
+    return _pick(np.maximum(a._data, b._data), a, b, a._data > b._data)
 
 
 @op
 def minimum(a, b):
     a, b = pair(a, b)
-    return _pick(np.minimum(a.data, b.data), a, b, a.data < b.data)
+    return _pick(np.minimum(a._data, b._data), a, b, a._data < b._data)
 
 
 def _pick(out, a, b, a_wins):
     def backward(g):
-        share = np.where(a_wins, 1.0, np.where(a.data == b.data, 0.5, 0.0)).astype(g.dtype)
+        share = np.where(a_wins, 1.0, np.where(a._data == b._data, 0.5, 0.0)).astype(g.dtype)
         return g * share, g * (1 - share)
 
     return record(out, (a, b), backward)
@@ -120,13 +120,13 @@ def _pick(out, a, b, a_wins):
 @op
 def where(condition, a, b):
     """``a`` where ``condition`` holds, else ``b``; the gradient flows to the side that was taken."""
-    cond = np.asarray(condition.data if isinstance(condition, Tensor) else condition)
+    cond = np.asarray(condition._data if isinstance(condition, Tensor) else condition)
     if cond.dtype != np.bool_:
         raise FreenetError(f"where: condition must be bool, not {cond.dtype}")
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
         a = Tensor(a, dtype=np.float32 if isinstance(a, float) else None)
     a, b = pair(a, b)
-    out = np.where(cond, a.data, b.data)
+    out = np.where(cond, a._data, b._data)
     return record(out, (a, b), lambda g: (np.where(cond, g, 0), np.where(cond, 0, g)), saved=())
 
 
@@ -134,7 +134,7 @@ def _integral(ufunc, name):
     def integral(a, b):
         """Elementwise, with Python's rounding towards minus infinity; no gradient (as in PyTorch)."""
         a, b = pair(a, b)
-        return _constant(ufunc(a.data, b.data))
+        return _constant(ufunc(a._data, b._data))
 
     integral.__name__ = integral.__qualname__ = name
     return op(integral)
@@ -145,7 +145,7 @@ remainder = _integral(np.remainder, "remainder")
 
 
 def _raw(value):
-    return value.data if isinstance(value, Tensor) else value
+    return value._data if isinstance(value, Tensor) else value
 
 
 def _compare(ufunc):
@@ -178,6 +178,6 @@ logical_xor = _logical(np.bitwise_xor, "logical_xor")
 @op
 def logical_not(a):
     """``~a``: not for bool tensors, bitwise not for integers; no gradient."""
-    if a.data.dtype.kind == "f":
+    if a._data.dtype.kind == "f":
         raise FreenetError("~: needs a bool or integer tensor, not float")
-    return _constant(np.invert(a.data))
+    return _constant(np.invert(a._data))

@@ -9,7 +9,7 @@ from freenet.tensor import Tensor, _constant, inplace, no_grad, record
 
 def _indices(input, name):
     """The integer array of ``input`` (a Tensor, an ndarray or a list)."""
-    idx = input.data if isinstance(input, Tensor) else np.asarray(input)
+    idx = input._data if isinstance(input, Tensor) else np.asarray(input)
     if idx.dtype.kind not in "iu":
         raise FreenetError(f"{name}: indices must be an integer tensor, not {idx.dtype}")
     return idx
@@ -42,7 +42,7 @@ def _renorm(weight, idx, max_norm, norm_type):
     rows = np.unique(idx)
 
     def fill(t):
-        w = t.data
+        w = t._data
         norms = _row_norms(w[rows], norm_type)
         over = norms > max_norm
         if over.any():
@@ -96,12 +96,12 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
     exceeds it; ``scale_grad_by_freq`` divides each row's gradient by how often the input uses it.
     """
     idx = _indices(input, "embedding")
-    if weight.data.ndim != 2:
+    if weight._data.ndim != 2:
         raise FreenetError(f"embedding: weight must be 2-d (num_embeddings, embedding_dim), not shape "
-                           f"{weight.data.shape}")
+                           f"{weight._data.shape}")
     if sparse:
         raise FreenetError("embedding: sparse gradients are not supported (use sparse=False)")
-    rows, dim = weight.data.shape
+    rows, dim = weight._data.shape
     padding_idx = _padding_index(padding_idx, rows)
     if idx.size and (idx.min() < 0 or idx.max() >= rows):
         bad = idx[(idx < 0) | (idx >= rows)].flat[0]
@@ -110,7 +110,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
         idx = idx.copy()  # backward reads the indices: keep them from later changes
     if max_norm is not None:
         _renorm(weight, idx, max_norm, norm_type)
-    out = weight.data[idx]
+    out = weight._data[idx]
 
     def backward(g):
         flat = idx.reshape(-1)
@@ -130,7 +130,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
 def one_hot(tensor, num_classes=-1):
     """int64 tensor of shape ``tensor.shape + (num_classes,)`` with a 1 at each index; ``num_classes=-1``
     takes one more than the largest index. No gradient (as in PyTorch)."""
-    t = tensor.data if isinstance(tensor, Tensor) else np.asarray(tensor)
+    t = tensor._data if isinstance(tensor, Tensor) else np.asarray(tensor)
     if t.dtype.kind not in "iu":
         raise FreenetError(f"one_hot: only applicable to index (integer) tensors, not {t.dtype}")
     if num_classes == -1:

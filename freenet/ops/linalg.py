@@ -10,17 +10,17 @@ from freenet.tensor import record
 @op
 def matmul(a, b):
     """``a @ b`` with NumPy's rules: 1-d operands are vectors, leading dims broadcast as a batch."""
-    if a.data.ndim == 0 or b.data.ndim == 0:
-        raise FreenetError(f"matmul: needs at least 1-d operands, got shapes {a.data.shape} and {b.data.shape}")
-    inner_a = a.data.shape[-1]
-    inner_b = b.data.shape[-2] if b.data.ndim > 1 else b.data.shape[0]
+    if a._data.ndim == 0 or b._data.ndim == 0:
+        raise FreenetError(f"matmul: needs at least 1-d operands, got shapes {a._data.shape} and {b._data.shape}")
+    inner_a = a._data.shape[-1]
+    inner_b = b._data.shape[-2] if b._data.ndim > 1 else b._data.shape[0]
     if inner_a != inner_b:
-        raise FreenetError(f"matmul: shapes {a.data.shape} and {b.data.shape} do not fit "
+        raise FreenetError(f"matmul: shapes {a._data.shape} and {b._data.shape} do not fit "
                            f"(inner sizes {inner_a} and {inner_b} differ)")
-    out = _matmul(a.data, b.data)
+    out = _matmul(a._data, b._data)
 
     def backward(g):
-        A, B = a.data, b.data
+        A, B = a._data, b._data
         if A.ndim == 1 and B.ndim == 1:
             return g * B, g * A
         if A.ndim == 1:  # (k) @ (..., k, n): treat a as a (1, k) matrix
@@ -31,11 +31,11 @@ def matmul(a, b):
         plain = A.ndim == B.ndim == g.ndim == 2  # (no batch dims)
         if a.requires_grad:
             ga = _matmul(B, g.T).T if plain and _transposed(A) else _matmul(g, np.swapaxes(B, -1, -2))
-            if a.data.ndim == 1:
+            if a._data.ndim == 1:
                 ga = ga[..., 0, :]
         if b.requires_grad:
             gb = _matmul(g.T, A).T if plain and _transposed(B) else _matmul(np.swapaxes(A, -1, -2), g)
-            if b.data.ndim == 1:
+            if b._data.ndim == 1:
                 gb = gb[..., 0]
         return ga, gb
 
@@ -59,9 +59,9 @@ def _matmul(a, b):
 
 def bmm(a, b):
     """Batched matrix product of (B, n, k) and (B, k, m) tensors."""
-    if a.data.ndim != 3 or b.data.ndim != 3 or a.data.shape[0] != b.data.shape[0]:
-        raise FreenetError(f"bmm: needs two 3-d tensors with the same batch size, got {a.data.shape} and "
-                           f"{b.data.shape}")
+    if a._data.ndim != 3 or b._data.ndim != 3 or a._data.shape[0] != b._data.shape[0]:
+        raise FreenetError(f"bmm: needs two 3-d tensors with the same batch size, got {a._data.shape} and "
+                           f"{b._data.shape}")
     return matmul(a, b)
 
 
@@ -72,7 +72,7 @@ def einsum(equation, *operands):
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
     inputs, output = _einsum_parts(equation, operands)
-    out = np.einsum(equation, *(t.data for t in operands))
+    out = np.einsum(equation, *(t._data for t in operands))
 
     def backward(g):
         grads = []
@@ -83,10 +83,10 @@ def einsum(equation, *operands):
             others = [s for j, s in enumerate(inputs) if j != i]
             known = set(output).union(*others)
             kept = "".join(c for c in inputs[i] if c in known)  # letters summed in this operand alone come back
-            gi = np.einsum(",".join([output] + others) + "->" + kept, g, *(o.data for j, o in enumerate(operands)
+            gi = np.einsum(",".join([output] + others) + "->" + kept, g, *(o._data for j, o in enumerate(operands)
                                                                         if j != i))
-            shape = tuple(n if c in known else 1 for c, n in zip(inputs[i], t.data.shape))
-            grads.append(np.broadcast_to(gi.reshape(shape), t.data.shape))
+            shape = tuple(n if c in known else 1 for c, n in zip(inputs[i], t._data.shape))
+            grads.append(np.broadcast_to(gi.reshape(shape), t._data.shape))
         return tuple(grads)
 
     return record(out, operands, backward)

@@ -34,27 +34,27 @@ def _count(shape, axes):
 
 @op
 def sum(x, dim=None, keepdim=False):
-    axes = _axes(dim, x.data.ndim)
-    out = np.sum(x.data, axis=axes, keepdims=keepdim)
-    return record(out, (x,), lambda g: (_spread(g, x.data.shape, axes, keepdim),), saved=())
+    axes = _axes(dim, x._data.ndim)
+    out = np.sum(x._data, axis=axes, keepdims=keepdim)
+    return record(out, (x,), lambda g: (_spread(g, x._data.shape, axes, keepdim),), saved=())
 
 
 @op
 def mean(x, dim=None, keepdim=False):
-    axes = _axes(dim, x.data.ndim)
-    n = _count(x.data.shape, axes)
-    out = np.sum(x.data, axis=axes, keepdims=keepdim) / n
-    return record(out, (x,), lambda g: (_spread(g / n, x.data.shape, axes, keepdim),), saved=())
+    axes = _axes(dim, x._data.ndim)
+    n = _count(x._data.shape, axes)
+    out = np.sum(x._data, axis=axes, keepdims=keepdim) / n
+    return record(out, (x,), lambda g: (_spread(g / n, x._data.shape, axes, keepdim),), saved=())
 
 
 @op
 def var(x, dim=None, keepdim=False, correction=1):
     """Variance; ``correction=1`` divides by n - 1 (as PyTorch), ``correction=0`` by n."""
-    axes = _axes(dim, x.data.ndim)
-    n = _count(x.data.shape, axes) - correction
-    centered = x.data - np.mean(x.data, axis=axes, keepdims=True)
+    axes = _axes(dim, x._data.ndim)
+    n = _count(x._data.shape, axes) - correction
+    centered = x._data - np.mean(x._data, axis=axes, keepdims=True)
     out = np.sum(centered * centered, axis=axes, keepdims=keepdim) / n
-    return record(out, (x,), lambda g: (_spread(g, x.data.shape, axes, keepdim) * centered * (2 / n),),
+    return record(out, (x,), lambda g: (_spread(g, x._data.shape, axes, keepdim) * centered * (2 / n),),
                   saved=())
 
 
@@ -68,13 +68,13 @@ def _amax(reduce):
     def extreme(x, dim=None, keepdim=False):
         """The largest (smallest) values over ``dim`` (an int, a tuple, or None for all); tied elements
         share the gradient equally."""
-        axes = _axes(dim, x.data.ndim)
-        out = reduce(x.data, axis=axes, keepdims=keepdim)
+        axes = _axes(dim, x._data.ndim)
+        out = reduce(x._data, axis=axes, keepdims=keepdim)
 
         def backward(g):
-            hit = x.data == _spread(out, x.data.shape, axes, keepdim)
+            hit = x._data == _spread(out, x._data.shape, axes, keepdim)
             share = hit / np.sum(hit, axis=axes, keepdims=True)
-            return (_spread(g, x.data.shape, axes, keepdim) * share,)
+            return (_spread(g, x._data.shape, axes, keepdim) * share,)
 
         return record(out, (x,), backward, output_saved=True)
 
@@ -98,12 +98,12 @@ def _along(find, whole, pairwise):
         if not isinstance(dim, (int, np.integer)):
             raise FreenetError(f"{find.__name__[3:]}: dim must be an int (use a{find.__name__[3:]} for several dims), "
                                f"not {dim!r}")
-        axis = normalize_axis_index(int(dim), x.data.ndim)
-        index = find(x.data, axis=axis, keepdims=True)
-        values = np.take_along_axis(x.data, index, axis)
+        axis = normalize_axis_index(int(dim), x._data.ndim)
+        index = find(x._data, axis=axis, keepdims=True)
+        values = np.take_along_axis(x._data, index, axis)
 
         def backward(g):
-            gx = np.zeros(x.data.shape, dtype=g.dtype)
+            gx = np.zeros(x._data.shape, dtype=g.dtype)
             np.put_along_axis(gx, index, g if keepdim else np.expand_dims(g, axis), axis)
             return (gx,)
 
@@ -127,17 +127,17 @@ def std(x, dim=None, keepdim=False, correction=1):
 
 
 def _sorted(x, dim, descending, k=None):
-    axis = normalize_axis_index(dim, x.data.ndim)
+    axis = normalize_axis_index(dim, x._data.ndim)
     # Stable, so equal values keep their order. Descending sorts order-reversed keys: -x for floats,
     # ~x (= -x - 1) for integers and bools, where -x would overflow at the type's minimum.
-    keys = x.data if not descending else (-x.data if x.data.dtype.kind == "f" else ~x.data)
+    keys = x._data if not descending else (-x._data if x._data.dtype.kind == "f" else ~x._data)
     index = np.argsort(keys, axis=axis, kind="stable")
     if k is not None:
         index = np.take(index, np.arange(k), axis=axis)
-    values = np.take_along_axis(x.data, index, axis)
+    values = np.take_along_axis(x._data, index, axis)
 
     def backward(g):
-        gx = np.zeros(x.data.shape, dtype=g.dtype)
+        gx = np.zeros(x._data.shape, dtype=g.dtype)
         np.put_along_axis(gx, index, g, axis)
         return (gx,)
 
@@ -158,15 +158,15 @@ def argsort(x, dim=-1, descending=False, stable=False):
 @op
 def topk(x, k, dim=-1, largest=True, sorted=True):
     """The ``k`` largest (smallest) values along ``dim`` and their indices, in order."""
-    if not 0 <= k <= x.data.shape[dim]:
-        raise FreenetError(f"topk: k={k} is out of range for size {x.data.shape[dim]}")
+    if not 0 <= k <= x._data.shape[dim]:
+        raise FreenetError(f"topk: k={k} is out of range for size {x._data.shape[dim]}")
     return _sorted(x, dim, largest, k)
 
 
 def _logical(reduce):
     def logical(x, dim=None, keepdim=False):
         """Whether all (any) elements are true (non-zero), as a bool tensor; no gradient."""
-        return _constant(np.asarray(reduce(x.data, axis=None if dim is None else _axes(dim, x.data.ndim),
+        return _constant(np.asarray(reduce(x._data, axis=None if dim is None else _axes(dim, x._data.ndim),
                                            keepdims=keepdim)))
 
     logical.__name__ = logical.__qualname__ = reduce.__name__
@@ -180,10 +180,10 @@ any = _logical(np.any)
 @op
 def logsumexp(x, dim=None, keepdim=False):
     """log(sum(exp(x))) without overflow."""
-    axes = _axes(dim, x.data.ndim)
-    out = _logsumexp(x.data, axes, keepdims=keepdim)
-    return record(out, (x,), lambda g: (_spread(g, x.data.shape, axes, keepdim)
-                                        * kernels.exp(x.data - _spread(out, x.data.shape, axes, keepdim)),),
+    axes = _axes(dim, x._data.ndim)
+    out = _logsumexp(x._data, axes, keepdims=keepdim)
+    return record(out, (x,), lambda g: (_spread(g, x._data.shape, axes, keepdim)
+                                        * kernels.exp(x._data - _spread(out, x._data.shape, axes, keepdim)),),
                   output_saved=True)
 
 
@@ -201,8 +201,8 @@ def _logsumexp(v, axes, keepdims):
 
 @op
 def softmax(x, dim=-1):
-    axes = _axes(dim, x.data.ndim)
-    e = kernels.exp(x.data - _finite_max(x.data, axes))
+    axes = _axes(dim, x._data.ndim)
+    e = kernels.exp(x._data - _finite_max(x._data, axes))
     out = e / np.sum(e, axis=axes, keepdims=True)
     return record(out, (x,), lambda g: (out * (g - np.sum(g * out, axis=axes, keepdims=True)),), saved=(),
                   output_saved=True)
@@ -210,8 +210,8 @@ def softmax(x, dim=-1):
 
 @op
 def log_softmax(x, dim=-1):
-    axes = _axes(dim, x.data.ndim)
-    shifted = x.data - _finite_max(x.data, axes)  # subtract before the log: keeps precision at 1e4
+    axes = _axes(dim, x._data.ndim)
+    shifted = x._data - _finite_max(x._data, axes)  # subtract before the log: keeps precision at 1e4
     out = shifted - kernels.log(np.sum(kernels.exp(shifted), axis=axes, keepdims=True))
     return record(out, (x,), lambda g: (g - kernels.exp(out) * np.sum(g, axis=axes, keepdims=True),), saved=(),
                   output_saved=True)
@@ -220,10 +220,10 @@ def log_softmax(x, dim=-1):
 @op
 def argmax(x, dim=None, keepdim=False):
     """Index of the largest value (over the flattened tensor when ``dim`` is None); no gradient."""
-    return _constant(np.argmax(x.data, axis=dim, keepdims=keepdim))
+    return _constant(np.argmax(x._data, axis=dim, keepdims=keepdim))
 
 
 @op
 def argmin(x, dim=None, keepdim=False):
-    return _constant(np.argmin(x.data, axis=dim, keepdims=keepdim))
+    return _constant(np.argmin(x._data, axis=dim, keepdims=keepdim))
 

@@ -149,21 +149,21 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
         raise FreenetError("interpolate: align_corners can only be set with the interpolating modes (bilinear)")
     if antialias:
         raise FreenetError("interpolate: antialias=True is not supported")
-    if x.data.ndim != 4:
-        raise FreenetError(f"interpolate: only 4-d (N, C, H, W) inputs are supported, got shape {x.data.shape}")
-    if mode == "bilinear" and x.data.dtype.kind != "f":
-        raise FreenetError(f"interpolate: bilinear needs a float32 or float64 input, not {x.data.dtype}")
-    in_sizes = x.data.shape[2:]
+    if x._data.ndim != 4:
+        raise FreenetError(f"interpolate: only 4-d (N, C, H, W) inputs are supported, got shape {x._data.shape}")
+    if mode == "bilinear" and x._data.dtype.kind != "f":
+        raise FreenetError(f"interpolate: bilinear needs a float32 or float64 input, not {x._data.dtype}")
+    in_sizes = x._data.shape[2:]
     out_sizes = _output_size(in_sizes, size, scale_factor)
     if scale_factor is not None and not recompute_scale_factor:
         scales = tuple(float(s) for s in _pair(scale_factor, "scale_factor"))
     else:
         scales = (None, None)
     if mode == "bilinear":
-        taps = [_linear(n, m, s, bool(align_corners), x.data.dtype) for n, m, s in zip(in_sizes, out_sizes, scales)]
+        taps = [_linear(n, m, s, bool(align_corners), x._data.dtype) for n, m, s in zip(in_sizes, out_sizes, scales)]
     else:
         taps = [(_nearest(n, m, s, mode == "nearest-exact"),) for n, m, s in zip(in_sizes, out_sizes, scales)]
-    out = _gather(_gather(x.data, 3, taps[1]), 2, taps[0])
+    out = _gather(_gather(x._data, 3, taps[1]), 2, taps[0])
     rounds = [_rounds(n, t) for n, t in zip(in_sizes, taps)]
 
     def backward(g):

@@ -105,7 +105,7 @@ class Optimizer:
                     if set_to_none:
                         p.grad = None
                     else:
-                        p.grad.data[...] = 0
+                        p.grad._data[...] = 0
 
     def step(self, closure=None):
         raise NotImplementedError
@@ -122,7 +122,7 @@ class Optimizer:
         """(parameter, its array, its gradient array) for the group's parameters that have a gradient."""
         for p in group["params"]:
             if p.grad is not None:
-                yield p, p.data, p.grad.data
+                yield p, p._data, p.grad._data
 
     @staticmethod
     def _regularised(grad, param, weight_decay, maximize):
@@ -183,7 +183,7 @@ class Optimizer:
             restored = {}
             for k, v in entries.items():
                 if isinstance(v, Tensor):
-                    v = v.data
+                    v = v._data
                 if isinstance(v, (np.ndarray, np.generic)) and k != "step":
                     if v.ndim and v.shape != p.shape:
                         problems.append(f"parameter {key} '{k}': shape {v.shape} in the state, {p.shape} in the "

@@ -1,14 +1,15 @@
 """Built-in training recipes: each builds its model, trains it, and reports what it measured.
 
 A recipe module has ``Recipe`` (its parameters), ``build_model()``, ``train(recipe, ...)``,
-``data_identity(recipe)`` and ``LICENSE`` (the default licence of its weights). Model files name
+``data_identity(recipe)`` and ``LICENSE`` (the default licence of its weights). The image recipes
+share their training loop (``loop``) and augmentations (``augment``). Model files name
 their recipe; ``freenet reproduce`` looks it up here and nowhere else, so a file never decides
 which code is imported.
 """
 
 import importlib
 
-RECIPES = ("mnist", "go")
+RECIPES = ("mnist", "cifar10", "go")
 
 
 def get(name):

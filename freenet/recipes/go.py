@@ -10,6 +10,8 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 
+from freenet.recipes.result import Result
+
 LICENSE = "GPL-3.0-or-later"  # as Leela Zero's weights
 ARCHITECTURE = "residual policy/value net (shared/bench/workloads.md go9-6x64 shape): conv3x3+BN+ReLU stem, " \
                "B residual blocks, policy head conv1x1 2 + linear, value head conv1x1 1 + linear + tanh; " \
@@ -37,15 +39,6 @@ class Recipe:
             return TrainConfig(**fields)
         except (ValueError, TypeError) as e:
             raise FreenetError(f"go recipe: bad training configuration {self.config!r}: {e}") from None
-
-
-@dataclass
-class Result:
-    model: object
-    accuracy: float
-    seconds: float
-    sha256: str
-    history: list
 
 
 def sgf_files(folder):

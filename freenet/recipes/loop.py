@@ -1,0 +1,144 @@
+"""The training loop the image recipes share (MNIST, CIFAR-10): SGD steps on seeded augmentations, a
+per-step schedule, a progress bar, the test accuracy after each epoch, and checkpoints that a run
+resumes from to the same bits as one never interrupted.
+
+A recipe seeds freenet, builds its data and model, then (``sgd``) its loader, optimizer and schedule,
+in an order that decides the weights, into a ``Setup`` that it hands to ``fit``.
+"""
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from tqdm import tqdm
+
+import freenet as fn
+from freenet import optim
+from freenet.checkpoint import Checkpointer
+from freenet.data import DataLoader
+from freenet.kernels import settings
+from freenet.nn import functional as F
+from freenet.recipes.result import Result
+from freenet.serialize import weights_sha256
+
+
+@dataclass
+class Setup:
+    """What a recipe builds for ``fit``."""
+
+    model: object  # an nn.Module
+    loader: DataLoader  # shuffles the training set
+    test_set: object
+    optimizer: object
+    schedule: object  # stepped after every SGD step
+    total_steps: int
+    augment: Callable  # (images ndarray, np.random.Generator) -> the model's training input (ndarray)
+    prepare: Callable  # images ndarray -> the model's test input (ndarray)
+    source: str  # where the data is, for the log
+
+
+def sgd(recipe, model, train_set, test_set, schedule, augment, prepare, source):
+    """The ``Setup`` of SGD with momentum and weight decay on ``train_set``, shuffled by the recipe's seed, with
+    ``schedule(optimizer, total_steps)``: ``recipe.epochs`` passes, or ``recipe.max_steps`` if fewer."""
+    loader = DataLoader(train_set, batch_size=recipe.batch_size, shuffle=True, seed=recipe.seed)
+    optimizer = optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                          weight_decay=recipe.weight_decay)
+    total_steps = recipe.epochs * len(loader)
+    if recipe.max_steps is not None:
+        total_steps = min(total_steps, recipe.max_steps)
+    return Setup(model, loader, test_set, optimizer, schedule(optimizer, total_steps), total_steps, augment, prepare,
+                 source)
+
+
+@fn.no_grad()
+def evaluate(model, dataset, prepare, batch_size=500):
+    """Accuracy of ``model`` on ``dataset``, its images through ``prepare`` (in eval mode, without a graph)."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for images, labels in DataLoader(dataset, batch_size=batch_size):
+        correct += int((model(fn.from_numpy(prepare(images.numpy()))).argmax(1) == labels).numpy().sum())
+    model.train(was_training)
+    return correct / len(dataset)
+
+
+def fit(recipe, setup, progress=True, log=print, checkpoint_every=None, checkpoint_dir=None, resume=None):
+    """Trains ``setup.model`` for ``setup.total_steps``; returns its test accuracy, time and weights hash.
+
+    With ``checkpoint_every`` steps a checkpoint goes to ``checkpoint_dir``; ``resume`` (a checkpoint
+    folder) continues the run from its newest good checkpoint, to the same bits as an unbroken run.
+    """
+    model, loader, optimizer, schedule, total_steps = (setup.model, setup.loader, setup.optimizer, setup.schedule,
+                                                       setup.total_steps)
+    run = {"step": 0, "seconds": 0.0, "history": [], "epoch": {"seen": 0, "correct": 0, "loss": 0.0}}
+    if resume is not None:
+        run = _resume(resume, recipe, setup, log)
+    checkpointer = Checkpointer(checkpoint_dir) if checkpoint_every else None
+    log(f"training on {len(loader.dataset)} images ({setup.source}), testing on {len(setup.test_set)}; "
+        f"{fn.get_num_threads()} threads")
+    start = time.perf_counter() - run["seconds"]
+    bar = tqdm(total=total_steps, initial=run["step"], unit="step", disable=not progress)
+    while run["step"] < total_steps:
+        epoch, first = loader.epoch, loader.state_dict()["batch"]
+        for index, (images, labels) in enumerate(loader, start=first):
+            # Seeded by (seed, epoch, batch) alone, so a resumed run draws the same augmentations.
+            rng = np.random.default_rng([recipe.seed, epoch, index])
+            logits = model(fn.from_numpy(setup.augment(images.numpy(), rng)))
+            loss = F.cross_entropy(logits, labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            run["step"] += 1
+            stats = run["epoch"]
+            stats["seen"] += len(labels)
+            stats["loss"] += loss.item() * len(labels)
+            stats["correct"] += int((logits.argmax(1) == labels).numpy().sum())
+            bar.update()
+            bar.set_postfix(epoch=epoch + 1, loss=f"{stats['loss'] / stats['seen']:.4f}",
+                            acc=f"{stats['correct'] / stats['seen']:.3f}")
+            if index == len(loader) - 1 or run["step"] == total_steps:
+                _end_epoch(run, epoch, setup, recipe, log)
+            run["seconds"] = time.perf_counter() - start
+            if checkpointer is not None and (run["step"] % checkpoint_every == 0 or run["step"] == total_steps):
+                checkpointer.save(run["step"], model.state_dict(), {
+                    "recipe": recipe.as_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                    "loader": loader.state_dict(), "rng": fn.default_generator().bit_generator.state, "run": run,
+                    "matmul": settings.matmul_path()})
+            if run["step"] == total_steps:
+                break
+    bar.close()
+    history = run["history"]
+    return Result(model, history[-1]["test_accuracy"], run["seconds"], weights_sha256(model.state_dict()), history)
+
+
+def _resume(folder, recipe, setup, log):
+    """Loads the newest good checkpoint in ``folder`` into ``setup``; returns the run's counters."""
+    checkpoint = Checkpointer(folder).latest(warn=log)
+    if checkpoint is None:
+        raise fn.FreenetError(f"--resume {folder}: no checkpoint there")
+    if checkpoint.state["recipe"] != recipe.as_dict():
+        raise fn.FreenetError(f"{checkpoint.path} was made by another recipe: {checkpoint.state['recipe']}")
+    recorded = checkpoint.state.get("matmul", settings.matmul_path())  # one run, one matmul path
+    if recorded != settings.matmul_path():
+        raise fn.FreenetError(f"{checkpoint.path} was made with the {recorded} matmul path, not "
+                              f"{settings.matmul_path()}; resume with FREENET_MATMUL={recorded}")
+    setup.model.load_state_dict(checkpoint.arrays)
+    setup.optimizer.load_state_dict(checkpoint.state["optimizer"])
+    setup.schedule.load_state_dict(checkpoint.state["schedule"])
+    setup.loader.load_state_dict(checkpoint.state["loader"])
+    fn.default_generator().bit_generator.state = checkpoint.state["rng"]
+    run = checkpoint.state["run"]
+    log(f"resumed from {checkpoint.path} at step {run['step']}")
+    return run
+
+
+def _end_epoch(run, epoch, setup, recipe, log):
+    stats = run["epoch"]
+    accuracy = evaluate(setup.model, setup.test_set, setup.prepare)
+    run["history"].append({"epoch": epoch + 1, "train_loss": stats["loss"] / stats["seen"],
+                           "train_accuracy": stats["correct"] / stats["seen"], "test_accuracy": accuracy})
+    log(f"epoch {epoch + 1}/{recipe.epochs}: train loss {stats['loss'] / stats['seen']:.4f}, "
+        f"train accuracy {stats['correct'] / stats['seen']:.4f}, test accuracy {accuracy:.4f}")
+    run["epoch"] = {"seen": 0, "correct": 0, "loss": 0.0}
