@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 import freenet as fn
 import freenet.utils.data as fdata
 from freenet.data import MNIST
-from freenet.utils.data import (BatchSampler, ConcatDataset, DataLoader, Dataset, RandomSampler, SequentialSampler,
-                                Subset, SubsetRandomSampler, TensorDataset, WeightedRandomSampler, default_collate,
-                                default_convert, random_split)
+from freenet.utils.data import (BatchSampler, ChainDataset, ConcatDataset, DataLoader, Dataset, IterableDataset,
+                                RandomSampler, SequentialSampler, Subset, SubsetRandomSampler, TensorDataset,
+                                WeightedRandomSampler, default_collate, default_convert, random_split)
 
 
 class Items(Dataset):
@@ -57,7 +57,7 @@ def test_utils_data_reexports_the_one_implementation():
         assert getattr(fdata, name) is getattr(data, name), name
     for name in ("Dataset", "TensorDataset", "DataLoader", "Subset", "random_split", "default_collate",
                  "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler",
-                 "BatchSampler", "ConcatDataset"):
+                 "BatchSampler", "ConcatDataset", "IterableDataset", "ChainDataset"):
         assert name in fdata.__all__
 
 
@@ -562,3 +562,158 @@ def test_a_torch_style_generator_object_is_accepted():
         return DataLoader(ds, batch_size=3, shuffle=True, generator=fn.Generator().manual_seed(3))
 
     assert index_lists(loader()) == index_lists(loader())
+
+
+# -- IterableDataset ----------------------------------------------------------------------------------
+
+def stream_classes(base):
+    """(Stream, Sized): iterable datasets over a list of examples built on ``base`` (freenet's or torch's
+    IterableDataset); Stream counts the examples it has handed out, Sized also has a length."""
+
+    class Stream(base):
+        def __init__(self, items):
+            self.items, self.served, self.passes = list(items), 0, 0
+
+        def __iter__(self):
+            self.passes += 1
+            for x in self.items:
+                self.served += 1
+                yield x
+
+    class Sized(Stream):
+        def __len__(self):
+            return len(self.items)
+
+    return Stream, Sized
+
+
+Stream, SizedStream = stream_classes(IterableDataset)
+
+
+@given(n=st.integers(0, 20), batch_size=st.integers(1, 7), drop_last=st.booleans())
+def test_iterable_dataset_batches_consecutive_items(n, batch_size, drop_last):
+    loader = DataLoader(Stream(range(n)), batch_size=batch_size, drop_last=drop_last)
+    chunks = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
+    expected = [c for c in chunks if len(c) == batch_size] if drop_last else chunks
+    got = [b.tolist() for b in loader]
+    assert got == expected and all(b.dtype == np.int64 for b in loader)
+    assert len(DataLoader(SizedStream(range(n)), batch_size=batch_size, drop_last=drop_last)) == len(expected)
+
+
+def test_iterable_dataset_collation_and_no_batching():
+    examples = [{"x": np.full(2, i, np.float32), "y": i, "name": f"n{i}"} for i in range(3)]
+    ds = Stream(examples)
+    assert isinstance(ds, Dataset) and list(ds) == examples  # list() works: no __len__, no error
+    first, second = list(DataLoader(ds, batch_size=2))
+    assert first["x"].shape == (2, 2) and first["x"].dtype == np.float32 and first["y"].tolist() == [0, 1]
+    assert first["name"] == ["n0", "n1"] and second["y"].tolist() == [2] and second["name"] == ["n2"]
+    unbatched = list(DataLoader(Stream([np.arange(2), 3, (np.float32(1), "s")]), batch_size=None))
+    assert isinstance(unbatched[0], fn.Tensor) and unbatched[0].tolist() == [0, 1]
+    assert unbatched[1] == 3 and isinstance(unbatched[2][0], fn.Tensor) and unbatched[2][1] == "s"
+    assert list(DataLoader(Stream(range(5)), batch_size=2, collate_fn=sum)) == [1, 5, 4]
+    assert list(DataLoader(Stream(range(3)), batch_size=None, collate_fn=lambda x: -x)) == [0, -1, -2]
+    assert list(DataLoader(Stream([]), batch_size=3)) == []
+
+
+def test_iterable_dataset_is_read_lazily_once_per_epoch():
+    ds = Stream(range(10))
+    loader = DataLoader(ds, batch_size=3)
+    it = iter(loader)
+    assert next(it).tolist() == [0, 1, 2] and ds.served == 3  # no read-ahead
+    assert [b.tolist() for b in loader] == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]  # a new pass
+    assert ds.passes == 2 and loader.epoch == 2
+    with pytest.raises(fn.FreenetError, match="ended by a newer iteration"):
+        next(it)
+
+
+def test_iterable_dataset_loader_options():
+    ds = Stream(range(4))
+    for kwargs, message in [(dict(shuffle=True), "expected unspecified shuffle option, but got shuffle=True"),
+                            (dict(sampler=[0, 1]), r"expected unspecified sampler option, but got sampler=\[0, 1\]"),
+                            (dict(batch_sampler=[[0]]), "expected unspecified batch_sampler option"),
+                            (dict(batch_size=None, drop_last=True), "drop_last")]:
+        with pytest.raises(fn.FreenetError, match=message):
+            DataLoader(ds, **kwargs)
+    assert [b.tolist() for b in DataLoader(ds, shuffle=False, batch_size=3)] == [[0, 1, 2], [3]]
+    called = []
+    workers = DataLoader(ds, batch_size=3, num_workers=2, worker_init_fn=called.append, persistent_workers=True)
+    assert [b.tolist() for b in workers] == [[0, 1, 2], [3]] and called == []  # in-process: no duplicates
+    with pytest.raises(fn.FreenetError, match="must have __len__ and __getitem__, or be an IterableDataset"):
+        DataLoader(iter(range(3)))
+
+
+def test_iterable_dataset_length():
+    for batch_size, drop_last, expected in [(2, False, 3), (2, True, 2), (5, False, 1), (6, True, 0), (None, False, 5)]:
+        assert len(DataLoader(SizedStream(range(5)), batch_size=batch_size, drop_last=drop_last)) == expected
+    loader = DataLoader(Stream(range(5)), batch_size=2)
+    with pytest.raises(TypeError, match="IterableDataset needs the dataset's __len__, and Stream has none"):
+        len(loader)
+    assert len(list(loader)) == 3  # list() does not need the length
+    with pytest.raises(TypeError, match="has no len"):
+        len(Stream([]))
+
+
+def test_iterable_dataset_position_cannot_be_saved():
+    loader = DataLoader(SizedStream(range(5)), batch_size=2)
+    with pytest.raises(fn.FreenetError, match="state_dict: .*needs a map-style dataset"):
+        loader.state_dict()
+    with pytest.raises(fn.FreenetError, match="load_state_dict: .*needs a map-style dataset"):
+        loader.load_state_dict({"epoch": 0, "batch": 1, "seed": 0})
+
+
+def test_chain_dataset():
+    a, b = SizedStream([1, 2]), SizedStream([3, 4, 5])
+    both = a + b
+    assert isinstance(both, ChainDataset) and isinstance(both, IterableDataset)
+    assert list(both) == [1, 2, 3, 4, 5] and len(both) == 5
+    assert [t.tolist() for t in DataLoader(both, batch_size=2)] == [[1, 2], [3, 4], [5]]
+    assert list(ChainDataset([Stream([0]), both, ChainDataset([])])) == [0, 1, 2, 3, 4, 5]
+    with pytest.raises(TypeError):
+        len(a + Stream([6]))
+    with pytest.raises(fn.FreenetError, match="dataset 1 is a Items, not an IterableDataset"):
+        ChainDataset([a, Items([1])])
+    with pytest.raises(fn.FreenetError, match="dataset 1 is an IterableDataset"):
+        Items([1]) + a
+
+
+def test_iterable_dataset_matches_torch():
+    torch = pytest.importorskip("torch")
+    import torch.utils.data as tdata
+
+    def script(data):
+        stream, sized = stream_classes(data.IterableDataset)
+        examples = [{"x": np.arange(3, dtype=np.float32) + i, "y": i, "name": f"n{i}"} for i in range(7)]
+        out = []
+        for batch_size, drop_last in [(1, False), (3, False), (3, True), (7, True), (8, True), (None, False)]:
+            loader = data.DataLoader(sized(examples), batch_size=batch_size, drop_last=drop_last, num_workers=0)
+            out.append((len(loader), [arrays(b) for b in loader]))
+        chained = data.DataLoader(stream(range(3)) + sized(range(4)), batch_size=2)
+        out.append([np.asarray(b).tolist() for b in chained])
+        out.append(len(data.ChainDataset([sized(range(2)), sized(range(5))])))
+        for kwargs in (dict(shuffle=True), dict(sampler=[0]), dict(batch_sampler=[[0]])):
+            with pytest.raises(ValueError) as e:
+                data.DataLoader(stream(range(3)), **kwargs)
+            out.append(str(e.value))
+        with pytest.raises(TypeError):
+            len(data.DataLoader(stream(range(3))))
+        return out
+
+    def plain(b):
+        if isinstance(b, torch.Tensor):
+            return b.numpy()
+        if isinstance(b, dict):
+            return {k: plain(v) for k, v in b.items()}
+        if isinstance(b, (tuple, list)):
+            return [plain(v) for v in b]
+        return b
+
+    mine, theirs = script(fdata), script(tdata)
+    assert mine[6:] == theirs[6:]
+    for (n1, b1), (n2, b2) in zip(mine[:6], theirs[:6], strict=True):
+        assert n1 == n2 and len(b1) == len(b2) == n1
+        for u, v in zip(b1, b2, strict=True):
+            v = plain(v)
+            assert u.keys() == v.keys() and u["name"] == v["name"]
+            for k in ("x", "y"):
+                np.testing.assert_array_equal(u[k], v[k])
+                assert np.asarray(u[k]).dtype == np.asarray(v[k]).dtype

@@ -211,6 +211,44 @@ def _leaf(value, k, path):
 
 # -- datasets -----------------------------------------------------------------------------------------
 
+class IterableDataset(Dataset):
+    """A stream of examples: subclasses define ``__iter__`` (and ``__len__`` where the count is known).
+
+    A DataLoader iterates it once per epoch and batches consecutive examples with the same collate rules
+    as a map-style dataset; it has no indices, so it takes no ``shuffle``, ``sampler`` or
+    ``batch_sampler``. ``a + b`` of two iterable datasets is ``ChainDataset([a, b])``.
+    """
+
+    def __iter__(self):
+        raise NotImplementedError(f"{type(self).__name__} must define __iter__")
+
+    def __len__(self):
+        # A TypeError, as for an object without __len__ (so ``list(dataset)`` and ``len(loader)`` behave as
+        # in PyTorch); a subclass that knows its length defines __len__.
+        raise TypeError(f"object of type '{type(self).__name__}' has no len()")
+
+    def __add__(self, other):
+        return ChainDataset([self, other])
+
+
+class ChainDataset(IterableDataset):
+    """The examples of several iterable datasets one stream after the other (``a + b`` for two)."""
+
+    def __init__(self, datasets):
+        self.datasets = list(datasets)
+        for k, d in enumerate(self.datasets):
+            if not isinstance(d, IterableDataset):
+                raise FreenetError(f"ChainDataset: dataset {k} is a {type(d).__name__}, not an IterableDataset "
+                                   "(join map-style datasets with ConcatDataset)")
+
+    def __iter__(self):
+        for d in self.datasets:
+            yield from d
+
+    def __len__(self):
+        return sum(len(d) for d in self.datasets)
+
+
 class TensorDataset(Dataset):
     """Examples taken along the first axis of one or more tensors (or ndarrays) of the same length.
 
@@ -300,6 +338,9 @@ class ConcatDataset(Dataset):
         if not self.datasets:
             raise FreenetError("ConcatDataset: needs at least one dataset")
         for k, d in enumerate(self.datasets):
+            if isinstance(d, IterableDataset):
+                raise FreenetError(f"ConcatDataset: dataset {k} is an IterableDataset ({type(d).__name__}); "
+                                   "chain iterable datasets with ChainDataset")
             if not (hasattr(d, "__len__") and hasattr(d, "__getitem__")):
                 raise FreenetError(f"ConcatDataset: dataset {k} is a {type(d).__name__}, without __len__ "
                                    "and __getitem__")

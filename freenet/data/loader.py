@@ -6,8 +6,8 @@ import numbers
 import numpy as np
 
 from freenet.errors import FreenetError
-from freenet.data.dataset import _tensors, default_collate, default_convert
-from freenet.data.sampler import (BatchSampler, RandomSampler, SeededSampler, SequentialSampler, count,
+from freenet.data.dataset import IterableDataset, _tensors, default_collate, default_convert
+from freenet.data.sampler import (BatchSampler, RandomSampler, Sampler, SeededSampler, SequentialSampler, count,
                                   epoch_order, fast_order, seed_from)
 
 __all__ = ["DataLoader", "epoch_order", "get_worker_info"]
@@ -57,16 +57,25 @@ class DataLoader:
     With the default collate, datasets with a ``get_batch(indices)`` method (``TensorDataset``,
     ``Subset``, ``MNIST``, ``CIFAR10``) are gathered with fancy indexing; any other object with
     ``__len__`` and ``__getitem__`` is fetched example by example.
+
+    An ``IterableDataset`` is iterated once per epoch, its consecutive examples grouped by ``batch_size``
+    (the short last batch left out with ``drop_last``) and collated as above; ``batch_size=None`` converts
+    each example alone. As in PyTorch it refuses ``shuffle=True``, ``sampler`` and ``batch_sampler``, and
+    ``len(loader)`` needs the dataset's ``__len__`` (rounded up, or down with ``drop_last``, to batches).
+    Its position cannot be saved: ``state_dict`` and ``load_state_dict`` need a map-style dataset.
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=None, sampler=None, batch_sampler=None, num_workers=0,
                  collate_fn=None, pin_memory=False, drop_last=False, timeout=0, worker_init_fn=None,
                  multiprocessing_context=None, generator=None, *, prefetch_factor=None, persistent_workers=False,
                  pin_memory_device="", in_order=True, seed=None):
-        if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
-            raise FreenetError(f"DataLoader: dataset must have __len__ and __getitem__, "
+        self._iterable = isinstance(dataset, IterableDataset)
+        if not self._iterable and not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+            raise FreenetError(f"DataLoader: dataset must have __len__ and __getitem__, or be an IterableDataset, "
                                f"got {type(dataset).__name__}")
         self.dataset = dataset
+        if self._iterable:
+            _iterable_options(shuffle, sampler, batch_sampler)
         self._workers(num_workers, timeout, prefetch_factor, persistent_workers, multiprocessing_context)
         self.pin_memory, self.pin_memory_device, self.in_order = bool(pin_memory), pin_memory_device, in_order
         self.worker_init_fn, self.generator = worker_init_fn, generator
@@ -80,7 +89,8 @@ class DataLoader:
         self._seeded = self._driven_sampler()
         auto = batch_sampler is not None
         self.collate_fn = collate_fn if collate_fn is not None else (default_collate if auto else default_convert)
-        self._fast = auto and self.collate_fn is default_collate and callable(getattr(dataset, "get_batch", None))
+        self._fast = (auto and not self._iterable and self.collate_fn is default_collate
+                      and callable(getattr(dataset, "get_batch", None)))
         self._epoch = 0
         self._batch = 0          # batches already yielded in epoch self._epoch
         self._resume = False     # a loaded state waits for the next iteration
@@ -128,6 +138,8 @@ class DataLoader:
             raise FreenetError("DataLoader: give seed or generator, not both")
         if seed is not None:
             seed = count(seed, "DataLoader", "seed", 0)
+        if self._iterable:
+            return _InfiniteConstantSampler(), (0 if seed is None else seed)
         if sampler is None and self.shuffle:
             seed = seed_from(generator, "DataLoader") if seed is None else seed
             return RandomSampler(self.dataset, generator=seed), seed
@@ -151,6 +163,8 @@ class DataLoader:
         return self._epoch
 
     def __len__(self):
+        if self._iterable:
+            return self._stream_length()
         return len(self.batch_sampler if self.batch_sampler is not None else self.sampler)
 
     def _source(self, skip):
@@ -183,7 +197,7 @@ class DataLoader:
             self._epoch, self._batch = self._epoch + 1, 0
         self._resume = False
         self._ticket += 1
-        return self._run(self._ticket)
+        return self._stream(self._ticket) if self._iterable else self._run(self._ticket)
 
     def _run(self, ticket):
         self._check(ticket)
@@ -206,6 +220,37 @@ class DataLoader:
                 return
             self._check(ticket)
 
+    def _stream(self, ticket):
+        """The batches of one pass over an IterableDataset, read as they are needed (no read-ahead)."""
+        self._check(ticket)
+        items, size = iter(self.dataset), self.batch_size
+        while True:
+            if size is None:
+                item = next(items, _END)
+                examples, ended = ([] if item is _END else [item]), item is _END
+            else:
+                examples = list(itertools.islice(items, size))
+                ended = len(examples) < size  # as PyTorch's fetcher, the stream is not read again after its end
+            if not examples or (ended and self.drop_last):
+                self._epoch, self._batch = self._epoch + 1, 0
+                return
+            self._batch += 1
+            yield self.collate_fn(examples[0] if size is None else examples)
+            if ended:
+                self._epoch, self._batch = self._epoch + 1, 0
+                return
+            self._check(ticket)
+
+    def _stream_length(self):
+        """``len(loader)`` over an IterableDataset: PyTorch's rule from ``len(dataset)``."""
+        try:
+            n = len(self.dataset)
+        except TypeError:
+            raise TypeError(f"DataLoader: len() of a loader over an IterableDataset needs the dataset's __len__, "
+                            f"and {type(self.dataset).__name__} has none") from None
+        b = self.batch_size
+        return n if b is None else n // b if self.drop_last else -(-n // b)
+
     def _check(self, ticket):
         if ticket != self._ticket:
             raise FreenetError("DataLoader: this iterator was ended by a newer iteration over the same loader "
@@ -215,6 +260,7 @@ class DataLoader:
 
     def state_dict(self):
         """The position as a small dict of plain ints, bools and strings (JSON-friendly)."""
+        self._map_style("state_dict")
         return {"version": _STATE_VERSION, "epoch": self._epoch, "batch": self._batch, "seed": self.seed,
                 "shuffle": self.shuffle, "batch_size": self.batch_size, "drop_last": self.drop_last,
                 "dataset_len": len(self.dataset)}
@@ -225,6 +271,7 @@ class DataLoader:
         The seed is taken from ``state``; shuffle, batch_size, drop_last and the dataset length must match
         this loader, since the position would mean other examples otherwise.
         """
+        self._map_style("load_state_dict")
         if not isinstance(state, dict):
             raise FreenetError(f"DataLoader.load_state_dict: expected a dict, got {type(state).__name__}")
         missing = [k for k in ("epoch", "batch", "seed") if k not in state]
@@ -252,6 +299,29 @@ class DataLoader:
         self._epoch, self._batch = epoch, batch
         self._resume = True
         self._ticket += 1
+
+    def _map_style(self, who):
+        if self._iterable:
+            raise FreenetError(f"DataLoader.{who}: saving and resuming the position needs a map-style dataset "
+                               f"(__len__ and __getitem__); {type(self.dataset).__name__} is an IterableDataset, "
+                               "whose stream cannot be restarted at a given batch")
+
+
+class _InfiniteConstantSampler(Sampler):
+    """The sampler of a loader over an IterableDataset (as PyTorch's): None forever, the dataset has no keys."""
+
+    def __iter__(self):
+        return itertools.repeat(None)
+
+
+def _iterable_options(shuffle, sampler, batch_sampler):
+    """PyTorch's refusals for an IterableDataset: the order is the stream's, so no shuffle or samplers."""
+    given = (("shuffle", shuffle, bool(shuffle)), ("sampler", sampler, sampler is not None),
+             ("batch_sampler", batch_sampler, batch_sampler is not None))
+    for name, value, refused in given:
+        if refused:
+            raise FreenetError(f"DataLoader with IterableDataset: expected unspecified {name} option, but got "
+                               f"{name}={value!r}")
 
 
 def _length(loader):

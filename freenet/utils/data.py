@@ -6,10 +6,10 @@
 Nothing is defined here; every name is the one object of ``freenet.data``.
 """
 
-from freenet.data import (BatchSampler, ConcatDataset, DataLoader, Dataset, RandomSampler, Sampler,
-                          SequentialSampler, Subset, SubsetRandomSampler, TensorDataset, WeightedRandomSampler,
-                          default_collate, default_convert, get_worker_info, random_split)
+from freenet.data import (BatchSampler, ChainDataset, ConcatDataset, DataLoader, Dataset, IterableDataset,
+                          RandomSampler, Sampler, SequentialSampler, Subset, SubsetRandomSampler, TensorDataset,
+                          WeightedRandomSampler, default_collate, default_convert, get_worker_info, random_split)
 
-__all__ = ["BatchSampler", "ConcatDataset", "DataLoader", "Dataset", "RandomSampler", "Sampler",
-           "SequentialSampler", "Subset", "SubsetRandomSampler", "TensorDataset", "WeightedRandomSampler",
-           "default_collate", "default_convert", "get_worker_info", "random_split"]
+__all__ = ["BatchSampler", "ChainDataset", "ConcatDataset", "DataLoader", "Dataset", "IterableDataset",
+           "RandomSampler", "Sampler", "SequentialSampler", "Subset", "SubsetRandomSampler", "TensorDataset",
+           "WeightedRandomSampler", "default_collate", "default_convert", "get_worker_info", "random_split"]
