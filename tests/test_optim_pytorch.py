@@ -191,13 +191,7 @@ def _sgd(lrs=(1.0,), **kwargs):
     return optim.SGD([{"params": [_param([0.0])], "lr": lr} for lr in lrs], **kwargs)
 
 
-def _lrs(scheduler, n):
-    out = []
-    for _ in range(n):
-        out.append(scheduler.get_last_lr())
-        scheduler.optimizer.step()
-        scheduler.step()
-    return out
+_lrs = test_optim._lrs
 
 
 def test_multistep_exponential_and_lambda_by_hand():
