@@ -2,7 +2,8 @@
 
     python -m benchmarks [--quick] [--only PATTERN] [--peers torch,jax,tinygrad] [--threads T]
                          [--json FILE] [--markdown FILE] [--plot FILE]
-    python -m benchmarks gap [--results FILE] [--quick] [--markdown FILE] [--json FILE] [--plot FILE]
+    python -m benchmarks gap [--results FILE] [--scaling FILE] [--quick] [--markdown FILE] [--json FILE] [--plot FILE]
+    python -m benchmarks scaling [--processes 1,2] [--quick] [--json FILE]
 
 The first form is ``freenet bench``, the second ``freenet gap``. Workloads: every conv shape of the
 reference list (forward, forward + backward), the mnist-cnn, char-gpt, go9-6x64 and go19-6x128 training
@@ -65,6 +66,8 @@ def _gap_parser():
     p.add_argument("--markdown", metavar="FILE", help="write the gap report as Markdown")
     p.add_argument("--json", metavar="FILE", help="write the gap as JSON")
     p.add_argument("--plot", metavar="FILE", help="write a PNG chart of the gap (needs matplotlib)")
+    p.add_argument("--scaling", metavar="FILE", help="JSON of `python -m benchmarks scaling --json FILE`: adds the "
+                   "measured MPI scaling and how many of these machines match one GPU")
     return p
 
 
@@ -151,6 +154,9 @@ def gap(argv):
                                                 + (["--quick"] if args.quick else []))
         data = run_bench(bench_args, "python -m benchmarks gap " + shlex.join(argv), rows_to=sys.stderr)
     result = gapmod.compute(data, gpus, precision=args.precision, headline=args.gpu)
+    if args.scaling:
+        with open(args.scaling) as f:
+            result["scaling"] = json.load(f)
     text = gapmod.markdown(result)
     print(text)
     if args.markdown:
@@ -169,6 +175,9 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["gap"]:
         return gap(argv[1:])
+    if argv[:1] == ["scaling"]:
+        from benchmarks import scaling
+        return scaling.main(argv[1:])
     if argv[:1] == ["bench"]:
         argv = argv[1:]
     return bench(argv)

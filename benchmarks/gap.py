@@ -243,7 +243,7 @@ def markdown(gap):
             e = r["estimates"][head][q]
             cells += [f"{fmt_s(e['seconds'])} ({e['bound']})", _days(e["freenet_ratio"])]
         out.append("| " + " | ".join(cells) + " |")
-    out += ["", *agz_md(gap), "", "## Published GPU figures used", "",
+    out += ["", *agz_md(gap), *scaling_md(gap), "", "## Published GPU figures used", "",
             "| GPU | fp32 TFLOPS | TF32 tensor TFLOPS | BF16 tensor TFLOPS | memory GB/s | source |", "|---|---|---|---|---|---|"]
     for n, g in gap["gpus"].items():
         out.append(f"| {n} | {g['fp32_tflops']:g} | {g['tf32_tflops']:g} | {g['bf16_tflops']:g} | {g['bandwidth_gbs']:g} "
@@ -251,6 +251,37 @@ def markdown(gap):
     out += ["", "Tensor-core figures are dense (the datasheets' figures with sparsity halved). Launch cost: "
             f"{gap['launch_overhead_us']:g} us per kernel (an assumption, see `gpus.json`)."]
     return "\n".join(out)
+
+
+def machines_to_match(days_per_gpu_day, efficiency):
+    """Machines like this one, each adding ``efficiency`` of its own speed, that do one GPU-day in a day."""
+    return days_per_gpu_day / efficiency
+
+
+def scaling_md(gap):
+    """The measured MPI scaling (``benchmarks.scaling``) and, from it, machines per GPU (projected)."""
+    from benchmarks import scaling
+
+    data = gap.get("scaling")
+    if not data:
+        return []
+    head, p = gap["headline_gpu"], gap["precision"]
+    out = ["", *scaling.markdown(data), "",
+           f"How many of these machines (all their cores each) match one {head} ({p}, estimate), if every added "
+           "machine keeps the efficiency measured above between processes of one host (PROJECTED: a network "
+           "between machines can only lower it):", ""]
+    # the gap row of each scaling workload: self-play is batched net inference
+    row_of = {"mnist-train": "net/mnist-cnn/train-b128", "go9-selfplay": "net/go9-6x64/infer-b64"}
+    for name, w in data["workloads"].items():
+        k = max(w["efficiency"], key=int)
+        r = next((r for r in gap["rows"] if r["workload"] == row_of.get(name)), None)
+        if r is None:
+            continue
+        days = r["estimates"][head][p]["freenet_ratio"]
+        out.append(f"- `{r['workload']}` ({name}: {100 * w['efficiency'][k]:.0f}% at K = {k}): one {head}-day is "
+                   f"{_days(days)} days here, so about **{_days(machines_to_match(days, w['efficiency'][k]))} "
+                   "machines** like this one.")
+    return out
 
 
 def agz_md(gap):

@@ -27,10 +27,29 @@ def main(argv=None):
         return args.run(args)
     except FreenetError as e:
         print(f"freenet: error: {e}", file=sys.stderr)
+        _end_job(2)
         return 2
     except KeyboardInterrupt:
         print("freenet: interrupted", file=sys.stderr)
+        _end_job(130)
         return 130
+    except BaseException:
+        _end_job(1, traceback=True)
+        raise
+
+
+def _end_job(code, traceback=False):
+    """Under MPI, one rank's failure ends the job: the others would wait for it forever."""
+    from freenet import distributed
+
+    world = distributed.current_world()  # None unless this process joined an MPI job (GTP children do not)
+    if world is not None and world.size > 1:
+        if traceback:
+            import traceback as tb
+            tb.print_exc()
+        print(f"freenet: error: rank {world.rank} failed; ending all {world.size} processes", file=sys.stderr)
+        sys.stderr.flush()
+        world.abort(code)
 
 
 if __name__ == "__main__":

@@ -208,6 +208,23 @@ def test_gap_arithmetic_on_known_inputs():
     assert "ESTIMATE" in text and "not a measurement" in text
 
 
+def test_gap_adds_measured_scaling_and_machines_per_gpu():
+    gpus = {"launch_overhead_us": {"value": 0.0},
+            "gpus": {"G": {"fp32_tflops": 1.0, "tf32_tflops": 2.0, "bf16_tflops": 4.0, "bandwidth_gbs": 1e6,
+                           "source": "test"}}}
+    data = {"workloads": [_row("net/mnist-cnn/train-b128", "network", 30.0, train=True)], "size": "full"}
+    cost = costs.Cost(flops=2e12, bytes=0.0, kernels=1, launches=[(2e12, 0.0)])  # 1 s at tf32: 30 days per GPU-day
+    result = gap.compute(data, gpus, precision="tf32", headline="G",
+                         workload_costs={"net/mnist-cnn/train-b128": cost})
+    result["scaling"] = {"created": "today", "cpu": "a CPU", "host_cpus": 2, "workloads": {
+        "mnist-train": {"unit": "images/s", "throughput": {"1": 100.0, "2": 180.0},
+                        "efficiency": {"1": 1.0, "2": 0.9}, "command": "c"}}}
+    text = gap.markdown(result)
+    assert "| `mnist-train` | images/s | 100.0 | 180.0 | 90% at K = 2 |" in text
+    assert "about **33.3 machines**" in text and "PROJECTED" in text  # 30 / 0.9
+    assert math.isclose(gap.machines_to_match(30.0, 0.9), 33.333333, rel_tol=1e-6)
+
+
 def test_gap_reports_a_measured_gpu_as_measured():
     gpus = gap.load_gpus()
     data = {"workloads": [_row("w", "network", 10.0, cuda_s=0.5, train=True)], "size": "full"}

@@ -24,6 +24,13 @@ def test_mnist_walkthrough_runs(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "mnist-cnn.safetensors").is_file()
 
 
+def test_scale_guide_loop_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    exec(compile(python_blocks("docs/scale.md")[0], "docs/scale.md", "exec"), {})
+    assert float(re.search(r"last loss ([0-9.]+)", capsys.readouterr().out).group(1)) < 1.0
+    assert (tmp_path / "mlp.safetensors").is_file()
+
+
 def test_engine_guide_examples_run():
     for block in python_blocks("docs/engine.md"):
         exec(compile(block, "docs/engine.md", "exec"), {})

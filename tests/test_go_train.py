@@ -116,6 +116,24 @@ KATAGO = dict(ownership=True, score=True, pooling=True, value_q_weight=0.25)
 KATAGO_SP = dict(SP, cheap_playouts=4, forced_playouts=True, full_fraction=0.5)
 
 
+def test_selfplay_shards_and_sgf_copies(tmp_path):
+    """Games in shards are the games of shards played one by one; with ``sgf`` each game is also an SGF file."""
+    from freenet.go.selfplay import load_games
+    from freenet.go.sgf import read_sgf
+
+    config = TrainConfig(**TINY, seed=4, games_per_generation=5, window=5, steps_per_generation=2, batch_size=16,
+                         selfplay=dict(SP), shards=2, sgf=True)
+    selfplay_loop(str(tmp_path), config, 1, progress=False, log=lambda *a: None)
+    games = load_games(tmp_path / "games" / "gen-0001.npz")
+    assert len(games) == 5
+    sgfs = sorted((tmp_path / "sgf" / "gen-0001").glob("*.sgf"))
+    assert len(sgfs) == 5
+    assert [m for m in read_sgf(sgfs[4].read_bytes(), str(sgfs[4]))[2]] == list(games[4].moves)
+    with pytest.raises(fn.FreenetError, match="--shards must be between 1 and the games"):
+        selfplay_loop(str(tmp_path / "other"), TrainConfig(**TINY, games_per_generation=2, shards=3), 1,
+                      progress=False, log=lambda *a: None)
+
+
 @pytest.mark.parametrize("katago", [False, True], ids=["alphago-zero", "katago-ideas"])
 def test_selfplay_loop_resumes_to_the_same_net(tmp_path, katago):
     config = TrainConfig(**TINY, seed=4, games_per_generation=3, window=5, steps_per_generation=3, batch_size=16,

@@ -210,6 +210,9 @@ def register_training(sub):
     p.add_argument("--pooling", action="store_true", help="global pooling in every third residual block")
     p.add_argument("--value-q-weight", type=float, default=0.0, help="value target: this share of the "
                    "search's value, the rest the game's result")
+    p.add_argument("--shards", type=positive_int, default=1, help="play each generation's games in this many "
+                   "independent parts, which MPI processes (mpiexec -n K, K <= shards) share out; the run "
+                   "depends on --shards, not on K")
     p.add_argument("--cpu-hours", type=float, default=None, help="stop before a generation once the run has "
                    "used this much CPU time (self-play and training, all threads)")
     p.add_argument("--ladder-every", type=non_negative_int, default=0, help="every K generations, play the "
@@ -378,12 +381,14 @@ def run_selfplay(args):
 
 
 def run_train(args):
-    from freenet import provenance
+    from freenet import distributed, provenance
+    from freenet.errors import FreenetError
     from freenet.go.train import TrainConfig, selfplay_loop, supervised_loop
 
     set_threads(args.threads)
+    main = distributed.world().main  # under MPI, the first process keeps the run folder and prints
     notice = provenance.training_notice()
-    if notice:
+    if notice and main:
         print(notice)
     sp = _selfplay_config(args, args.size).as_dict()
     config = TrainConfig(size=args.size, blocks=args.blocks, filters=args.filters, seed=args.seed,
@@ -391,10 +396,11 @@ def run_train(args):
                          batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                          selfplay={k: v for k, v in sp.items() if k != "size"}, sgf=args.save_sgf,
                          ownership=args.ownership, score=args.score, pooling=args.pooling,
-                         value_q_weight=args.value_q_weight)
+                         value_q_weight=args.value_q_weight, shards=args.shards)
     if not 0 <= args.value_q_weight <= 1:
-        from freenet.errors import FreenetError
         raise FreenetError(f"--value-q-weight must be in [0, 1], not {args.value_q_weight}")
+    if args.sgf and (args.shards > 1 or distributed.world().size > 1):
+        raise FreenetError("--sgf (supervised training) runs on one process, without --shards")
     if args.sgf:
         config.selfplay, config.sgf, config.games_per_generation, config.window = {}, False, 0, 0
         supervised_loop(args.dir, config, args.sgf, args.generations, progress=not args.quiet, log=_log_line)
@@ -405,6 +411,8 @@ def run_train(args):
                       "games": args.ladder_games, "playouts": args.ladder_playouts}
         selfplay_loop(args.dir, config, args.generations, progress=not args.quiet, log=_log_line, ladder=ladder,
                       cpu_hours=args.cpu_hours)
+    if not main:
+        return 0
     path = os.path.join(args.dir, "net.safetensors")
     _write_provenance(path, config, args)
     print(f"latest net: {path} (with its provenance record; see freenet inspect)")

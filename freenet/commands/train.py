@@ -2,7 +2,6 @@
 
 import argparse
 import json
-import os
 
 from freenet.commands.common import non_negative_int, positive_int
 
@@ -49,8 +48,12 @@ def _recipe_arguments(parser, epochs, batch_size, lr_help):
     parser.add_argument("--lr", type=float, default=0.1, help=lr_help)
     parser.add_argument("--seed", type=non_negative_int, default=0,
                         help="seed for initial weights, shuffling and augmentation")
-    parser.add_argument("--threads", type=positive_int, default=os.cpu_count(),
-                        help="threads to compute with (the result does not depend on it)")
+    parser.add_argument("--shards", type=positive_int, default=1,
+                        help="cut each batch into this many fixed parts, which MPI processes (mpiexec -n K, "
+                             "K <= shards) share out; the weights depend on --shards, not on K")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="threads to compute with (the result does not depend on it); default: the "
+                             "machine's CPUs, shared among the MPI processes on it")
 
 
 def _output_arguments(parser, out, license):
@@ -77,7 +80,7 @@ def train_mnist(args):
         fn.data.MNIST(args.data, train=True, download=True)
         fn.data.MNIST(args.data, train=False, download=True)
     recipe = mnist.Recipe(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                          data=args.data)
+                          shards=args.shards, data=args.data)
     return _train(args, "mnist", mnist, recipe, mnist.ARCHITECTURE)
 
 
@@ -85,22 +88,25 @@ def train_cifar10(args):
     from freenet.recipes import cifar10
 
     recipe = cifar10.Recipe(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                            blocks=args.blocks, width=args.width, data=args.data)
+                            blocks=args.blocks, width=args.width, shards=args.shards, data=args.data)
     return _train(args, "cifar10", cifar10, recipe, cifar10.architecture(recipe))
 
 
 def _train(args, name, module, recipe, architecture):
     """Trains the recipe ``name`` (its ``module``), writes the weights with their record, prints the result."""
     import freenet as fn
-    from freenet import provenance
+    from freenet import distributed, provenance
 
-    fn.set_num_threads(args.threads)
+    fn.set_num_threads(args.threads or distributed.default_threads())
+    main = distributed.world().main  # under MPI, the first process writes and prints
     data = module.data_identity(recipe)  # hashes the data files before training on them
     notice = provenance.training_notice()
-    if notice:
+    if notice and main:
         print(notice)
     result = module.train(recipe, progress=not args.quiet, checkpoint_every=args.checkpoint_every,
                           checkpoint_dir=args.checkpoint_dir, resume=args.resume)
+    if not main:
+        return 0
     state = result.model.state_dict()
     record = provenance.make_record(
         recipe=name, params=recipe.as_dict(), architecture={"recipe": name, "description": architecture},
@@ -112,7 +118,8 @@ def _train(args, name, module, recipe, architecture):
           f"weights in {args.out} (sha256 {result.sha256[:16]}...)")
     if args.json:
         summary = {"accuracy": result.accuracy, "epochs": recipe.epochs, "seconds": result.seconds,
-                   "sha256": result.sha256, "threads": fn.get_num_threads(), "recipe": recipe.as_dict(),
+                   "sha256": result.sha256, "threads": fn.get_num_threads(),
+                   "processes": distributed.world().size, "recipe": recipe.as_dict(),
                    "history": result.history}
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=2)

@@ -23,15 +23,16 @@ import numpy as np
 from tqdm import tqdm
 
 import freenet as fn
-from freenet import optim
+from freenet import distributed, optim
 from freenet.errors import FreenetError
 from freenet.go import symmetry
 from freenet.kernels import settings
 from freenet.go.board import BLACK, EMPTY, Board
 from freenet.go.features import PLANES, planes
 from freenet.checkpoint import Checkpointer
-from freenet.go.net import Evaluator, new_net, save_net
-from freenet.go.selfplay import GameRecord, SelfPlayConfig, games_cpu_seconds, load_games, play_games, save_games
+from freenet.go import selfplay_shards
+from freenet.go.net import new_net, save_net
+from freenet.go.selfplay import GameRecord, SelfPlayConfig, games_cpu_seconds, load_games, save_games
 from freenet.nn import functional as F
 from freenet.serialize import atomic_write
 
@@ -198,6 +199,7 @@ class TrainConfig:
     ownership_weight: float = 1.5
     score_weight: float = 0.5
     value_q_weight: float = 0.0  # value target: (1 - w) x the game's result + w x the search's value
+    shards: int = 1  # a generation's games in this many independent parts, which MPI processes share out
 
     def as_dict(self):
         return asdict(self)
@@ -274,12 +276,24 @@ def selfplay_loop(run_dir, config, generations, progress=True, log=print, ladder
     generations keep their ``net-XXXX.safetensors``. With ``cpu_hours``, no generation starts once the
     run's processes have used that much CPU time (an A/B at equal CPU-hours). Returns the state after
     the last generation."""
-    from freenet.go.sgf import result_string, write_sgf
-
-    config = open_run(run_dir, config, "selfplay")
     sp = SelfPlayConfig(**{"size": config.size, **config.selfplay})
     if sp.size != config.size:
         raise FreenetError("selfplay size and net size differ")
+    if not 1 <= config.shards <= config.games_per_generation:
+        raise FreenetError(f"--shards must be between 1 and the games per generation ({config.games_per_generation})")
+    distributed.check_shards(config.shards, "self-play shards")
+    if not distributed.world().main:  # under MPI: play the shards rank 0 hands out; it keeps the run folder
+        return selfplay_shards.serve(config, sp)
+    try:
+        return _selfplay_main(run_dir, config, sp, generations, progress, log, ladder, cpu_hours)
+    finally:
+        selfplay_shards.stop_serving()
+
+
+def _selfplay_main(run_dir, config, sp, generations, progress, log, ladder, cpu_hours):
+    from freenet.go.sgf import result_string, write_sgf
+
+    config = open_run(run_dir, config, "selfplay")
     net, opt, state = _load_or_init(run_dir, config, log)
     start = state.get("generation", 0) + 1
     games_dir = os.path.join(run_dir, "games")
@@ -298,10 +312,9 @@ def selfplay_loop(run_dir, config, generations, progress=True, log=print, ladder
             records = load_games(games_path)
             cpu0 -= games_cpu_seconds(games_path)
         else:
-            ev = Evaluator(net, symmetry_mode="random", rng=np.random.default_rng([config.seed, gen, 3]))
-            records = play_games(ev, config.games_per_generation, sp, seed=hash_seed(config.seed, gen),
-                                 progress=progress)
-            save_games(games_path, records, time.process_time() - cpu0)
+            records, cpu = selfplay_shards.play_generation(net, config, sp, gen, hash_seed(config.seed, gen), progress)
+            cpu0 -= cpu - (time.process_time() - cpu0)  # the CPU time of every process counts
+            save_games(games_path, records, cpu)
             records = load_games(games_path)  # as a resumed run reads them (values are stored as float16)
             if config.sgf:
                 sgf_dir = os.path.join(run_dir, "sgf", f"gen-{gen:04d}")
@@ -329,6 +342,7 @@ def selfplay_loop(run_dir, config, generations, progress=True, log=print, ladder
                  "steps": state.get("steps", 0) + config.steps_per_generation,
                  **{f"{k}_loss": x for k, x in means.items()},
                  "seconds": state.get("seconds", 0.0) + (t2 - t0),
+                 "selfplay_seconds": state.get("selfplay_seconds", 0.0) + (t1 - t0),
                  "cpu_seconds": state.get("cpu_seconds", 0.0) + (time.process_time() - cpu0)}
         _commit(run_dir, net, opt, state, gen, f"net-{gen:04d}.safetensors")
         if ladder and gen > 1 and (gen - 1) % ladder["every"]:

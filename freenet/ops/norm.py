@@ -1,5 +1,8 @@
 """Batch, layer and group normalisation, and dropout (batch norm and dropout on the Numba kernels)."""
 
+import contextlib
+import contextvars
+
 import numpy as np
 
 from freenet import kernels
@@ -48,10 +51,36 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     return record(out, parents, backward_eval, saved=(x,) if weight is None else (x, weight))
 
 
+_deferred = contextvars.ContextVar("deferred_running_updates", default=None)
+
+
+@contextlib.contextmanager
+def defer_running_updates():
+    """Inside, batch norm leaves its running statistics alone and appends each update it would make to
+    the list this yields, as (running_mean, running_var, batch mean, unbiased batch variance, momentum);
+    ``apply_running_update`` makes it later. (Data-parallel training applies every shard's updates in
+    shard order, on every process.)"""
+    updates = []
+    token = _deferred.set(updates)
+    try:
+        yield updates
+    finally:
+        _deferred.reset(token)
+
+
+def apply_running_update(running_mean, running_var, mean, var, momentum):
+    kernels.batch_norm_update_running(running_mean, running_var, mean, var, momentum)
+
+
 def _update_running(x, running_mean, running_var, mean, invstd, momentum, eps):
     if running_mean is not None:
         var = kernels.batch_norm_unbiased_var(invstd, eps, x._data.size // x._data.shape[1])
-        kernels.batch_norm_update_running(running_mean, running_var, mean, var, momentum)
+        deferred = _deferred.get()
+        if deferred is not None:
+            deferred.append((running_mean, running_var, np.array(mean, np.float64), np.array(var, np.float64),
+                             momentum))
+        else:
+            apply_running_update(running_mean, running_var, mean, var, momentum)
 
 
 @op

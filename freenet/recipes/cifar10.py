@@ -38,12 +38,14 @@ class Recipe:
     crop_padding: int = 4  # augmentation: 32x32 crops of the image padded with this many zero pixels
     blocks: int = 3  # basic blocks per stage: 3 is ResNet-20
     width: int = 16  # channels of the first stage (then twice and four times as many)
+    shards: int = 1  # each batch in this many fixed parts (the MPI processes share them out; see distributed)
     max_steps: int = None  # stop after this many SGD steps in all (for quick checks); None: every batch
     data: str = None  # the folder with CIFAR-10's binary files (required)
 
     def __post_init__(self):
         """Records come from files: a hostile one fails here, with a clear message."""
-        least = {"epochs": 1, "batch_size": 1, "blocks": 1, "width": 1, "seed": 0, "crop_padding": 0, "max_steps": 1}
+        least = {"epochs": 1, "batch_size": 1, "blocks": 1, "width": 1, "seed": 0, "crop_padding": 0, "max_steps": 1,
+                 "shards": 1}
         for name, value in asdict(self).items():
             if name in least:
                 need = f"an integer of at least {least[name]}" + (" or None" if name == "max_steps" else "")

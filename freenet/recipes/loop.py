@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 import freenet as fn
-from freenet import optim
+from freenet import distributed, optim
 from freenet.checkpoint import Checkpointer
 from freenet.data import DataLoader
 from freenet.kernels import settings
@@ -52,15 +52,19 @@ def sgd(recipe, model, train_set, test_set, schedule, augment, prepare, source):
 
 
 @fn.no_grad()
-def evaluate(model, dataset, prepare, batch_size=500):
-    """Accuracy of ``model`` on ``dataset``, its images through ``prepare`` (in eval mode, without a graph)."""
+def evaluate(model, dataset, prepare, batch_size=500, shared=False):
+    """Accuracy of ``model`` on ``dataset``, its images through ``prepare`` (in eval mode, without a graph).
+    ``shared``: every MPI process calls this, and each computes every K-th batch (the batches and so
+    the result are those of one process)."""
     was_training = model.training
     model.eval()
+    world = distributed.world() if shared else distributed.World()
     correct = 0
-    for images, labels in DataLoader(dataset, batch_size=batch_size):
-        correct += int((model(fn.from_numpy(prepare(images.numpy()))).argmax(1) == labels).numpy().sum())
+    for index, (images, labels) in enumerate(DataLoader(dataset, batch_size=batch_size)):
+        if index % world.size == world.rank:
+            correct += int((model(fn.from_numpy(prepare(images.numpy()))).argmax(1) == labels).numpy().sum())
     model.train(was_training)
-    return correct / len(dataset)
+    return world.sum_int(correct) / len(dataset)
 
 
 def fit(recipe, setup, progress=True, log=print, checkpoint_every=None, checkpoint_dir=None, resume=None):
@@ -68,7 +72,13 @@ def fit(recipe, setup, progress=True, log=print, checkpoint_every=None, checkpoi
 
     With ``checkpoint_every`` steps a checkpoint goes to ``checkpoint_dir``; ``resume`` (a checkpoint
     folder) continues the run from its newest good checkpoint, to the same bits as an unbroken run.
+    Each batch is cut into ``recipe.shards`` shards, shared out among the MPI processes if there are
+    several (``freenet.distributed``); only the first process writes checkpoints and prints.
     """
+    world = distributed.world()
+    distributed.check_shards(recipe.shards, "shards per batch")
+    if not world.main:
+        progress, log, checkpoint_every = False, lambda *a, **k: None, None
     model, loader, optimizer, schedule, total_steps = (setup.model, setup.loader, setup.optimizer, setup.schedule,
                                                        setup.total_steps)
     run = {"step": 0, "seconds": 0.0, "history": [], "epoch": {"seen": 0, "correct": 0, "loss": 0.0}}
@@ -76,7 +86,7 @@ def fit(recipe, setup, progress=True, log=print, checkpoint_every=None, checkpoi
         run = _resume(resume, recipe, setup, log)
     checkpointer = Checkpointer(checkpoint_dir) if checkpoint_every else None
     log(f"training on {len(loader.dataset)} images ({setup.source}), testing on {len(setup.test_set)}; "
-        f"{fn.get_num_threads()} threads")
+        f"{fn.get_num_threads()} threads" + (f" in each of {world.size} processes" if world.size > 1 else ""))
     start = time.perf_counter() - run["seconds"]
     bar = tqdm(total=total_steps, initial=run["step"], unit="step", disable=not progress)
     while run["step"] < total_steps:
@@ -84,17 +94,21 @@ def fit(recipe, setup, progress=True, log=print, checkpoint_every=None, checkpoi
         for index, (images, labels) in enumerate(loader, start=first):
             # Seeded by (seed, epoch, batch) alone, so a resumed run draws the same augmentations.
             rng = np.random.default_rng([recipe.seed, epoch, index])
-            logits = model(fn.from_numpy(setup.augment(images.numpy(), rng)))
-            loss = F.cross_entropy(logits, labels)
+            inputs = setup.augment(images.numpy(), rng)
+
+            def loss_of(rows):
+                logits = model(fn.from_numpy(inputs[rows]))
+                return F.cross_entropy(logits, labels[rows]), int((logits.argmax(1) == labels[rows]).numpy().sum())
+
             optimizer.zero_grad()
-            loss.backward()
+            loss, correct = distributed.sharded_backward(model, len(labels), recipe.shards, loss_of)
             optimizer.step()
             schedule.step()
             run["step"] += 1
             stats = run["epoch"]
             stats["seen"] += len(labels)
-            stats["loss"] += loss.item() * len(labels)
-            stats["correct"] += int((logits.argmax(1) == labels).numpy().sum())
+            stats["loss"] += loss * len(labels)
+            stats["correct"] += int(correct)
             bar.update()
             bar.set_postfix(epoch=epoch + 1, loss=f"{stats['loss'] / stats['seen']:.4f}",
                             acc=f"{stats['correct'] / stats['seen']:.3f}")
@@ -136,7 +150,7 @@ def _resume(folder, recipe, setup, log):
 
 def _end_epoch(run, epoch, setup, recipe, log):
     stats = run["epoch"]
-    accuracy = evaluate(setup.model, setup.test_set, setup.prepare)
+    accuracy = evaluate(setup.model, setup.test_set, setup.prepare, shared=True)
     run["history"].append({"epoch": epoch + 1, "train_loss": stats["loss"] / stats["seen"],
                            "train_accuracy": stats["correct"] / stats["seen"], "test_accuracy": accuracy})
     log(f"epoch {epoch + 1}/{recipe.epochs}: train loss {stats['loss'] / stats['seen']:.4f}, "

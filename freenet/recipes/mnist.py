@@ -27,6 +27,7 @@ class Recipe:
     weight_decay: float = 5e-4
     seed: int = 0
     max_shift: int = 2  # augmentation: random translations of up to this many pixels
+    shards: int = 1  # each batch in this many fixed parts (the MPI processes share them out; see distributed)
     max_steps: int = None  # stop after this many SGD steps in all (for quick checks); None: every batch
     data: str = None  # a folder with the official MNIST files; None: the bundled 5,000-image sample
 
