@@ -9,3 +9,9 @@ settings.register_profile("default", deadline=None, max_examples=30,
 settings.register_profile("thorough", deadline=None, max_examples=300,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("FREENET_HYPOTHESIS_PROFILE", "default"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "fuzz: hostile-input tests (tests/fuzz.py); `pytest -m fuzz` runs them long")
+    if "fuzz" in (config.getoption("markexpr", "") or ""):
+        os.environ.setdefault("FREENET_FUZZ", "long")  # read by tests/fuzz.py when the test modules load
