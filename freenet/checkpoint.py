@@ -4,6 +4,11 @@ A checkpoint is one safetensors file, written atomically, holding the model's te
 metadata, the rest of the training state as JSON (optimizer, scheduler, data-loader position, RNG
 state, counters) with its arrays stored as tensors too. A SHA-256 over all of it is kept in the file
 and checked on load, so a truncated or corrupted checkpoint is detected; the newest good one is used.
+Anything in the folder that is not a regular file (a FIFO, a folder) is reported and skipped too.
+
+A checksum proves that the file is what was written, not that what was written is a usable state:
+whoever resumes from ``Checkpoint.state`` checks it before using it (``recipes.loop._resume``,
+``go.train._load_or_init`` and the optimizers' and schedulers' ``load_state_dict`` do).
 
 >>> import tempfile, freenet as fn
 >>> from freenet.checkpoint import Checkpointer
@@ -17,12 +22,14 @@ import glob
 import hashlib
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from freenet.errors import FreenetError
 from freenet.serialize import atomic_write, load, load_metadata, to_bytes, weights_sha256
+from freenet.validate import MAX_JSON_DEPTH, FileFormatError, check_regular, json_depth, preview
 
 _STATE_KEY = "freenet.checkpoint.state"
 _HASH_KEY = "freenet.checkpoint.sha256"
@@ -45,17 +52,17 @@ def pack(state, arrays, path="state"):
     raise FreenetError(f"checkpoint: cannot store {type(state).__name__} at {path}")
 
 
-def unpack(packed, arrays):
-    """The inverse of ``pack``."""
+def unpack(packed, arrays, where="checkpoint"):
+    """The inverse of ``pack``; a marker naming no array of ``arrays`` is an error naming ``where``."""
     if isinstance(packed, dict):
         if set(packed) == {"__array__"}:
             key = packed["__array__"]
-            if key not in arrays:
-                raise FreenetError(f"checkpoint: array '{key}' is missing")
+            if not isinstance(key, str) or key not in arrays:
+                raise FileFormatError(f"{where}: array {preview(key)} is missing")
             return arrays[key]
-        return {k: unpack(v, arrays) for k, v in packed.items()}
+        return {k: unpack(v, arrays, where) for k, v in packed.items()}
     if isinstance(packed, list):
-        return [unpack(v, arrays) for v in packed]
+        return [unpack(v, arrays, where) for v in packed]
     return packed
 
 
@@ -71,20 +78,32 @@ class Checkpoint:
 
 
 def read_checkpoint(path):
-    """Loads and verifies one checkpoint; a FreenetError says what is wrong with a bad one."""
+    """Loads and verifies one checkpoint; a FreenetError says what is wrong with a bad one.
+
+    Verified means: a regular file, its checksum right, its state a JSON object of bounded depth whose
+    array markers all name arrays in the file. Whether the state suits a run is the resumer's check.
+    """
+    path = os.fspath(path)
+    check_regular(path)  # a FIFO would block the reads below forever
     metadata = load_metadata(path)
     if _STATE_KEY not in metadata or _HASH_KEY not in metadata:
         raise FreenetError(f"{path}: not a freenet checkpoint (no training state in its metadata)")
     arrays = {name: t.numpy() for name, t in load(path).items()}
     if _digest(arrays, metadata[_STATE_KEY]) != metadata[_HASH_KEY]:
         raise FreenetError(f"{path}: checksum mismatch: the checkpoint is corrupted")
+    text = metadata[_STATE_KEY]
+    # Python's parser recurses per level; a diverged run's NaN losses are valid here, so not parse_json.
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise FileFormatError(f"{path}: training state nested more than {MAX_JSON_DEPTH} deep")
     try:
-        packed = json.loads(metadata[_STATE_KEY])
+        packed = json.loads(text)
     except json.JSONDecodeError as e:
         raise FreenetError(f"{path}: training state is not valid JSON ({e})") from None
+    if not isinstance(packed, dict):
+        raise FileFormatError(f"{path}: training state is a JSON {type(packed).__name__}, not an object")
     state_arrays = {k: v for k, v in arrays.items() if k.startswith("state.")}
     model_arrays = {k: v for k, v in arrays.items() if not k.startswith("state.")}
-    return Checkpoint(os.fspath(path), model_arrays, unpack(packed, state_arrays))
+    return Checkpoint(path, model_arrays, unpack(packed, state_arrays, path))
 
 
 class Checkpointer:
@@ -98,23 +117,41 @@ class Checkpointer:
         """Checkpoint files, oldest first."""
         return sorted(glob.glob(os.path.join(glob.escape(self.directory), _PATTERN)))
 
+    def prepare(self):
+        """Makes the folder and checks that it takes files: a run calls this before its work, not at its
+        first checkpoint."""
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.directory):
+                pass
+        except OSError as e:
+            raise FreenetError(f"{self.directory}: cannot write checkpoints there ({e.strerror or e})") from None
+
     def save(self, step, model_arrays, state):
-        os.makedirs(self.directory, exist_ok=True)
         arrays = {name: np.asarray(a) for name, a in model_arrays.items()}
         if any(name.startswith("state.") for name in arrays):
             raise FreenetError("checkpoint: model tensor names must not start with 'state.'")
         state_json = json.dumps(pack(state, arrays), sort_keys=True)
         metadata = {_STATE_KEY: state_json, _HASH_KEY: _digest(arrays, state_json)}
         path = os.path.join(self.directory, f"checkpoint-{step:09d}.safetensors")
-        atomic_write(path, to_bytes(arrays, metadata))
-        for old in self.paths()[:-self.keep]:
+        if os.path.lexists(path) and not os.path.isfile(path):  # a rename cannot replace a folder
+            kind = "a folder" if os.path.isdir(path) else "not a regular file"
+            raise FreenetError(f"{path}: is {kind}; cannot write a checkpoint there")
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+            atomic_write(path, to_bytes(arrays, metadata))
+        except OSError as e:
+            raise FreenetError(f"{path}: cannot write the checkpoint ({e.strerror or e})") from None
+        # Only files count, and only files go: a folder or FIFO with a checkpoint's name is left alone.
+        for old in [p for p in self.paths() if os.path.isfile(p)][:-self.keep]:
             os.remove(old)
         return path
 
     def latest(self, warn=None):
         """The newest checkpoint that verifies, or None if the folder has none at all.
 
-        Bad ones are reported through ``warn`` and skipped; if every one is bad, that is an error.
+        Bad ones, and anything with a checkpoint's name that is not a regular file, are reported through
+        ``warn`` and skipped; if every one is bad, that is an error.
         """
         paths = self.paths()
         problems = []

@@ -23,12 +23,14 @@ def _parser():
 def main(argv=None):
     args = _parser().parse_args(argv)
     from freenet.errors import FreenetError
+    from freenet.validate import FileFormatError
     try:
         return args.run(args)
     except FreenetError as e:
         print(f"freenet: error: {e}", file=sys.stderr)
-        _end_job(2)
-        return 2
+        code = 1 if isinstance(e, FileFormatError) else 2  # a bad file (1), or bad arguments (2, as argparse)
+        _end_job(code)
+        return code
     except KeyboardInterrupt:
         print("freenet: interrupted", file=sys.stderr)
         _end_job(130)

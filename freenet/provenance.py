@@ -4,6 +4,20 @@ Every training command writes a JSON record into the safetensors metadata of its
 data, recipe, environment, metrics, licence, weights hash) and, by default, the training program
 itself: a tar.xz archive of freenet's source and the user's script. The archive is data: nothing in
 it is ever imported or run, and extracting it refuses any path that would leave the target folder.
+
+The record carries its own digest: ``save_model`` stores the SHA-256 of the record's text, exactly as
+stored under ``RECORD_KEY`` (UTF-8; freenet writes it as sorted, ASCII-only JSON), as lowercase hex
+under the metadata key ``DIGEST_KEY`` beside it. Hashing the stored text rather than a canonical form
+of the JSON needs no canonicalisation rules: any change to the text, even one that leaves the JSON
+equal, reads as a change. The record in turn holds the SHA-256 of the weights and of the source
+archive, so the digest vouches for them too. ``inspect`` reports a record whose digest does not match
+(and exits 1); ``reproduce`` refuses it. A file written before the digest existed has no
+``DIGEST_KEY``: it reads as "no digest (older file)", not as an error. The digest detects changes
+made after writing; anyone can recompute it, so it is no signature.
+
+Everything here reads a model file as hostile input: ``read_record`` checks the record's shape
+(``check_record``) so that every reader gets a ``FileFormatError`` naming the file and the field, and
+the source archive is inflated up to a bound and unpacked only as plain relative file paths.
 """
 
 import base64
@@ -12,6 +26,7 @@ import io
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tarfile
@@ -19,13 +34,17 @@ import time
 
 import numpy as np
 
-from freenet.errors import FreenetError
 from freenet.serialize import load, load_metadata, save, weights_sha256
+from freenet.validate import FileFormatError, decompress, expect, fail, field, parse_json
 
 RECORD_KEY = "freenet.provenance"
+DIGEST_KEY = "freenet.provenance.sha256"  # SHA-256 of the text under RECORD_KEY (module docstring)
 SOURCE_KEY = "freenet.source.tar.xz.base64"
 MAX_ARCHIVE_FILES = 10000
 MAX_ARCHIVE_BYTES = 64 * 1024 * 1024  # unpacked: freenet's source is well under 1 MB
+MAX_ARCHIVE_TAR = MAX_ARCHIVE_BYTES + 4096 * (MAX_ARCHIVE_FILES + 4)  # the files plus tar's headers and padding
+MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 1024  # per path component (NAME_MAX) and in all, in UTF-8
+RECORD_VERIFIED, RECORD_UNSEALED, RECORD_CHANGED = "verified", "no digest (older file)", "changed"
 
 # Licences that meet the Debian Free Software Guidelines (SPDX ids), for weights and for data.
 FREE_LICENSES = {
@@ -230,13 +249,13 @@ def reproducibility_problem(value):
 
 
 def recorded_reproducibility(record, path):
-    """The record's "reproducibility"; None for a record made before there was one; a FreenetError
+    """The record's "reproducibility"; None for a record made before there was one; a FileFormatError
     naming the problem when this freenet cannot understand it."""
     if "reproducibility" not in record:
         return None
     problem = reproducibility_problem(record["reproducibility"])
     if problem:
-        raise FreenetError(f"{path}: the record's reproducibility: {problem}")
+        raise FileFormatError(f"{path}: the record's reproducibility: {problem}")
     return record["reproducibility"]
 
 
@@ -398,29 +417,125 @@ def source_archive(script=None):
 
 def save_model(path, state_dict, record, archive=None, metadata=None):
     """Writes the weights with the record (and the training program, if given) in the metadata,
-    beside any other ``metadata`` the model's format needs."""
-    metadata = {**(metadata or {}), RECORD_KEY: json.dumps(record, sort_keys=True)}
+    beside any other ``metadata`` the model's format needs. The record is sealed with its digest."""
+    metadata = dict(metadata or {})
     if archive is not None:
         record["source_archive_sha256"] = hashlib.sha256(archive).hexdigest()
-        metadata[RECORD_KEY] = json.dumps(record, sort_keys=True)
         metadata[SOURCE_KEY] = base64.b64encode(archive).decode("ascii")
+    metadata[RECORD_KEY] = json.dumps(record, sort_keys=True)
+    seal_record(metadata)
     save(state_dict, path, metadata=metadata)
+
+
+def _sha256_text(text):
+    # surrogatepass: a hostile file's text may hold a lone surrogate; it must hash (and mismatch), not raise
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def seal_record(metadata):
+    """Stores the digest of the record text in ``metadata`` (a model file's metadata dict) under
+    ``DIGEST_KEY``; for writers, and for tools that change a record on purpose."""
+    metadata[DIGEST_KEY] = _sha256_text(metadata[RECORD_KEY])
+    return metadata
+
+
+def record_digest_status(metadata):
+    """RECORD_VERIFIED, RECORD_UNSEALED (a file from before record digests) or RECORD_CHANGED for the
+    metadata of a model file that has a record."""
+    if DIGEST_KEY not in metadata:
+        return RECORD_UNSEALED
+    return RECORD_VERIFIED if metadata[DIGEST_KEY] == _sha256_text(metadata[RECORD_KEY]) else RECORD_CHANGED
 
 
 # -- reading a model file -------------------------------------------------------------------------------
 
-def read_record(path):
-    """The provenance record of a model file; a clear error if there is none or it is not JSON."""
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _sha256_field(mapping, key, where, required=False):
+    value = field(mapping, key, str, where, **({} if required else {"default": None}))
+    if value is not None and not _SHA256.fullmatch(value):
+        fail(f"{where}: {key}", f"must be a SHA-256 in lowercase hex, not {value[:80]!r}")
+    return value
+
+
+def _optional(mapping, where, kinds):
+    """Each of ``kinds`` (key -> type) that ``mapping`` has is of that type or null."""
+    for key, kind in kinds.items():
+        field(mapping, key, kind, where, default=None, optional=True)
+
+
+def check_record(record, where):
+    """Checks the shape of a provenance record (``where`` names it in errors, e.g. "FILE: the provenance
+    record"): the sections every reader uses are objects, the fields they read have the types they
+    expect, and the digests are SHA-256 hex. Unknown keys are allowed (a newer freenet may write more);
+    the "reproducibility" value is left to ``reproducibility_problem``, which inspect shows and reproduce
+    refuses. Recipe parameters are checked by the recipe's own ``Recipe``."""
+    if not isinstance(record, dict):
+        fail(where, f"is a JSON {_json_type(record)}, not an object")
+    field(record, "format", int, where, lo=1, default=None)
+    _optional(record, where, {"freenet_version": str, "created": str})
+    _sha256_field(record, "weights_sha256", where, required=True)
+    _sha256_field(record, "source_archive_sha256", where)
+    field(record, "license", str, where)
+
+    recipe = field(record, "recipe", dict, where)
+    w = f"{where}: recipe"
+    field(recipe, "name", str, w)
+    field(recipe, "params", dict, w)
+    field(recipe, "command", list, w, default=None, optional=True)
+
+    architecture = field(record, "architecture", dict, where)
+    _optional(architecture, f"{where}: architecture", {"recipe": str, "description": str, "net": dict})
+
+    code = field(record, "code", dict, where)
+    w = f"{where}: code"
+    _optional(code, w, {"freenet_source_sha256": str, "git": dict, "script": dict})
+    field(code, "freenet_source_files", int, w, lo=0, default=None, optional=True)
+    if isinstance(code.get("git"), dict):
+        _optional(code["git"], f"{w}: git", {"commit": str, "dirty": bool})
+
+    data = field(record, "data", dict, where)
+    w = f"{where}: data"
+    _optional(data, w, {"name": str, "license": str, "source": str, "preprocessing": str, "split": str,
+                        "attribution": str, "bundled": bool})
+    for name, digest in (field(data, "files", dict, w, default=None, optional=True) or {}).items():
+        expect(digest, str, f"{w}: files: {name[:80]}")
+
+    env = field(record, "environment", dict, where)
+    w = f"{where}: environment"
+    _optional(env, w, {"python": str, "numpy": str, "numba": str, "platform": str, "cpu_isa": str, "cpu": dict,
+                       "blas": list})
+    for key in ("freenet_threads", "cpu_count"):
+        field(env, key, int, w, lo=0, default=None, optional=True)
+    if isinstance(env.get("cpu"), dict):
+        _optional(env["cpu"], f"{w}: cpu", {"name": str, "vendor": str, "family": int, "model": int})
+
+    field(record, "metrics", dict, where)
+    return record
+
+
+def read_record_and_status(path):
+    """(the provenance record of a model file, checked by ``check_record``; its digest status:
+    RECORD_VERIFIED, RECORD_UNSEALED or RECORD_CHANGED). A FileFormatError naming the file and the
+    field if there is no record or it is not one."""
     metadata = load_metadata(path)
     if RECORD_KEY not in metadata:
-        raise FreenetError(f"{path}: no freenet provenance record in this file")
+        raise FileFormatError(f"{path}: no freenet provenance record in this file")
+    where = f"{path}: the provenance record"
     try:
-        record = json.loads(metadata[RECORD_KEY])
-    except json.JSONDecodeError as e:
-        raise FreenetError(f"{path}: the provenance record is not valid JSON ({e})") from None
-    if not isinstance(record, dict):
-        raise FreenetError(f"{path}: the provenance record is a JSON {type(record).__name__}, not an object")
-    return record
+        record = parse_json(metadata[RECORD_KEY], where)
+    except FileFormatError:
+        raise
+    except ValueError as e:  # an integer of over 4,300 digits: the json module raises a plain ValueError
+        raise FileFormatError(f"{where}: not valid JSON ({e})") from None
+    return check_record(record, where), record_digest_status(metadata)
+
+
+def read_record(path):
+    """The provenance record of a model file, checked (``read_record_and_status`` also says whether the
+    record is the one that was written)."""
+    return read_record_and_status(path)[0]
 
 
 def read_archive(path, record=None):
@@ -431,52 +546,104 @@ def read_archive(path, record=None):
     try:
         archive = base64.b64decode(metadata[SOURCE_KEY], validate=True)
     except ValueError:
-        raise FreenetError(f"{path}: the embedded source archive is not valid base64") from None
+        raise FileFormatError(f"{path}: the embedded source archive is not valid base64") from None
     expected = (record or {}).get("source_archive_sha256")
     if expected is not None and hashlib.sha256(archive).hexdigest() != expected:
-        raise FreenetError(f"{path}: the embedded source archive does not match its SHA-256 in the record")
+        raise FileFormatError(f"{path}: the embedded source archive does not match its SHA-256 in the record")
     return archive
 
 
-def archive_members(archive):
-    """Names and sizes of the archive's regular files, checked: no links, devices, absolute paths or '..'."""
+def _member_problem(name, seen_files, seen_folders):
+    """Why the tar member ``name`` is not a plain relative file path that can be written beside the
+    others, or None. Refused: an absolute path or a drive, '..', empty or '.' components (so '', '.',
+    'a//b', 'a/' and './a'), a backslash, a NUL, names too long for a file system, a name twice, and
+    a name that is a file in one member and a folder in another."""
+    parts = name.split("/")
+    if name.startswith(("/", "\\")) or ".." in parts or ".." in name.split("\\") or ":" in parts[0]:
+        return "would escape the target folder"
+    if any(p in ("", ".") for p in parts):
+        return "is not a plain relative file path (an empty or '.' part)"
+    if "\\" in name or "\0" in name:
+        return "has a backslash or a NUL in it (not a portable file name)"
     try:
-        tar = tarfile.open(fileobj=io.BytesIO(archive), mode="r:xz")
+        os.fsencode(name)  # what opening it will do: a name this system cannot spell is refused here
+    except UnicodeError:
+        return "is not a file name this system can write"
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES or any(
+            len(p.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for p in parts):
+        return f"is too long (at most {MAX_NAME_BYTES} bytes a part, {MAX_PATH_BYTES} in all)"
+    if name in seen_files:
+        return "appears twice"
+    if name in seen_folders:
+        return "is a file and also a folder of other members"
+    folders = ["/".join(parts[:i]) for i in range(1, len(parts))]
+    if any(f in seen_files for f in folders):
+        return "is inside a folder that is also a file of the archive"
+    seen_files.add(name)
+    seen_folders.update(folders)
+    return None
+
+
+def archive_members(archive, where="source archive"):
+    """(the tar, its members) of a tar.xz archive, checked: regular files only (no links, devices or
+    folders), each a plain relative path (``_member_problem``), at most MAX_ARCHIVE_FILES of them and
+    MAX_ARCHIVE_BYTES in all. The xz stream is inflated first, up to a bound, so that neither a corrupt
+    stream nor a compression bomb gets past here."""
+    try:
+        tar_bytes = decompress(archive, "xz", MAX_ARCHIVE_TAR, f"{where}: cannot be read")
+    except MemoryError:  # an xz header may ask for a 4 GiB dictionary: refused where memory is limited
+        raise FileFormatError(f"{where}: cannot be read (its xz stream asks for more memory than there is)") from None
+    try:
+        tar = tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:")
         members = tar.getmembers()
-    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
-        raise FreenetError(f"source archive: cannot be read ({e})") from None
+    except (tarfile.TarError, EOFError, OSError, ValueError, OverflowError) as e:  # UnicodeError is a ValueError
+        raise FileFormatError(f"{where}: cannot be read ({e})") from None
     if len(members) > MAX_ARCHIVE_FILES:
-        raise FreenetError(f"source archive: {len(members)} entries is more than the {MAX_ARCHIVE_FILES} allowed")
-    total = 0
+        raise FileFormatError(f"{where}: {len(members)} entries is more than the {MAX_ARCHIVE_FILES} allowed")
+    total, files, folders = 0, set(), set()
     for m in members:
-        parts = m.name.replace("\\", "/").split("/")
+        shown = m.name[:80] + ("..." if len(m.name) > 80 else "")
         if not m.isfile():
-            raise FreenetError(f"source archive: '{m.name}' is not a regular file (links and devices are refused)")
-        if m.name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
-            raise FreenetError(f"source archive: path '{m.name}' would escape the target folder")
+            raise FileFormatError(f"{where}: '{shown}' is not a regular file (links, devices and folders are refused)")
+        problem = _member_problem(m.name, files, folders)
+        if problem:
+            raise FileFormatError(f"{where}: path '{shown}' {problem}")
         total += m.size
         if total > MAX_ARCHIVE_BYTES:
-            raise FreenetError(f"source archive: unpacks to more than {MAX_ARCHIVE_BYTES} bytes")
+            raise FileFormatError(f"{where}: unpacks to more than {MAX_ARCHIVE_BYTES} bytes")
     return tar, members
 
 
-def extract_archive(archive, target):
-    """Unpacks the training program into ``target`` (files only; nothing is run). Returns the file count."""
-    tar, members = archive_members(archive)
-    target = os.path.realpath(target)
-    os.makedirs(target, exist_ok=True)
+def extract_archive(archive, target, where="source archive"):
+    """Unpacks the training program into ``target`` (files only; nothing is run). Returns the file count.
+
+    Every member is checked and read before anything is written (``archive_members``); each file is
+    written only at a path inside ``target`` once links are resolved, and never through a link."""
+    tar, members = archive_members(archive, where)
+    contents = []
     for m in members:
-        destination = os.path.realpath(os.path.join(target, m.name))
-        if os.path.commonpath([destination, target]) != target:
-            raise FreenetError(f"source archive: path '{m.name}' would escape the target folder")
         try:
             content = tar.extractfile(m).read()
-        except (tarfile.TarError, EOFError, OSError) as e:
-            raise FreenetError(f"source archive: '{m.name}' cannot be read ({e})") from None
-        os.makedirs(os.path.dirname(destination), exist_ok=True)
-        with open(destination, "wb") as dst:
-            dst.write(content)
-    return len(members)
+        except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+            raise FileFormatError(f"{where}: '{m.name[:80]}' cannot be read ({e})") from None
+        if len(content) != m.size:
+            raise FileFormatError(f"{where}: '{m.name[:80]}' is truncated")
+        contents.append((m.name, content))
+    target = os.path.realpath(target)
+    try:
+        os.makedirs(target, exist_ok=True)
+        for name, content in contents:
+            destination = os.path.realpath(os.path.join(target, name))
+            if os.path.commonpath([destination, target]) != target or destination == target:
+                raise FileFormatError(f"{where}: path '{name[:80]}' would escape the target folder")
+            os.makedirs(os.path.dirname(destination), exist_ok=True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+            with os.fdopen(os.open(destination, flags, 0o644), "wb") as dst:
+                dst.write(content)
+    except OSError as e:  # the target is a file, is not writable, or holds a file where a folder must go
+        raise FileFormatError(f"{target}: cannot unpack the source archive there ({e.strerror or e}"
+                              f"{f': {e.filename}' if e.filename else ''})") from None
+    return len(contents)
 
 
 def classify(record, archive_ok):
@@ -499,7 +666,8 @@ def classify(record, archive_ok):
 
 
 def check_weights(path, record):
-    """The file's tensors and whether their SHA-256 is the record's."""
+    """The file's tensors and whether their SHA-256 is the record's (a tensor holding NaN or infinity
+    is a FileFormatError: trained weights are finite)."""
     state = load(path)
     actual = weights_sha256(state)
     return state, actual, actual == record.get("weights_sha256")

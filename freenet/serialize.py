@@ -24,6 +24,12 @@ node}``. A node is null, true/false, a number, a string (themselves), or an obje
 [...]}``, ``{"tensor": name}``, ``{"ndarray": name}``, ``{"numpy_scalar": name}`` (a 0-d array read
 back as a NumPy scalar), or ``{"float": "nan" | "inf" | "-inf"}``. Loading only reads data: it
 never runs code, whatever the file says.
+
+Loading checks a file as hostile input (``freenet.validate``): the path must be a regular file, the
+header JSON is bounded in size and nesting, every entry's dtype, shape and offsets are checked
+against each other and the file size, and float tensors holding NaN or infinity are refused unless
+``allow_nonfinite=True`` (trained weights and checkpoints are finite; a NaN is a diverged run or a
+damaged file). Every problem is a ``FileFormatError`` whose message starts with the file name.
 """
 
 import hashlib
@@ -31,6 +37,7 @@ import json
 import math
 import os
 import secrets
+import stat
 from collections.abc import Mapping
 
 import numpy as np
@@ -40,6 +47,7 @@ import safetensors.numpy
 from freenet.errors import FreenetError
 from freenet.factory import from_numpy
 from freenet.tensor import Tensor
+from freenet.validate import FileFormatError, check_regular, parse_json
 
 # freenet dtype <-> safetensors dtype name
 _DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64", np.dtype(np.int64): "I64",
@@ -50,6 +58,14 @@ _METADATA = "__metadata__"
 _TREE = "freenet.tree"  # metadata key of a nested object's structure
 _TREE_VERSION = 1
 _MAX_DEPTH = 100  # containers nested deeper than this are refused, on saving and on loading
+_MAX_HEADER_DEPTH = 8  # a valid header nests 3 deep ({name: {"shape": [...]}}); __metadata__ values are strings
+_MAX_TREE_DEPTH = 3 * _MAX_DEPTH + 4  # a dict node is 3 JSON levels ({"dict": [[key, node]]}), plus the top
+_MAX_NDIM = 64  # NumPy's own limit
+
+
+class MissingFileError(FileFormatError, FileNotFoundError):
+    """No file at the path: a FileFormatError like every other problem, and still the FileNotFoundError that
+    callers written before ``freenet.validate`` catch."""
 
 
 # -- saving -------------------------------------------------------------------------------------------
@@ -240,19 +256,48 @@ class _TreeEncoder:
 
 # -- loading ------------------------------------------------------------------------------------------
 
-def _no_duplicates(pairs):
-    out = {}
-    for k, v in pairs:
-        if k in out:
-            raise FreenetError(f"duplicate key {k!r}")
-        out[k] = v
-    return out
+def _json(text, where, max_depth):
+    """``validate.parse_json``, with an integer too long for Python's ``int()`` (over 4,300 digits: a plain
+    ValueError from the json module) reported like any other bad JSON."""
+    try:
+        return parse_json(text, where, max_depth=max_depth, max_bytes=_MAX_HEADER)
+    except FileFormatError:
+        raise
+    except ValueError as e:
+        raise FileFormatError(f"{where}: not valid JSON ({e})") from None
+
+
+def _check_entry(name, entry, data_len, fail):
+    """One tensor's header entry: dtype a name freenet reads, shape non-negative ints, offsets in range and
+    spanning exactly dtype x shape bytes. The types are checked first: a list where a string belongs
+    must be an error message, not a TypeError."""
+    where = f"tensor {_preview(name)}"
+    if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= entry.keys():
+        fail(f"{where}: entry must have dtype, shape and data_offsets")
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if not isinstance(dtype, str) or dtype not in _ITEMSIZE:
+        fail(f"{where} has unsupported dtype {_preview(dtype)} (freenet reads {', '.join(_ITEMSIZE)})")
+    if (not isinstance(shape, list) or len(shape) > _MAX_NDIM
+            or not all(type(d) is int and d >= 0 for d in shape)):
+        fail(f"{where} has an invalid shape {_preview(shape)} (at most {_MAX_NDIM} non-negative integers)")
+    # NumPy refuses an array whose dimensions (zeros counted as ones) multiply past 2**63 bytes, even empty.
+    if math.prod(max(d, 1) for d in shape) * _ITEMSIZE[dtype] >= 2 ** 63:
+        fail(f"{where} has a shape {_preview(shape)} too large for any array")
+    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1]):
+        fail(f"{where} has invalid data_offsets {_preview(offsets)}")
+    if offsets[1] > data_len:
+        fail(f"{where} has data_offsets {offsets} out of range: the data section has {data_len} bytes")
+    need = math.prod(shape) * _ITEMSIZE[dtype]
+    if offsets[1] - offsets[0] != need:
+        fail(f"{where}: shape {shape} of {dtype} needs {need} bytes, data_offsets {offsets} "
+             f"span {offsets[1] - offsets[0]}")
 
 
 def _read_header(f, path, size):
     """The parsed JSON header (validated against the file size) and the data length after it."""
     def fail(problem):
-        raise FreenetError(f"load: {path}: {problem}")
+        raise FileFormatError(f"{path}: {problem}")
 
     if size < 8:
         fail(f"truncated: {size} bytes, too short for the 8-byte header length")
@@ -264,10 +309,7 @@ def _read_header(f, path, size):
     raw = f.read(n)
     if len(raw) != n:
         fail("file changed while reading")
-    try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, ValueError) as e:  # JSONDecodeError and FreenetError are ValueErrors
-        fail(f"header is not valid JSON: {e}")
+    header = _json(raw, f"{path}: header", _MAX_HEADER_DEPTH)
     if not isinstance(header, dict):
         fail(f"header is JSON {type(header).__name__}, not an object")
     data_len = size - 8 - n
@@ -276,29 +318,34 @@ def _read_header(f, path, size):
             if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
                 fail(f"{_METADATA} must map str to str")
             continue
-        if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= entry.keys():
-            fail(f"tensor '{name}': entry must have dtype, shape and data_offsets")
-        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if dtype not in _ITEMSIZE:
-            fail(f"tensor '{name}' has unsupported dtype {dtype!r} (freenet reads {', '.join(_ITEMSIZE)})")
-        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-            fail(f"tensor '{name}' has an invalid shape {shape!r}")
-        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets)
-                or not 0 <= offsets[0] <= offsets[1]):
-            fail(f"tensor '{name}' has invalid data_offsets {offsets!r}")
-        if offsets[1] > data_len:
-            fail(f"tensor '{name}' has data_offsets {offsets} out of range: the data section has {data_len} bytes")
-        need = int(np.prod(shape, dtype=object)) * _ITEMSIZE[dtype]
-        if offsets[1] - offsets[0] != need:
-            fail(f"tensor '{name}': shape {shape} of {dtype} needs {need} bytes, data_offsets {offsets} "
-                 f"span {offsets[1] - offsets[0]}")
+        _check_entry(name, entry, data_len, fail)
     return header
 
 
 def _open(path):
+    """(path as str, the open file, its size): a regular file only, so that a folder or a FIFO is an error
+    rather than an IsADirectoryError or a read that waits forever."""
     path = os.fspath(path)
-    f = open(path, "rb")
-    return path, f, os.fstat(f.fileno()).st_size
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise MissingFileError(f"{path}: no such file") from None
+    except ValueError:  # a NUL in the name
+        raise FileFormatError(f"{path!r}: not a valid file name") from None
+    except OSError:
+        pass  # check_regular says what is wrong
+    check_regular(path)
+    # O_NONBLOCK: if a FIFO replaced the file since the check, opening it must not wait for a writer.
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as e:
+        raise FileFormatError(f"{path}: cannot read ({e.strerror or e})") from None
+    f = os.fdopen(fd, "rb")
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        f.close()
+        raise FileFormatError(f"{path}: is not a regular file")
+    return path, f, st.st_size
 
 
 def load_metadata(path):
@@ -310,47 +357,57 @@ def load_metadata(path):
     return metadata
 
 
-def load(path, map_location=None, weights_only=None):
+def _check_finite(path, name, a):
+    """Refuses a float array holding NaN or infinity. min and max propagate NaN and meet any infinity, and
+    need no array-sized temporary as ``isfinite(a).all()`` would."""
+    if a.size and a.dtype.kind == "f" and not (math.isfinite(a.min()) and math.isfinite(a.max())):
+        bad = "NaN" if np.isnan(a).any() else "infinity"
+        raise FileFormatError(f"{path}: tensor '{name}' holds {bad} (a diverged run or a damaged file); "
+                              "pass allow_nonfinite=True to load it anyway")
+
+
+def load(path, map_location=None, weights_only=None, *, allow_nonfinite=False):
     """The object saved at ``path``: for a dict of tensors, a dict name -> Tensor (sorted by name); for
     anything else, the object rebuilt (dicts as plain dicts, in their order). Every Tensor and ndarray
     has its own writable memory (one saved twice comes back as one object); tensors do not require grad.
 
     The file is checked before and while parsing; a truncated or corrupt file, an oversized header,
-    out-of-range offsets, an unsupported dtype or a malformed structure raise ``FreenetError`` naming
-    the file and the problem (a missing file raises ``FileNotFoundError``). Use ``load_metadata`` for
-    the metadata. ``map_location`` and ``weights_only`` are there for PyTorch scripts and change
-    nothing: freenet's tensors live on the CPU, and loading never runs code.
+    out-of-range offsets, an unsupported dtype or a malformed structure raise ``FileFormatError`` (a
+    ``FreenetError``) naming the file and the problem; so does a missing file (as ``MissingFileError``,
+    also a ``FileNotFoundError``), a folder or a FIFO. A float tensor holding NaN or infinity is refused
+    too, naming the tensor, unless ``allow_nonfinite=True`` (float values elsewhere in a nested object,
+    such as ``best = inf``, are structure and always load). Use ``load_metadata`` for the metadata.
+    ``map_location`` and ``weights_only`` are there for PyTorch scripts and change nothing: freenet's
+    tensors live on the CPU, and loading never runs code.
     """
     path, f, size = _open(path)
     with f:
         header = _read_header(f, path, size)
         f.seek(0)
-        data = f.read()
+        data = f.read(size + 1)
     if len(data) != size:
-        raise FreenetError(f"load: {path}: file changed while reading")
+        raise FileFormatError(f"{path}: file changed while reading")
     try:
         arrays = safetensors.numpy.load(data)
     except Exception as e:  # safetensors' SafetensorError, or anything else it raises on bad input
-        raise FreenetError(f"load: {path}: not a valid safetensors file: {e}") from None
+        raise FileFormatError(f"{path}: not a valid safetensors file: {e}") from None
     names = [k for k in header if k != _METADATA]
     if sorted(arrays) != sorted(names):
-        raise FreenetError(f"load: {path}: safetensors read tensors {sorted(arrays)}, header lists {sorted(names)}")
+        raise FileFormatError(f"{path}: safetensors read tensors {sorted(arrays)}, header lists {sorted(names)}")
     for name, a in arrays.items():
         a = a.astype(a.dtype.newbyteorder("="), copy=False) if a.dtype.byteorder in "<>" else a
         arrays[name] = np.require(a, requirements=["C", "A", "W"])
+        if not allow_nonfinite:
+            _check_finite(path, name, arrays[name])
     tree = (header.get(_METADATA) or {}).get(_TREE)
     if tree is None:
         return {name: from_numpy(arrays[name]) for name in sorted(arrays)}
     return _TreeDecoder(path, arrays).decode_file(tree)
 
 
-def _no_constants(name):
-    raise FreenetError(f"{name} is not JSON")
-
-
 class _TreeDecoder:
     """Rebuilds a nested object from the tree JSON in a file's metadata (module docstring), checking
-    every node; a problem raises FreenetError saying where in the object it is."""
+    every node; a problem raises FileFormatError saying where in the object it is."""
 
     def __init__(self, path, arrays):
         self.path, self.arrays = path, arrays
@@ -358,15 +415,10 @@ class _TreeDecoder:
 
     def fail(self, problem, parts=None):
         where = "" if parts is None else f" at {_where(parts)}"
-        raise FreenetError(f"load: {self.path}: the nested structure ('{_TREE}' in the metadata) {problem}{where}")
+        raise FileFormatError(f"{self.path}: the nested structure ('{_TREE}' in the metadata) {problem}{where}")
 
     def decode_file(self, tree):
-        try:
-            top = json.loads(tree, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-        except RecursionError:
-            self.fail("is nested too deeply to parse")
-        except (ValueError, FreenetError) as e:  # JSONDecodeError is a ValueError
-            self.fail(f"is not valid JSON: {e}")
+        top = _json(tree, f"{self.path}: the nested structure ('{_TREE}' in the metadata)", _MAX_TREE_DEPTH)
         if not isinstance(top, dict) or set(top) != {"version", "root"}:
             self.fail('must be a JSON object {"version": ..., "root": ...}')
         if type(top["version"]) is not int or top["version"] != _TREE_VERSION:

@@ -25,6 +25,7 @@ from freenet.errors import FreenetError
 MAX_JSON_DEPTH = 64  # freenet writes at most a handful of levels; Python's parser recurses per level
 MAX_TEXT_BYTES = 64 << 20  # a JSON record, an SGF file, a GTP line's worth of commands
 MAX_PREVIEW = 60
+XZ_MEMORY_LIMIT = 256 << 20  # xz -9 needs 65 MiB to decompress; freenet's own archives far less
 
 
 class FileFormatError(FreenetError):
@@ -76,7 +77,8 @@ def read_regular(path, limit, what="file"):
 def decompress(data, kind, limit, where):
     """``data`` inflated (``kind``: "gzip", "xz", "bz2" or "zlib"), refused past ``limit`` bytes or if corrupt."""
     makers = {"gzip": lambda: zlib.decompressobj(16 + zlib.MAX_WBITS), "zlib": zlib.decompressobj,
-              "xz": lzma.LZMADecompressor, "bz2": bz2.BZ2Decompressor}
+              # xz: a header may ask for a dictionary of gigabytes before any output exists
+              "xz": lambda: lzma.LZMADecompressor(memlimit=XZ_MEMORY_LIMIT), "bz2": bz2.BZ2Decompressor}
     if kind not in makers:
         raise ValueError(f"decompress: unknown kind {kind!r}")
     out, pending = bytearray(), data
@@ -97,7 +99,7 @@ def decompress(data, kind, limit, where):
             pending = inflater.unused_data
             if kind != "gzip" or not pending.strip(b"\0"):  # gzip files may hold several members
                 return bytes(out)
-    except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError) as e:
+    except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError, MemoryError) as e:
         if isinstance(e, FileFormatError):
             raise
         fail(where, f"corrupt {kind} data ({e})")
@@ -170,6 +172,8 @@ def parse_json(text, where, max_depth=MAX_JSON_DEPTH, max_bytes=MAX_TEXT_BYTES):
         fail(where, f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})")
     except RecursionError:
         fail(where, "JSON nested too deep")
+    except ValueError as e:  # an integer of thousands of digits (Python refuses to convert it)
+        fail(where, f"not valid JSON ({e})")
 
 
 # -- values -------------------------------------------------------------------------------------------

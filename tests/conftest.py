@@ -2,6 +2,7 @@
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile("default", deadline=None, max_examples=30,
@@ -15,3 +16,14 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "fuzz: hostile-input tests (tests/fuzz.py); `pytest -m fuzz` runs them long")
     if "fuzz" in (config.getoption("markexpr", "") or ""):
         os.environ.setdefault("FREENET_FUZZ", "long")  # read by tests/fuzz.py when the test modules load
+
+
+@pytest.fixture
+def one_thread():
+    """For tiny nets: one thread (on a busy shared machine a thread pool only costs)."""
+    import freenet as fn
+
+    before = fn.get_num_threads()
+    fn.set_num_threads(1)
+    yield
+    fn.set_num_threads(before)

@@ -243,7 +243,7 @@ def test_commands(tmp_path, capsys):
     lz = tmp_path / "net.txt"
     assert main(["go", "export-lz", str(net), str(lz)]) == 0
     assert main(["go", "import-lz", str(lz), str(tmp_path / "back.safetensors")]) == 0
-    assert main(["go", "import-lz", str(tmp_path / "missing.txt"), str(tmp_path / "x.safetensors")]) == 2
+    assert main(["go", "import-lz", str(tmp_path / "missing.txt"), str(tmp_path / "x.safetensors")]) == 1
     assert "no such weight file" in capsys.readouterr().err
     capsys.readouterr()
     for command in ["init", "selfplay", "train", "gtp", "match", "ladder", "export-lz", "import-lz", "bench"]:
@@ -320,10 +320,10 @@ def test_a_damaged_run_folder_is_named(tmp_path, capsys):
     games.write_bytes(data[:len(data) // 2])
     (run / "games" / "gen-0002.npz").write_bytes(data[:len(data) // 2])  # as if generation 2's self-play was cut
     capsys.readouterr()
-    assert main(args[:5] + ["2"] + args[6:]) == 2
+    assert main(args[:5] + ["2"] + args[6:]) == 1
     assert "gen-0002.npz" in capsys.readouterr().err
     (run / "config.json").write_text("{not json")
-    assert main(args) == 2
+    assert main(args) == 1
     assert "config.json" in capsys.readouterr().err
     net = tmp_path / "net7.safetensors"
     assert main(["go", "init", "--size", "7", "--blocks", "1", "--filters", "4", "--out", str(net)]) == 0

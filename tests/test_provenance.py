@@ -44,6 +44,8 @@ def _rewrite(src, dst, edit_metadata=None, edit_tensors=None):
     tensors = {k: v.numpy() for k, v in fn.load(src).items()}
     if edit_metadata:
         edit_metadata(metadata)
+        if provenance.RECORD_KEY in metadata:
+            provenance.seal_record(metadata)  # a deliberate change, not a tampered record
     if edit_tensors:
         edit_tensors(tensors)
     dst.write_bytes(safetensors.numpy.save(tensors, metadata=metadata))
@@ -163,11 +165,11 @@ def test_hostile_metadata_is_a_clear_error_and_writes_nothing(name, model_file, 
     edit, _, message = HOSTILE[name]
     bad = _rewrite(model_file, tmp_path / "bad.safetensors", edit)
     target = tmp_path / "extract"
-    assert main(["inspect", str(bad), "--extract-source", str(target)]) == 2
+    assert main(["inspect", str(bad), "--extract-source", str(target)]) == 1
     assert message in capsys.readouterr().err
     assert not (tmp_path / "evil.py").exists() and not os.path.exists("/tmp/evil.py")
     assert not target.exists() or not list(target.iterdir())  # checked before anything is written
-    assert main(["reproduce", str(bad)]) == 2
+    assert main(["reproduce", str(bad)]) == 1
 
 
 def _raw_file(tmp_path, header, body=b""):
@@ -195,7 +197,7 @@ def test_broken_files_are_clear_errors(case, model_file, tmp_path, capsys):
         path = tmp_path / "e.safetensors"
         path.write_bytes(b"")
     for command in (["inspect", str(path)], ["reproduce", str(path)]):
-        assert main(command) == 2
+        assert main(command) == 1
         err = capsys.readouterr().err
         assert err.startswith("freenet: error:") and "Traceback" not in err
 
@@ -214,7 +216,7 @@ def test_unknown_recipes_and_parameters_are_refused(model_file, tmp_path, capsys
              (recipe(params={"evil": 1}), "unknown recipe parameters"),
              (recipe(params={"epochs": [1]}), "is not a number or a string")]
     for edit, message in cases:
-        assert main(["reproduce", str(_rewrite(model_file, tmp_path / "r.safetensors", edit))]) == 2
+        assert main(["reproduce", str(_rewrite(model_file, tmp_path / "r.safetensors", edit))]) == 1
         assert message in capsys.readouterr().err
 
 
@@ -404,7 +406,7 @@ def test_bad_reproducibility_is_shown_by_inspect_and_refused_by_reproduce(case, 
     assert main(["inspect", str(bad), "--json"]) == 0
     checks = json.loads(capsys.readouterr().out)["checks"]
     assert checks["reproducibility_understood"] is False and checks["reproducible"].startswith(message)
-    assert main(["reproduce", str(bad), "--quiet"]) == 2
+    assert main(["reproduce", str(bad), "--quiet"]) == 1
     captured = capsys.readouterr()
     assert captured.err.startswith(f"freenet: error: {bad}: the record's reproducibility: {message}")
     assert "Traceback" not in captured.err and captured.out == ""  # refused before training

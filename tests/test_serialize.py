@@ -29,7 +29,7 @@ def test_round_trip_all_dtypes_and_shapes(tmp_path_factory, data, count):
         state[data.draw(names)] = data.draw(hnp.arrays(dtype, shape))
     path = tmp_path_factory.mktemp("st") / "m.safetensors"
     save(state, path)
-    got = load(path)
+    got = load(path, allow_nonfinite=True)  # hypothesis's floats include NaN and infinity
     assert list(got) == sorted(state)
     for k, a in state.items():
         t = got[k]
@@ -148,11 +148,11 @@ CORRUPT = [
     (b"\x05\x00\x00", "truncated: 3 bytes"),
     (struct.pack("<Q", 1000) + b"{}", "header length 1000 is larger than the rest of the file"),
     (struct.pack("<Q", 2**63) + b"{}", "header length .* larger"),
-    (raw_file(b"{not json"), "header is not valid JSON"),
-    (raw_file(b"\xff\xfe{}"), "header is not valid JSON"),
+    (raw_file(b"{not json"), "header: not valid JSON"),
+    (raw_file(b"\xff\xfe{}"), "header: not UTF-8 text"),
     (raw_file([1, 2]), "header is JSON list"),
     (raw_file(b'{"a": ' + json.dumps(F32x2).encode() + b', "a": ' + json.dumps(F32x2).encode() + b"}",
-              bytes(8)), "duplicate key 'a'"),
+              bytes(8)), "the key 'a' appears twice"),
     (raw_file({"w": F32x2}, bytes(4)), r"data_offsets \[0, 8\] out of range: the data section has 4 bytes"),
     (raw_file({"w": {"dtype": "F32", "shape": [2], "data_offsets": [4, 2]}}, bytes(8)), "invalid data_offsets"),
     (raw_file({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, bytes(8)), "needs 12 bytes"),

@@ -298,10 +298,10 @@ def root(node):
 
 W = {"w": np.ones(2, np.float32)}
 MALFORMED = [
-    ("{not json", None, "is not valid JSON"),
-    ('{"version": 1, "root": NaN}', None, "is not valid JSON.*NaN is not JSON"),
-    ('{"version": 1, "root": {"list": [], "list": []}}', None, "duplicate key 'list'"),
-    ("[" * 100000 + "]" * 100000, None, "nested too deeply to parse|not valid JSON"),
+    ("{not json", None, "not valid JSON"),
+    ('{"version": 1, "root": NaN}', None, "NaN is not a number JSON allows"),
+    ('{"version": 1, "root": {"list": [], "list": []}}', None, "the key 'list' appears twice"),
+    ("[" * 100000 + "]" * 100000, None, "JSON nested 100000 deep"),
     ([1, 2], None, r'must be a JSON object \{"version"'),
     ({"root": 1}, None, r'must be a JSON object \{"version"'),
     ({"version": 2, "root": 1}, None, "has version 2; this freenet reads version 1"),
@@ -332,7 +332,7 @@ def _deep(depth):
 
 
 MALFORMED += [(_deep(101), None, "nests containers more than 100 deep"), (_deep(100), None, None),
-              ('{"version": 1, "root": ' + "9" * 5000 + "}", None, "is not valid JSON")]
+              ('{"version": 1, "root": ' + "9" * 5000 + "}", None, "not valid JSON")]
 
 
 @pytest.mark.parametrize("tree, arrays, problem", MALFORMED, ids=[f"{i}-{problem or 'loads'}"[:40]

@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from freenet.commands.common import positive_int
+from freenet.commands.common import check_folder, check_output, positive_int, write_file_output, write_output
 
 FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
@@ -249,10 +249,11 @@ def _selfplay_options(p):
 def run_init(args):
     from freenet.go.net import new_net, save_net
 
+    check_output(args.out, "net (--out)")
     net = new_net(args.size, args.blocks, args.filters, args.value_hidden, seed=args.seed)
-    save_net(net, args.out)
-    print(f"{args.size}x{args.size} net, {args.blocks} blocks x {args.filters} filters, seed {args.seed}: {args.out}")
-    return 0
+    out = write_output(args.out, "net", lambda path: save_net(net, path))
+    print(f"{args.size}x{args.size} net, {args.blocks} blocks x {args.filters} filters, seed {args.seed}: {out}")
+    return 0 if out == args.out else 1
 
 
 def run_gtp(args):
@@ -274,6 +275,10 @@ def run_match(args):
 
     from freenet.go.match import run_match as match
 
+    if args.json:
+        check_output(args.json, "results (--json)")
+    if args.sgf_dir:
+        check_folder(args.sgf_dir, "SGF files (--sgf-dir)")
     summary = match(args.black, args.white, args.games, size=args.size, komi=args.komi, sgf_dir=args.sgf_dir,
                     referee_command=args.referee, seed=args.seed, max_moves=args.max_moves, timeout=args.timeout)
     print(summary.report())
@@ -288,8 +293,8 @@ def run_match(args):
                                 "reason": r.reason, "scored_by": r.scored_by, "moves": len(r.moves),
                                 "engine_scores": list(r.engine_scores), "referee_score": r.referee_score}
                                for r in summary.results]}
-        with open(args.json, "w") as f:
-            json.dump(data, f, indent=2)
+        text = json.dumps(data, indent=2) + "\n"
+        return 0 if write_file_output(args.json, "results", text.encode()) == args.json else 1
     return 0
 
 
@@ -297,11 +302,36 @@ def run_export_lz(args):
     from freenet.go.lz_weights import export_lz
     from freenet.go.net import load_net
 
-    note = export_lz(load_net(args.model), args.out)
-    if note:
-        print(note, file=sys.stderr)
-    print(f"wrote {args.out}")
-    return 0
+    check_output(args.out, "weight file")
+    net = load_net(args.model)
+    notes = []
+
+    def write(path):
+        notes.append(_atomically(path, lambda tmp: export_lz(net, tmp)))
+    out = write_output(args.out, "weight file", write)
+    if notes[-1]:
+        print(notes[-1], file=sys.stderr)
+    print(f"wrote {out}")
+    return 0 if out == args.out else 1
+
+
+def _atomically(path, write):
+    """``write(tmp)`` to a temporary file beside ``path`` (with its extension, which may choose a format), then
+    renamed over it: ``path`` holds the old file or all of the new one, never a truncated one (a full disk).
+    Returns what ``write`` returns."""
+    import glob
+    import secrets
+
+    folder, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{secrets.token_hex(6)}.tmp-{name}")
+    try:
+        result = write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        for leftover in glob.glob(glob.escape(tmp) + "*"):  # the writer's own temporary files too
+            os.remove(leftover)
+        raise
+    return result
 
 
 def run_export_onnx(args):
@@ -311,24 +341,28 @@ def run_export_onnx(args):
     from freenet.go import features
     from freenet.go.net import load_net
 
+    check_output(args.out, "ONNX file")
     net = load_net(args.model)
     c = net.config
     planes = np.zeros((2, features.PLANES, c.size, c.size), np.float32)
-    onnx.export(net, planes, args.out, output_names=None if c.aux_heads else ("policy", "value"))
+    model = onnx.export(net, planes, None, output_names=None if c.aux_heads else ("policy", "value"))
+    out = write_file_output(args.out, "ONNX file", model.SerializeToString())
     heads = ["policy", "value"] + [name for name in ("ownership", "score") if getattr(c, name)]
-    print(f"{c.size}x{c.size} net, {c.blocks} blocks x {c.filters} filters, outputs {', '.join(heads)}: {args.out}")
-    return 0
+    print(f"{c.size}x{c.size} net, {c.blocks} blocks x {c.filters} filters, outputs {', '.join(heads)}: {out}")
+    return 0 if out == args.out else 1
 
 
 def run_import_lz(args):
     from freenet.go.lz_weights import import_lz
     from freenet.go.net import save_net
 
+    check_output(args.out, "net")
     net = import_lz(args.weights)
     c = net.config
-    save_net(net, args.out, extra={"freenet.go.source": os.path.basename(args.weights)})
-    print(f"{c.size}x{c.size} net, {c.blocks} blocks x {c.filters} filters: {args.out}")
-    return 0
+    out = write_output(args.out, "net", lambda path: save_net(
+        net, path, extra={"freenet.go.source": os.path.basename(args.weights)}))
+    print(f"{c.size}x{c.size} net, {c.blocks} blocks x {c.filters} filters: {out}")
+    return 0 if out == args.out else 1
 
 
 def _selfplay_config(args, size):
@@ -352,6 +386,9 @@ def run_selfplay(args):
     from freenet.go.selfplay import play_games, save_games
     from freenet.go.sgf import result_string, write_sgf
 
+    check_output(args.out, "games (--out)")
+    if args.sgf_dir:
+        check_folder(args.sgf_dir, "SGF files (--sgf-dir)")
     set_threads(args.threads)
     if args.model:
         net = load_net(args.model)
@@ -365,7 +402,7 @@ def run_selfplay(args):
     records = play_games(evaluator, args.games, _selfplay_config(args, size), seed=args.seed,
                          progress=not args.quiet)
     seconds = time.perf_counter() - start
-    save_games(args.out, records)
+    out = write_output(args.out, "games", lambda path: _atomically(path, lambda tmp: save_games(tmp, records)))
     if args.sgf_dir:
         os.makedirs(args.sgf_dir, exist_ok=True)
         name = os.path.basename(args.model) if args.model else f"random net (seed {args.seed})"
@@ -376,8 +413,8 @@ def run_selfplay(args):
     black = sum(r.winner == 1 for r in records)
     print(f"{len(records)} games ({black} won by Black), {moves} positions in {seconds:.1f} s "
           f"({3600 * len(records) / seconds:.0f} games/hour, {evaluator.positions / seconds:.0f} net "
-          f"evaluations/s); {args.out}")
-    return 0
+          f"evaluations/s); {out}")
+    return 0 if out == args.out else 1
 
 
 def run_train(args):
@@ -385,6 +422,7 @@ def run_train(args):
     from freenet.errors import FreenetError
     from freenet.go.train import TrainConfig, selfplay_loop, supervised_loop
 
+    check_folder(args.dir, "run folder (--dir)")
     set_threads(args.threads)
     main = distributed.world().main  # under MPI, the first process keeps the run folder and prints
     notice = provenance.training_notice()
@@ -479,6 +517,7 @@ def run_ladder(args):
 
     if args.plot:
         ladder.require_matplotlib()  # before hours of games, not after
+        check_output(args.plot, "chart (--plot)")
     generation = getattr(args, "generation", None) or ladder.latest_generation(args.dir)
     opponents = [o for o in args.opponents.split(",") if o.strip()]
     ladder.evaluate(args.dir, generation, opponents, games=args.games, playouts=args.playouts, seed=args.seed)

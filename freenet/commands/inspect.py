@@ -19,22 +19,27 @@ def register(commands):
 
 
 def inspect_file(path):
-    """The record, the checks on the file, and the verdict, as one dict."""
+    """The record, the checks on the file, and the verdict, as one dict. A file that is not a model file
+    with a well-formed record is a FileFormatError naming it; a record changed since it was written is
+    reported (``checks["record_digest"]``), not raised, so that it can be seen."""
     from freenet import provenance
+    from freenet.validate import check_regular
 
-    record = provenance.read_record(path)
+    check_regular(path, "model file")  # a folder or a FIFO is an error here, not a traceback or a wait
+    record, digest = provenance.read_record_and_status(path)
     state, actual, weights_ok = provenance.check_weights(path, record)
     archive = provenance.read_archive(path, record)
     files = None
     if archive is not None:
-        _, members = provenance.archive_members(archive)
+        _, members = provenance.archive_members(archive, f"{path}: the embedded source archive")
         files = len(members)
     verdict, reason = provenance.classify(record, archive is not None)
     # Shown, not raised: the rest of the file is worth seeing, and a newer freenet may know more classes.
     problem = provenance.reproducibility_problem(record["reproducibility"]) if "reproducibility" in record else None
     reproducible = problem or provenance.describe_reproducibility(record.get("reproducibility"))
     return {"file": os.fspath(path), "record": record,
-            "checks": {"weights_sha256": actual, "weights_match_record": weights_ok,
+            "checks": {"record_digest": digest, "record_unchanged": digest != provenance.RECORD_CHANGED,
+                       "weights_sha256": actual, "weights_match_record": weights_ok,
                        "tensors": len(state), "parameters": int(sum(t.numel() for t in state.values())),
                        "source_archive_bytes": None if archive is None else len(archive),
                        "source_archive_files": files, "reproducible": reproducible,
@@ -49,15 +54,25 @@ def run(args):
     if args.extract_source:
         archive = provenance.read_archive(args.file, report["record"])
         if archive is None:
-            from freenet.errors import FreenetError
-            raise FreenetError(f"{args.file}: no training program is embedded in this file")
-        count = provenance.extract_archive(archive, args.extract_source)
+            from freenet.validate import FileFormatError
+            raise FileFormatError(f"{args.file}: no training program is embedded in this file")
+        count = provenance.extract_archive(archive, args.extract_source, f"{args.file}: the embedded source archive")
         report["extracted"] = {"folder": args.extract_source, "files": count}
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
         print(_readable(report))
-    return 0 if report["checks"]["weights_match_record"] else 1
+    checks = report["checks"]
+    return 0 if checks["weights_match_record"] and checks["record_unchanged"] else 1
+
+
+def _digest_line(status):
+    from freenet import provenance
+
+    return {provenance.RECORD_VERIFIED: "matches its digest (unchanged since it was written)",
+            provenance.RECORD_UNSEALED: "no digest (older file): changes to the record cannot be detected",
+            provenance.RECORD_CHANGED: "DOES NOT match its digest: the record was changed after it was written "
+                                       "(tampered or damaged), so nothing it says can be trusted"}[status]
 
 
 def _readable(report):
@@ -68,6 +83,7 @@ def _readable(report):
     git = code.get("git") or {}
     lines = [
         f"{report['file']}",
+        f"  record       {_digest_line(c['record_digest'])}",
         f"  weights      {c['tensors']} tensors, {c['parameters']:,} parameters, sha256 {c['weights_sha256'][:16]}... "
         + ("(matches the record)" if c["weights_match_record"] else "(DOES NOT match the record: the weights "
                                                                      "were changed after training)"),

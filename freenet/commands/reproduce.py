@@ -23,8 +23,14 @@ def run(args):
     from freenet import provenance, recipes
     from freenet.errors import FreenetError
     from freenet.kernels import settings
+    from freenet.validate import FileFormatError, check_regular
 
-    record = provenance.read_record(args.file)
+    check_regular(args.file, "model file")  # a folder or a FIFO is an error here, not a traceback or a wait
+    record, digest = provenance.read_record_and_status(args.file)
+    if digest == provenance.RECORD_CHANGED:
+        # Before anything acts on the record: a changed one may name other data folders or parameters.
+        raise FileFormatError(f"{args.file}: the provenance record does not match its digest: it was changed after "
+                              "it was written (tampered or damaged); refusing to retrain from it")
     repro = provenance.recorded_reproducibility(record, args.file)
     _, actual, weights_ok = provenance.check_weights(args.file, record)
     if not weights_ok:
@@ -32,23 +38,27 @@ def run(args):
                            f"describes ({str(record.get('weights_sha256'))[:16]}...); nothing to reproduce")
     archive = provenance.read_archive(args.file, record)
     if archive is not None:
-        provenance.archive_members(archive)  # a hostile archive makes the whole file suspect
-    recipe_info = record.get("recipe") or {}
-    module = recipes.get(recipe_info.get("name"))
-    recipe = _recipe_from(module, recipe_info.get("params"), args.file)
+        provenance.archive_members(archive, f"{args.file}: the embedded source archive")  # a hostile one: suspect
+    recipe_info = record["recipe"]  # check_record: an object with a name and params
+    try:
+        module = recipes.get(recipe_info["name"])
+    except FreenetError as e:
+        raise FileFormatError(f"{args.file}: {e}") from None
+    recipe = _recipe_from(module, recipe_info["params"], args.file)
     if args.data is not None:
         recipe = dataclasses.replace(recipe, data=args.data)
     recorded = (record.get("data") or {}).get("files") or {}
     here = module.data_identity(recipe)["files"]
     if here != recorded:
         differing = sorted(set(recorded) ^ set(here) | {k for k in recorded if k in here and recorded[k] != here[k]})
-        raise FreenetError(f"the data here is not the data the model was trained on: {', '.join(differing)} "
-                           f"differ (recorded: {recorded}; here: {here})")
+        raise FreenetError(f"{args.file}: the data here is not the data the model was trained on: "
+                           f"{', '.join(differing)} differ (recorded: {recorded}; here: {here})")
     code = provenance.code_identity()
     recorded_code = record.get("code") if isinstance(record.get("code"), dict) else {}
     same_code = code["freenet_source_sha256"] == recorded_code.get("freenet_source_sha256")
     print(f"data verified ({len(here)} files); freenet source "
-          + ("is the recorded one" if same_code else "differs from the recorded one (the result may differ)"))
+          + ("is the recorded one" if same_code else "differs from the recorded one (the result may differ)")
+          + ("; the record has no digest (older file)" if digest == provenance.RECORD_UNSEALED else ""))
     machine = {**provenance.this_machine(), "freenet_source_sha256": code["freenet_source_sha256"]}
     expected, reasons = provenance.expected_here(record, machine)
     matmul = repro["matmul"] if repro else settings.matmul_path()  # older records: the path in force here
@@ -73,15 +83,21 @@ def run(args):
 
 
 def _recipe_from(module, params, path):
+    """The module's Recipe from the record's parameters; the Recipe checks their types and ranges, and
+    any problem is a FileFormatError naming the file."""
     from freenet.errors import FreenetError
+    from freenet.validate import FileFormatError, preview
 
     if not isinstance(params, dict):
-        raise FreenetError(f"{path}: the record has no recipe parameters")
+        raise FileFormatError(f"{path}: the record has no recipe parameters")
     fields = {f.name for f in dataclasses.fields(module.Recipe)}
     unknown = set(params) - fields
     if unknown:
-        raise FreenetError(f"{path}: unknown recipe parameters {sorted(unknown)}")
+        raise FileFormatError(f"{path}: unknown recipe parameters {preview(sorted(unknown))}")
     for key, value in params.items():
         if value is not None and not isinstance(value, (int, float, str)) or isinstance(value, bool):
-            raise FreenetError(f"{path}: recipe parameter {key}={value!r} is not a number or a string")
-    return module.Recipe(**params)
+            raise FileFormatError(f"{path}: recipe parameter {key}={preview(value)} is not a number or a string")
+    try:
+        return module.Recipe(**params)
+    except FreenetError as e:
+        raise FileFormatError(f"{path}: {e}") from None

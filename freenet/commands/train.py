@@ -3,7 +3,8 @@
 import argparse
 import json
 
-from freenet.commands.common import non_negative_int, positive_int
+from freenet.commands.common import (check_folder, check_output, non_negative_int, positive_int, write_file_output,
+                                     write_output)
 
 
 def register(commands):
@@ -76,7 +77,9 @@ def train_mnist(args):
 
     if args.download and args.data is None:
         raise fn.FreenetError("--download needs --data DIR to download into")
+    _check_outputs(args)
     if args.download:
+        check_folder(args.data, "data folder (--download)")
         fn.data.MNIST(args.data, train=True, download=True)
         fn.data.MNIST(args.data, train=False, download=True)
     recipe = mnist.Recipe(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
@@ -87,9 +90,19 @@ def train_mnist(args):
 def train_cifar10(args):
     from freenet.recipes import cifar10
 
+    _check_outputs(args)
     recipe = cifar10.Recipe(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                             blocks=args.blocks, width=args.width, shards=args.shards, data=args.data)
     return _train(args, "cifar10", cifar10, recipe, cifar10.architecture(recipe))
+
+
+def _check_outputs(args):
+    """Every output of a training run can be written: checked before the data is read and the training done."""
+    check_output(args.out, "weights (--out)")
+    if args.json:
+        check_output(args.json, "summary (--json)")
+    if args.checkpoint_every:
+        check_folder(args.checkpoint_dir, "checkpoints (--checkpoint-dir)")
 
 
 def _train(args, name, module, recipe, architecture):
@@ -113,14 +126,17 @@ def _train(args, name, module, recipe, architecture):
         data=data, metrics={"test_accuracy": result.accuracy, "train_seconds": result.seconds,
                             "history": result.history},
         license=args.license or module.LICENSE, state_dict=state)
-    provenance.save_model(args.out, state, record, None if args.no_source else provenance.source_archive())
+    archive = None if args.no_source else provenance.source_archive()
+    # Written atomically; if a path fails even now, the result is kept elsewhere and the status says so.
+    out = write_output(args.out, "weights", lambda path: provenance.save_model(path, state, record, archive))
     print(f"test accuracy {result.accuracy:.4f} after {recipe.epochs} epochs in {result.seconds:.1f} s; "
-          f"weights in {args.out} (sha256 {result.sha256[:16]}...)")
+          f"weights in {out} (sha256 {result.sha256[:16]}...)")
+    written = out == args.out
     if args.json:
         summary = {"accuracy": result.accuracy, "epochs": recipe.epochs, "seconds": result.seconds,
                    "sha256": result.sha256, "threads": fn.get_num_threads(),
                    "processes": distributed.world().size, "recipe": recipe.as_dict(),
                    "history": result.history}
-        with open(args.json, "w") as f:
-            json.dump(summary, f, indent=2)
-    return 0
+        text = json.dumps(summary, indent=2) + "\n"
+        written = write_file_output(args.json, "summary", text.encode()) == args.json and written
+    return 0 if written else 1

@@ -8,11 +8,15 @@ from freenet.errors import FreenetError
 from freenet.data import files
 from freenet.data.dataset import TensorDataset
 from freenet.data.idx import read_idx
+from freenet.validate import fail
 
 BUNDLED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mnist5k")
 BUNDLED = {"images-idx3-ubyte.gz": "35c4442b3738be6b58df4ff21f19341f0368e1c3d24840252fb3ff06ba646387",
            "labels-idx1-ubyte.gz": "abdbe68beb8b8e1983d8086fdcb07e198f851fb0c1af91276c18f154ef0b67d8"}
 BUNDLED_TEST_PER_CLASS = 100
+# The most images one file may hold: more than MNIST's 70,000 or EMNIST Digits' 240,000, few enough that the
+# header of a bomb or a sparse file cannot make the reader allocate gigabytes.
+MAX_IMAGES = 300_000
 
 MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/",
            "https://storage.googleapis.com/cvdf-datasets/mnist/")
@@ -25,16 +29,21 @@ OFFICIAL = {
 }
 
 
-def _check(images, labels, where):
+def _read(images_path, labels_path):
+    """(images, labels) from a pair of IDX files, checked: uint8 images of (N, 28, 28), N > 0, N digit labels."""
+    images = read_idx(images_path, max_bytes=MAX_IMAGES * 28 * 28)
+    labels = read_idx(labels_path, max_bytes=MAX_IMAGES)
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise FreenetError(f"MNIST: {where}: images must be uint8 of shape (N, 28, 28), "
-                           f"got {images.dtype} {images.shape}")
+        fail(images_path, f"MNIST images must be uint8 of shape (N, 28, 28), got {images.dtype} {images.shape}")
     if labels.dtype != np.uint8 or labels.ndim != 1:
-        raise FreenetError(f"MNIST: {where}: labels must be uint8 of shape (N,), got {labels.dtype} {labels.shape}")
+        fail(labels_path, f"MNIST labels must be uint8 of shape (N,), got {labels.dtype} {labels.shape}")
+    if len(images) == 0:  # nothing to train on, and a test accuracy of 0 / 0
+        fail(images_path, "holds no images")
     if len(images) != len(labels):
-        raise FreenetError(f"MNIST: {where}: {len(images)} images but {len(labels)} labels")
-    if labels.size and labels.max() > 9:
-        raise FreenetError(f"MNIST: {where}: label {labels.max()} is not a digit (0..9)")
+        fail(labels_path, f"{len(images)} images but {len(labels)} labels (the images are in {images_path})")
+    if labels.max() > 9:
+        fail(labels_path, f"label {labels.max()} is not a digit (0..9)")
+    return images, labels
 
 
 def bundled_split(labels, test_per_class=BUNDLED_TEST_PER_CLASS):
@@ -56,9 +65,8 @@ def _bundled(train):
         if digests[name] != expected:
             raise FreenetError(f"MNIST: bundled {path} has SHA-256 {digests[name]}, expected {expected} "
                                "(a corrupted install?)")
-    images = read_idx(os.path.join(BUNDLED_DIR, "images-idx3-ubyte.gz"))
-    labels = read_idx(os.path.join(BUNDLED_DIR, "labels-idx1-ubyte.gz"))
-    _check(images, labels, BUNDLED_DIR)
+    images, labels = _read(os.path.join(BUNDLED_DIR, "images-idx3-ubyte.gz"),
+                           os.path.join(BUNDLED_DIR, "labels-idx1-ubyte.gz"))
     keep = bundled_split(labels)[0 if train else 1]
     return images[keep], labels[keep], digests
 
@@ -88,11 +96,17 @@ def download_file(root, name):
 
 
 def _official(root, train, download_missing):
+    # A wrong folder is a wrong argument (FreenetError); a wrong file in the right one, a FileFormatError.
+    if os.path.lexists(root) and not os.path.isdir(root):
+        raise FreenetError(f"{root}: is a file, not a folder (--data names the folder that holds MNIST's files)")
+    if not download_missing and not os.path.isdir(root):
+        raise FreenetError(f"{root}: no such folder (it should hold MNIST's train-* and t10k-* files)")
     prefix = "train" if train else "t10k"
     wanted = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
     found, missing = [], []
     for base in wanted:
-        path = next((p for p in (os.path.join(root, base + ".gz"), os.path.join(root, base)) if os.path.isfile(p)),
+        # Whatever has the name is read (and a FIFO or folder refused by name), rather than passed over.
+        path = next((p for p in (os.path.join(root, base + ".gz"), os.path.join(root, base)) if os.path.lexists(p)),
                     None)
         if path is None and download_missing:
             os.makedirs(root, exist_ok=True)
@@ -103,8 +117,7 @@ def _official(root, train, download_missing):
     if missing:
         raise FreenetError(f"MNIST: {root} lacks {', '.join(missing)}; pass download=True to fetch them, "
                            "or root=None for the bundled sample")
-    images, labels = read_idx(found[0]), read_idx(found[1])
-    _check(images, labels, root)
+    images, labels = _read(found[0], found[1])
     return images, labels, {os.path.basename(p): files.sha256_file(p) for p in found}
 
 

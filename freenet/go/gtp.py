@@ -13,6 +13,11 @@ the board. The search's move limit (2 N*N moves) ends it.
 Input is cleaned as the GTP spec says (control characters dropped, tabs to spaces, ``#`` comments cut,
 blank lines ignored, an optional numeric id echoed back). Every failure is a ``? message`` reply; no
 command ends the engine except ``quit`` or the end of the input.
+
+The input is hostile until proven otherwise: it is read as bytes and decoded line by line (a byte that is
+not UTF-8 becomes U+FFFD, so the line is answered like any unknown text), a line longer than
+``MAX_LINE`` bytes is answered ``? line too long`` and skipped without being held, at most
+``INBOX_LINES`` lines are read ahead, and an exception inside a command becomes its ``?`` answer.
 """
 
 import math
@@ -30,6 +35,12 @@ from freenet.go.features import planes
 from freenet.go.mcts import MCTS, SearchConfig, UniformEvaluator
 from freenet.go.status import (dead_stones, final_status, ownership_by_playouts, score_with_dead_removed,
                                self_atari, winner_of_score)
+
+MAX_LINE = 64 * 1024  # bytes of one command line; real GTP commands are far shorter
+INBOX_LINES = 64  # lines read ahead of the engine: a controller that floods it waits instead of filling memory
+MAX_MESSAGE = 200  # characters of an exception's text in a '?' answer
+MAX_INTERVAL = 360_000  # centiseconds between lz-analyze lines (an hour): larger is an absurd request
+MAX_ANALYZE_PLAYOUTS = 25_000  # lz-analyze stops here: the tree holds ~30 KB a playout on 19x19 (~750 MB)
 
 COMMANDS = ["protocol_version", "name", "version", "known_command", "list_commands", "quit", "boardsize",
             "clear_board", "komi", "play", "genmove", "showboard", "undo", "final_score", "time_settings",
@@ -54,6 +65,43 @@ def clean(line):
     line = "".join(ch for ch in line if ch in "\t\n" or (ord(ch) >= 32 and ord(ch) != 127))
     line = line.replace("\t", " ").split("#", 1)[0]
     return line.strip()
+
+
+def is_id(word):
+    return word.isascii() and word.isdigit()  # str.isdigit alone takes '²' and other digits int() refuses
+
+
+def one_line(message):
+    """An error's text fit for a '?' answer: one line (a blank line would end the answer early), bounded."""
+    text = " ".join(str(message).split())
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 3] + "..."
+
+
+class LineTooLong:
+    """Stands in the inbox for an input line longer than the limit; ``ident`` is its id, if one was read."""
+
+    def __init__(self, ident):
+        self.ident = ident
+
+
+def read_lines(stream, limit=MAX_LINE):
+    """The lines of ``stream`` as text, or a LineTooLong for a line of more than ``limit`` bytes (its
+    first ``limit`` are read, the rest skipped in pieces). A text stream with a byte layer (sys.stdin) is
+    read through that layer, so that a byte that is not UTF-8 cannot stop the reader: it becomes U+FFFD."""
+    source = getattr(stream, "buffer", stream)
+    while True:
+        chunk = source.readline(limit + 1)
+        if not chunk:
+            return
+        newline = b"\n" if isinstance(chunk, bytes) else "\n"
+        text = chunk.decode("utf-8", "replace") if isinstance(chunk, bytes) else chunk
+        if len(chunk) <= limit or chunk.endswith(newline):
+            yield text
+            continue
+        while chunk and not chunk.endswith(newline):
+            chunk = source.readline(limit + 1)
+        words = clean(text).split()
+        yield LineTooLong(words[0] if len(words) > 1 and is_id(words[0]) else "")  # a whole first word only
 
 
 def format_score(score):
@@ -97,29 +145,51 @@ class Engine:
         self.time_left = {}
         self.quit = False
         self.inbox = None  # a queue of incoming lines while running from run(); lets lz-analyze stop
+        self.max_line = MAX_LINE
+        self._begun = False  # a streaming command (lz-analyze) has written its '=' line
 
     # -- the loop -----------------------------------------------------------------------------------
     def run(self, stream=None):
         """Reads commands from ``stream`` (stdin) until ``quit`` or the end of the input."""
         stream = sys.stdin if stream is None else stream
-        self.inbox = queue.Queue()
+        self.inbox = queue.Queue(INBOX_LINES)
+        finished = threading.Event()
+
+        def deliver(item):
+            while not finished.is_set():  # the engine may have quit: then stop waiting for room
+                try:
+                    self.inbox.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    pass
+            return False
 
         def reader():
-            for line in stream:
-                self.inbox.put(line)
-            self.inbox.put(None)
+            try:
+                for item in read_lines(stream, self.max_line):
+                    if not deliver(item):
+                        return
+            except Exception as e:  # an unreadable input ends like an ended one: the engine must not wait on
+                print(f"freenet go gtp: cannot read the input: {e}", file=sys.stderr)
+            deliver(None)
 
         threading.Thread(target=reader, daemon=True).start()
-        while not self.quit:
-            line = self.inbox.get()
-            if line is None:
-                break
-            reply = self.handle(line)
-            if reply is not None:
+        try:
+            while not self.quit:
+                item = self.inbox.get()
+                if item is None:
+                    break
                 try:
-                    self.write(reply)
+                    if isinstance(item, LineTooLong):
+                        self.write(f"?{item.ident} line too long\n\n")
+                        continue
+                    reply = self.handle(item)
+                    if reply is not None:
+                        self.write(reply)
                 except (BrokenPipeError, OSError):  # the controller went away
                     break
+        finally:
+            finished.set()
         return 0
 
     def write(self, text):
@@ -133,7 +203,7 @@ class Engine:
             return None
         parts = line.split()
         ident = ""
-        if parts[0].isdigit():
+        if is_id(parts[0]):
             ident = parts.pop(0)
             if not parts:
                 return f"?{ident} no command\n\n"
@@ -141,17 +211,23 @@ class Engine:
         method = getattr(self, "cmd_" + command.replace("-", "_"), None) if command in COMMANDS else None
         if method is None:
             return f"?{ident} unknown command\n\n"
+        self._begun = False
         try:
             result = method(args, ident)
-        except GtpError as e:
-            return f"?{ident} {e}\n\n"
-        except (FreenetError, ValueError, IndexError) as e:
-            return f"?{ident} {e}\n\n"
+        except (GtpError, FreenetError, ValueError, IndexError) as e:
+            message = str(e) or type(e).__name__
         except Exception as e:  # a bug must not end the engine: report it as a failure
-            return f"?{ident} internal error: {type(e).__name__}: {e}\n\n"
-        if result is None:  # the command wrote its own reply (lz-analyze)
+            self.search.root = None  # nor may a half-done search carry over into the next command
+            message = f"internal error: {type(e).__name__}: {e}"
+        else:
+            if result is None:  # the command wrote its own reply (lz-analyze)
+                return None
+            return f"={ident} {result}\n\n" if result else f"={ident}\n\n"
+        if self._begun:  # its '=' line is out: end that answer (one block per command), tell the log why
+            print(f"freenet go gtp: {command} failed: {one_line(message)}", file=sys.stderr)
+            self.write("\n")
             return None
-        return f"={ident} {result}\n\n" if result else f"={ident}\n\n"
+        return f"?{ident} {one_line(message)}\n\n"
 
     # -- required commands ------------------------------------------------------------------------
     def cmd_protocol_version(self, args, ident):
@@ -176,9 +252,9 @@ class Engine:
         return ""
 
     def cmd_boardsize(self, args, ident):
-        if len(args) != 1 or not args[0].isdigit():
+        if len(args) != 1 or not is_id(args[0]):
             raise GtpError("syntax error")
-        n = int(args[0])
+        n = int(args[0]) if len(args[0]) <= 4 else 0  # no int() of thousands of digits
         if not 5 <= n <= 19 or (self.net is not None and n != self.net.config.size):
             raise GtpError("unacceptable size")
         self.size = n
@@ -276,6 +352,8 @@ class Engine:
             main, byo, stones = float(args[0]), float(args[1]), int(args[2])
         except (IndexError, ValueError):
             raise GtpError("syntax error") from None
+        if not (0 <= main < math.inf and 0 <= byo < math.inf and stones >= 0):  # NaN fails these too
+            raise GtpError("syntax error")
         self.main_time, self.byo_time, self.byo_stones = main, byo, stones
         self.time_left = {}
         return ""
@@ -285,6 +363,8 @@ class Engine:
             color, seconds, stones = parse_color(args[0]), float(args[1]), int(args[2])
         except (IndexError, ValueError):
             raise GtpError("syntax error") from None
+        if not (math.isfinite(seconds) and stones >= 0):
+            raise GtpError("syntax error")
         self.time_left[color] = (seconds, stones)
         return ""
 
@@ -411,8 +491,8 @@ class Engine:
         ev = Evaluator(self.net)
         x = planes(self.board)[None]
         arg = args[0] if args else "0"
-        if arg == "all":
-            return "\n".join(self._heatmap(*ev.raw_symmetric(x, [s])) for s in range(symmetry.COUNT))
+        if arg == "all":  # one answer: each symmetry's map under its name, no blank line between them
+            return "".join(f"\nsymmetry {s}" + self._heatmap(*ev.raw_symmetric(x, [s])) for s in range(symmetry.COUNT))
         if arg in ("average", "avg"):
             ps, vs = zip(*(ev.raw_symmetric(x, [s]) for s in range(symmetry.COUNT)))
             p, v = np.mean(ps, axis=0), np.mean([(1 + w) / 2 for w in vs], axis=0) * 2 - 1
@@ -443,14 +523,14 @@ class Engine:
             elif a == "interval" and i + 1 < len(args):
                 interval = int(args[i + 1])
                 i += 1
-            elif a.isdigit():
+            elif is_id(a):
                 interval = int(a)
             elif a in ("minmoves", "maxmoves") and i + 1 < len(args):
                 i += 1
             elif a in ("avoid", "allow"):  # avoid COLOR VERTICES UNTIL: accepted, not applied
                 i += 3
             i += 1
-        return color, max(interval, 1)
+        return color, min(max(interval, 1), MAX_INTERVAL)
 
     def _info_line(self):
         parts = []
@@ -471,7 +551,7 @@ class Engine:
         while True:
             if self.inbox is not None and not self.inbox.empty():
                 break
-            if limit is not None and done >= limit:
+            if done >= (MAX_ANALYZE_PLAYOUTS if limit is None else limit):
                 break
             if self.search.root.board.game_over:
                 break
@@ -490,6 +570,7 @@ class Engine:
         color, interval = self._analyze_args(args)
         color = self.board.to_move if color is None else color
         self.write(f"={ident}\n")
+        self._begun = True
         self._analyze(color, interval, ident)
         self.write("\n")
         return None
@@ -499,6 +580,7 @@ class Engine:
         if color is None:
             raise GtpError("syntax error")
         self.write(f"={ident}\n")
+        self._begun = True
         self._analyze(color, interval, ident, limit=self.playouts)
         move = self.search.choose(0.0)
         winrate = (self.search.root_value() + 1) / 2

@@ -21,12 +21,15 @@ Leela Zero's winrate (1 + v) / 2 for the side to move.
 
 import gzip
 import math
+import os
 
 import numpy as np
 
+from freenet import validate
 from freenet.errors import FreenetError
 from freenet.go import features
-from freenet.go.net import OPTIONS, GoNet, NetConfig
+from freenet.go.board import MAX_SIZE, MIN_SIZE
+from freenet.go.net import MAX_BLOCKS, MAX_FILTERS, MAX_VALUE_HIDDEN, OPTIONS, GoNet, NetConfig
 
 EPS = 1e-5  # Leela Zero's batch-norm epsilon (freenet's BatchNorm2d default too)
 
@@ -80,30 +83,43 @@ def export_lz(net, path):
     return None
 
 
+# A weight file's text, read whole (inflated if gzipped) before it is parsed: room for a 40 x 256 net, Leela
+# Zero's largest (47.5M numbers; export_lz writes at most 16 characters each, about 760 MB). A gzip bomb
+# stops here, after inflating this much, instead of filling the memory.
+MAX_TEXT_BYTES = 1 << 30
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _read_lines(path):
+    """The lines of a weight file (plain or gzipped ASCII text), without the empty ones at the end."""
+    data = validate.read_regular(path, MAX_TEXT_BYTES, "weight file")
+    if validate.is_gzip(data):
+        data = validate.decompress(data, "gzip", MAX_TEXT_BYTES, path)
     try:
-        with open(path, "rb") as f:
-            head = f.read(2)
-        opener = gzip.open if head == b"\x1f\x8b" else open
-        with opener(path, "rt", encoding="ascii", errors="strict") as f:
-            return f.read().split("\n")
-    except FileNotFoundError:
-        raise FreenetError(f"no such weight file: {path}") from None
-    except (OSError, EOFError, UnicodeDecodeError, gzip.BadGzipFile) as e:
-        raise FreenetError(f"{path}: cannot read it as a Leela Zero weight file ({e})") from None
+        text = data.decode("ascii")
+    except UnicodeDecodeError as e:
+        validate.fail(path, f"not a Leela Zero weight file: byte {e.start} is not ASCII text")
+    lines = text.split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return lines
 
 
 def _parse(path, lineno, text, expected, what):
+    """The ``expected`` numbers of a line as float32, all finite (the count is checked before converting)."""
+    tokens = text.split()
+    if len(tokens) != expected:
+        validate.fail(path, f"line {lineno} ({what}) has {len(tokens)} numbers, expected {expected} "
+                            "(truncated or not a Leela Zero v1 file?)")
     try:
-        values = np.array(text.split(), dtype=np.float64)
+        values = np.array(tokens, dtype=np.float64)
     except ValueError:
-        bad = next(t for t in text.split() if not _is_number(t))
-        raise FreenetError(f"{path}: line {lineno} ({what}): {bad[:20]!r} is not a number") from None
-    if values.size != expected:
-        raise FreenetError(f"{path}: line {lineno} ({what}) has {values.size} numbers, expected {expected} "
-                           "(truncated or not a Leela Zero v1 file?)")
+        bad = next((t for t in tokens if not _is_number(t)), tokens[0])
+        validate.fail(path, f"line {lineno} ({what}): {validate.preview(bad[:20])} is not a number")
     if not np.isfinite(values).all():
-        raise FreenetError(f"{path}: line {lineno} ({what}) has a number that is not finite")
+        validate.fail(path, f"line {lineno} ({what}) has a number that is not finite")
+    if np.abs(values).max(initial=0) > FLOAT32_MAX:
+        validate.fail(path, f"line {lineno} ({what}) has a number too large for float32")
     return values.astype(np.float32)
 
 
@@ -115,35 +131,49 @@ def _is_number(t):
         return False
 
 
-def import_lz(path):
-    """A GoNet with the weights of a Leela Zero v1 file (any board size the file's shapes give)."""
-    lines = _read_lines(path)
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if not lines:
-        raise FreenetError(f"{path}: empty file")
+def _count(lines, i):
+    return len(lines[i].split())
+
+
+def _shape(path, lines):
+    """(blocks, filters, board size, value head width) from the line count and the lengths of three
+    lines, each within the limits ``load_net`` puts on a net: nothing is parsed or allocated before."""
     version = lines[0].strip()
     if version != "1":
         hint = " (v2 is ELF's format, whose value head Leela Zero reads differently)" if version == "2" else ""
-        raise FreenetError(f"{path}: not a Leela Zero v1 weight file: the first line is {version[:20]!r}, "
-                           f"expected '1'{hint}")
+        validate.fail(path, f"not a Leela Zero v1 weight file: the first line is {validate.preview(version[:20])}, "
+                            f"expected '1'{hint}")
     n = len(lines)
     if n < 19 or (n - 19) % 8:
-        raise FreenetError(f"{path}: {n} lines; a Leela Zero v1 file has 19 + 8 x blocks (truncated?)")
+        validate.fail(path, f"{n} lines; a Leela Zero v1 file has 19 + 8 x blocks (truncated?)")
     blocks = (n - 19) // 8
-    filters = len(lines[2].split())
-    if filters < 1:
-        raise FreenetError(f"{path}: line 3 (input conv biases) is empty")
+    if blocks > MAX_BLOCKS:
+        validate.fail(path, f"{blocks} residual blocks, more than the {MAX_BLOCKS} freenet reads")
+    filters = _count(lines, 2)
+    if not 1 <= filters <= MAX_FILTERS:
+        validate.fail(path, f"line 3 (input conv biases) gives {filters} filters, not 1 to {MAX_FILTERS}")
     pass_index = 1 + 4 + 8 * blocks + 5  # the policy fc biases
-    moves = len(lines[pass_index].split())
+    moves = _count(lines, pass_index)
     size = int(round(math.sqrt(max(moves - 1, 0))))
-    if size * size + 1 != moves or not 5 <= size <= 19:
-        raise FreenetError(f"{path}: line {pass_index + 1} (policy fc biases) has {moves} numbers, not N*N+1 for "
-                           "a board size N from 5 to 19")
-    hidden = len(lines[pass_index + 6].split())
-    if hidden < 1:
-        raise FreenetError(f"{path}: line {pass_index + 7} (value fc1 biases) is empty")
-    net = GoNet(NetConfig(size, blocks, filters, hidden))
+    if size * size + 1 != moves or not MIN_SIZE <= size <= MAX_SIZE:
+        validate.fail(path, f"line {pass_index + 1} (policy fc biases) has {moves} numbers, not N*N+1 for a board "
+                            f"size N from {MIN_SIZE} to {MAX_SIZE}")
+    hidden = _count(lines, pass_index + 6)
+    if not 1 <= hidden <= MAX_VALUE_HIDDEN:
+        validate.fail(path, f"line {pass_index + 7} (value fc1 biases) gives a value head of {hidden} units, not 1 "
+                            f"to {MAX_VALUE_HIDDEN}")
+    return blocks, filters, size, hidden
+
+
+def import_lz(path):
+    """A GoNet with the weights of a Leela Zero v1 file (any board size the file's shapes give). Every line
+    is parsed and checked (its count of numbers is known from the shape) before the net is built, so a
+    malformed file raises FileFormatError naming it and allocates no more than its numbers."""
+    path = os.fspath(path)
+    lines = _read_lines(path)
+    if not lines:
+        validate.fail(path, "empty file")
+    blocks, F, N, hidden = _shape(path, lines)
     at = [1]
 
     def take(expected, what):
@@ -151,32 +181,45 @@ def import_lz(path):
         at[0] += 1
         return _parse(path, i + 1, lines[i], expected, what)
 
-    def conv_bn(conv, bn, cin, cout, k, what):
+    def conv_bn(cin, cout, k, what):
         w = take(cout * cin * k * k, f"{what} weights").reshape(cout, cin, k, k)
         b = take(cout, f"{what} biases")
         mean = take(cout, f"{what} BN means")
         var = take(cout, f"{what} BN variances")
         if (var < 0).any():
-            raise FreenetError(f"{path}: line {at[0]} ({what} BN variances) has a negative variance")
-        conv.weight._data[...] = w
-        bn.weight._data[...] = 1.0
-        bn.bias._data[...] = 0.0
-        bn.running_mean._data[...] = mean - b
-        bn.running_var._data[...] = var
-        bn.eps = EPS
+            validate.fail(path, f"line {at[0]} ({what} BN variances) has a negative variance")
+        return w, b, mean, var
 
-    F, N = filters, size
-    conv_bn(net.input_conv, net.input_bn, features.PLANES, F, 3, "input conv")
-    for i, block in enumerate(net.blocks):
-        conv_bn(block.conv1, block.bn1, F, F, 3, f"block {i + 1} conv 1")
-        conv_bn(block.conv2, block.bn2, F, F, 3, f"block {i + 1} conv 2")
-    conv_bn(net.policy_conv, net.policy_bn, F, 2, 1, "policy conv")
-    net.policy_fc.weight._data[...] = take((N * N + 1) * 2 * N * N, "policy fc weights").reshape(N * N + 1, 2 * N * N)
-    net.policy_fc.bias._data[...] = take(N * N + 1, "policy fc biases")
-    conv_bn(net.value_conv, net.value_bn, F, 1, 1, "value conv")
-    net.value_fc1.weight._data[...] = take(hidden * N * N, "value fc1 weights").reshape(hidden, N * N)
-    net.value_fc1.bias._data[...] = take(hidden, "value fc1 biases")
-    net.value_fc2.weight._data[...] = take(hidden, "value fc2 weights").reshape(1, hidden)
-    net.value_fc2.bias._data[...] = take(1, "value fc2 bias")
+    stem = conv_bn(features.PLANES, F, 3, "input conv")
+    tower = [(conv_bn(F, F, 3, f"block {i + 1} conv 1"), conv_bn(F, F, 3, f"block {i + 1} conv 2"))
+             for i in range(blocks)]
+    policy = conv_bn(F, 2, 1, "policy conv")
+    policy_fc = (take((N * N + 1) * 2 * N * N, "policy fc weights").reshape(N * N + 1, 2 * N * N),
+                 take(N * N + 1, "policy fc biases"))
+    value = conv_bn(F, 1, 1, "value conv")
+    value_fc1 = take(hidden * N * N, "value fc1 weights").reshape(hidden, N * N), take(hidden, "value fc1 biases")
+    value_fc2 = take(hidden, "value fc2 weights").reshape(1, hidden), take(1, "value fc2 bias")
+
+    net = GoNet(NetConfig(N, blocks, F, hidden))  # only now: the file's numbers fill it exactly
+    _set_conv_bn(net.input_conv, net.input_bn, stem)
+    for block, (first, second) in zip(net.blocks, tower):
+        _set_conv_bn(block.conv1, block.bn1, first)
+        _set_conv_bn(block.conv2, block.bn2, second)
+    _set_conv_bn(net.policy_conv, net.policy_bn, policy)
+    _set_conv_bn(net.value_conv, net.value_bn, value)
+    for layer, (w, b) in ((net.policy_fc, policy_fc), (net.value_fc1, value_fc1), (net.value_fc2, value_fc2)):
+        layer.weight._data[...], layer.bias._data[...] = w, b
     net.eval()
     return net
+
+
+def _set_conv_bn(conv, bn, parts):
+    """Leela Zero's (weights, biases, means, variances) into freenet's conv + BN: the biases go into the
+    means, BN scale 1 and offset 0."""
+    w, b, mean, var = parts
+    conv.weight._data[...] = w
+    bn.weight._data[...] = 1.0
+    bn.bias._data[...] = 0.0
+    bn.running_mean._data[...] = mean - b
+    bn.running_var._data[...] = var
+    bn.eps = EPS

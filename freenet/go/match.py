@@ -4,6 +4,10 @@
 An engine command is split like a shell line. ``{seed}`` in it is replaced by a seed that changes every
 game (and the engine is then started afresh for each game); without it the engine is started once and
 ``clear_board`` starts each game.
+
+An engine's output is GTP text: a byte that is not UTF-8, a line longer than ``MAX_LINE`` bytes or an
+answer longer than ``MAX_REPLY`` makes it an engine error at once (naming the engine), not a wait for the
+timeout.
 """
 
 import math
@@ -18,6 +22,11 @@ from dataclasses import dataclass, field
 from freenet.errors import FreenetError
 from freenet.go.board import BLACK, EMPTY, WHITE, Board, IllegalMove
 from freenet.go.sgf import result_string, write_sgf
+
+
+MAX_LINE = 1 << 20  # bytes of one line of an engine's output (a 19x19 heatmap line is ~80)
+MAX_REPLY = 4 << 20  # characters of one answer (its lines without their line ends)
+QUEUED_LINES = 1024  # output lines read ahead: an engine that floods its output waits instead of filling memory
 
 
 class EngineError(Exception):
@@ -37,19 +46,48 @@ class GtpClient:
             raise FreenetError(f"cannot parse engine command {command!r}: {e}") from None
         if not argv:
             raise FreenetError("empty engine command")
-        try:
+        try:  # bytes both ways: the output is decoded line by line, so that bad bytes are an error we see
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=stderr if stderr is not None else subprocess.DEVNULL,
-                                         text=True, bufsize=1)
+                                         stderr=stderr if stderr is not None else subprocess.DEVNULL)
         except OSError as e:
             raise FreenetError(f"cannot start engine {command!r}: {e}") from None
-        self.lines = queue.Queue()
+        self.lines = queue.Queue(QUEUED_LINES)
+        self.failure = None  # why the engine's output can no longer be read, once it cannot
+        self.closed = threading.Event()
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self):
-        for line in self.proc.stdout:
-            self.lines.put(line)
-        self.lines.put(None)
+        """Puts each output line (text) in the queue, then None at its end or at the first bad line."""
+        try:
+            while True:
+                line = self.proc.stdout.readline(MAX_LINE + 1)
+                if not line:
+                    break
+                if len(line) > MAX_LINE and not line.endswith(b"\n"):
+                    self.failure = f"wrote a line longer than {MAX_LINE:,} bytes"
+                    break
+                try:
+                    text = line.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    self.failure = f"wrote bytes that are not UTF-8 text ({e.reason}): {line[:60]!r}"
+                    break
+                if not self._put(text):
+                    return
+        except (OSError, ValueError) as e:  # the pipe was closed under us (close())
+            self.failure = self.failure or f"its output cannot be read ({e})"
+        self._put(None)
+
+    def _put(self, item):
+        while not self.closed.is_set():  # after close() nobody reads the queue: stop waiting for room
+            try:
+                self.lines.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def _broken(self, command):
+        return EngineError(f"{self.name}: {self.failure} (answering '{command}')")
 
     def send(self, command):
         """The reply's text; raises EngineError on a '?' reply, death or timeout."""
@@ -60,19 +98,23 @@ class GtpClient:
 
     def ask(self, command):
         """(succeeded, text) for one command."""
+        if self.failure:  # it wrote nonsense before: whatever it says now cannot be trusted
+            raise self._broken(command)
         try:
-            self.proc.stdin.write(command + "\n")
+            self.proc.stdin.write((command + "\n").encode("utf-8"))
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             raise EngineError(f"{self.name}: the engine has exited") from None
         deadline = time.monotonic() + self.timeout
-        reply = []
+        reply, size = [], 0
         while True:
             try:
                 line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
             except queue.Empty:
                 raise EngineError(f"{self.name}: no answer to '{command}' in {self.timeout:g} s") from None
             if line is None:
+                if self.failure:
+                    raise self._broken(command)
                 raise EngineError(f"{self.name}: the engine exited during '{command}'")
             line = line.rstrip("\r\n")
             if not reply and not line.strip():
@@ -82,6 +124,10 @@ class GtpClient:
             if reply and not line.strip():
                 break
             reply.append(line)
+            size += len(line)
+            if size > MAX_REPLY:
+                self.failure = f"wrote an answer longer than {MAX_REPLY:,} characters"
+                raise self._broken(command)
         first = reply[0]
         ok = first[0] == "="
         head = first[1:].lstrip("0123456789")
@@ -89,10 +135,14 @@ class GtpClient:
         return ok, text
 
     def close(self):
+        self.closed.set()
         try:
+            if self.proc.poll() is None and self.failure:  # it writes nonsense: no 'quit' and 10 s of waiting
+                self.proc.kill()
+                self.proc.wait()
             if self.proc.poll() is None:
                 try:
-                    self.proc.stdin.write("quit\n")
+                    self.proc.stdin.write(b"quit\n")
                     self.proc.stdin.flush()
                 except OSError:
                     pass

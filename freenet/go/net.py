@@ -18,16 +18,18 @@ A net is saved with ``freenet.save``; its shape is in the file's metadata under 
 """
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import numpy as np
 
 import freenet as fn
-from freenet import kernels, nn
+from freenet import kernels, nn, validate
 from freenet.errors import FreenetError
 from freenet.go import features, symmetry
-from freenet.go.board import check_size
+from freenet.go.board import MAX_SIZE, MIN_SIZE, check_size
+from freenet.validate import FileFormatError
 
 FORMAT = "freenet.go.net/1"
 # GoNetInference runs a batch of 2 or more boards with up to SPLIT_PIXELS points in all as two halves,
@@ -244,30 +246,121 @@ def save_net(net, path, extra=None):
     fn.save(net.state_dict(), path, metadata=metadata)
 
 
+# What a net file may declare (``load_net``): far beyond any net freenet trains on a CPU (Leela Zero's
+# largest is 40 x 256), small enough that a lie in the metadata is caught before anything is built.
+MAX_BLOCKS, MAX_FILTERS, MAX_VALUE_HIDDEN = 128, 1024, 4096
+MAX_METADATA_BYTES = 1 << 16
+
+
+def state_shapes(config):
+    """name -> (shape, dtype) of the state dict of ``GoNet(config)``, worked out without building it (so
+    that a file's tensors are checked against its metadata before anything is allocated)."""
+    N, F, H = config.size, config.filters, config.value_hidden
+    f32, i64 = np.dtype(np.float32), np.dtype(np.int64)
+    shapes = {}
+
+    def conv(name, cin, cout, k, bias=False):
+        shapes[f"{name}.weight"] = ((cout, cin, k, k), f32)
+        if bias:
+            shapes[f"{name}.bias"] = ((cout,), f32)
+
+    def bn(name, c):
+        for part in ("weight", "bias", "running_mean", "running_var"):
+            shapes[f"{name}.{part}"] = ((c,), f32)
+        shapes[f"{name}.num_batches_tracked"] = ((), i64)
+
+    def linear(name, cin, cout):
+        shapes[f"{name}.weight"], shapes[f"{name}.bias"] = ((cout, cin), f32), ((cout,), f32)
+
+    conv("input_conv", features.PLANES, F, 3)
+    bn("input_bn", F)
+    for i in range(config.blocks):
+        for k in (1, 2):
+            conv(f"blocks.{i}.conv{k}", F, F, 3)
+            bn(f"blocks.{i}.bn{k}", F)
+        if config.pooling and pooled_block(i):
+            linear(f"blocks.{i}.pool_fc", 2 * F, F)
+    conv("policy_conv", F, 2, 1)
+    bn("policy_bn", 2)
+    linear("policy_fc", 2 * N * N, N * N + 1)
+    conv("value_conv", F, 1, 1)
+    bn("value_bn", 1)
+    linear("value_fc1", N * N, H)
+    linear("value_fc2", H, 1)
+    if config.ownership:
+        conv("ownership_conv", F, 1, 1, bias=True)
+    if config.score:
+        linear("score_fc", H, 1)
+    return shapes
+
+
+def config_from_metadata(text, where):
+    """The NetConfig in a file's 'freenet.go' metadata (JSON text), every field checked (``where`` names it)."""
+    try:
+        info = validate.parse_json(text, where, max_depth=2, max_bytes=MAX_METADATA_BYTES)
+    except FileFormatError:
+        raise
+    except ValueError as e:  # an integer of over 4,300 digits: Python's int() limit, a plain ValueError
+        validate.fail(where, f"not valid JSON ({e})")
+    validate.expect(info, dict, where)
+    kind = validate.field(info, "format", str, where, default=FORMAT)
+    if kind != FORMAT:
+        validate.fail(where, f"format {validate.preview(kind)}; this freenet reads {FORMAT!r}")
+    return NetConfig(validate.field(info, "size", int, where, MIN_SIZE, MAX_SIZE),
+                     validate.field(info, "blocks", int, where, 0, MAX_BLOCKS),
+                     validate.field(info, "filters", int, where, 1, MAX_FILTERS),
+                     validate.field(info, "value_hidden", int, where, 1, MAX_VALUE_HIDDEN, default=None, optional=True),
+                     **{name: validate.field(info, name, bool, where, default=False) for name in OPTIONS})
+
+
+def _tensor_problems(tensors, want):
+    """What is wrong with a file's tensors for a net whose state dict has ``want`` (``state_shapes``)."""
+    problems = []
+    missing = [k for k in want if k not in tensors]
+    unexpected = [k for k in tensors if k not in want]
+    if missing:
+        problems.append("missing " + ", ".join(f"'{k}'" for k in missing[:5]) + (" ..." if len(missing) > 5 else ""))
+    if unexpected:
+        problems.append("unexpected " + ", ".join(f"'{k}'" for k in unexpected[:5])
+                        + (" ..." if len(unexpected) > 5 else ""))
+    for name, (shape, dtype) in want.items():
+        t = tensors.get(name)
+        if t is not None and (tuple(t.shape) != shape or t.dtype != dtype):
+            problems.append(f"'{name}' is {t.dtype} {tuple(t.shape)}, the net's is {dtype} {shape}")
+    return problems
+
+
 def load_net(path):
     """The net in a file written by ``save_net`` (``freenet go init``, ``train``, ``import-lz``). Files
-    from before the options (``NetConfig.ownership``, ``score``, ``pooling``) load with them off."""
+    from before the options (``NetConfig.ownership``, ``score``, ``pooling``) load with them off. A file
+    that is not such a net raises FileFormatError naming it: the metadata is checked field by field, and
+    the tensors against the shapes it declares before the net is built."""
+    path = os.fspath(path)
+    validate.check_regular(path, "model file")  # never a FIFO, which would block the read
     try:
         meta = fn.load_metadata(path) or {}
-    except FileNotFoundError:
-        raise FreenetError(f"no such model file: {path}") from None
+        if "freenet.go" not in meta:
+            validate.fail(path, "not a freenet Go net (no 'freenet.go' metadata)")
+        config = config_from_metadata(meta["freenet.go"], f"{path}: 'freenet.go' metadata")
+        tensors = fn.load(path)
+    except FileFormatError:
+        raise
+    except FreenetError as e:  # the safetensors reader's, in the form "load: PATH: problem"
+        validate.fail(path, str(e).removeprefix(f"load: {path}: "))
+    except RecursionError:  # a header nested too deep for Python's JSON parser
+        validate.fail(path, "the safetensors header is nested too deep")
     except OSError as e:
-        raise FreenetError(f"cannot read model {path}: {e}") from None
-    if "freenet.go" not in meta:
-        raise FreenetError(f"{path} is not a freenet Go net (no 'freenet.go' metadata)")
-    try:
-        info = json.loads(meta["freenet.go"])
-        config = NetConfig(int(info["size"]), int(info["blocks"]), int(info["filters"]), int(info["value_hidden"]),
-                           **{name: info.get(name, False) for name in OPTIONS})
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise FreenetError(f"{path}: bad 'freenet.go' metadata: {e}") from None
-    net = GoNet(config)
-    try:
-        net.load_state_dict(fn.load(path))
-    except FreenetError as e:
+        validate.fail(path, f"cannot read ({e.strerror or e})")
+    if not isinstance(tensors, dict) or not all(isinstance(t, fn.Tensor) for t in tensors.values()):
+        validate.fail(path, "does not hold a dict of tensors")
+    problems = _tensor_problems(tensors, state_shapes(config))
+    if problems:
         options = ", ".join(f"{name}={getattr(config, name)}" for name in OPTIONS)
-        raise FreenetError(f"{path}: the tensors do not match the net its 'freenet.go' metadata describes "
-                           f"({options}): {e}") from None
+        validate.fail(path, f"the tensors do not match the net its 'freenet.go' metadata describes ({config.size}x"
+                            f"{config.size}, {config.blocks} blocks x {config.filters} filters, value head "
+                            f"{config.value_hidden}, {options}): " + "; ".join(problems[:8]))
+    net = GoNet(config)
+    net.load_state_dict(tensors)
     net.eval()
     return net
 

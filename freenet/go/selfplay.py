@@ -21,16 +21,21 @@ of every point, one winner and score per game. ``load_games`` reads them back, a
 rebuilt by replaying the moves. Same seed, same net: same games, whatever the thread count.
 """
 
+import io
+import lzma
 import math
 import os
+import struct
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from tqdm import tqdm
 
+from freenet import validate
 from freenet.errors import FreenetError
-from freenet.go.board import BLACK, EMPTY, WHITE
+from freenet.go.board import BLACK, EMPTY, MAX_SIZE, MIN_SIZE, WHITE
 from freenet.go.mcts import choose_move
 from freenet.go.tree import Forest, capacity_for
 
@@ -220,14 +225,84 @@ def save_games(path, records, cpu_seconds=None):
     os.replace(tmp, path)
 
 
+# The arrays of one games file, inflated, at most: a 19x19 generation of 500 games is about 100 MB. Every
+# array's .npy header (dtype, shape) is checked before the array is read, so that a header that lies or a
+# compression bomb costs nothing.
+MAX_GAMES_BYTES = 1 << 30
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+# what zipfile and numpy raise for a damaged archive or member (lzma and bz2 for a flipped method field)
+_DAMAGED = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error, lzma.LZMAError,
+            NotImplementedError, RuntimeError, struct.error)
+
+
+class _GamesArchive:
+    """An .npz games file (a path or a binary file object) read through checks: ``get`` reads an array only
+    after its header has the expected dtype kind and shape and its size fits the file and the budget."""
+
+    def __init__(self, path):
+        if isinstance(path, (str, os.PathLike)):
+            self.where = os.fspath(path)
+            data = validate.read_regular(self.where, MAX_GAMES_BYTES, "games file")
+        else:  # selfplay_shards hands parts over as BytesIO
+            self.where = getattr(path, "name", "games data")
+            data = path.read(MAX_GAMES_BYTES + 1)
+            if len(data) > MAX_GAMES_BYTES:
+                validate.fail(self.where, f"more than {MAX_GAMES_BYTES:,} bytes")
+        if not data.startswith(b"PK"):  # np.load would read a bare .npy header's shape, or try pickle
+            validate.fail(self.where, "not a freenet Go games file (not an .npz archive)")
+        self.budget = MAX_GAMES_BYTES
+        try:
+            self.npz = np.load(io.BytesIO(data), allow_pickle=False)
+        except _DAMAGED as e:
+            validate.fail(self.where, f"cannot read games ({e})")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.npz.close()
+
+    def has(self, key):
+        return f"{key}.npy" in self.npz.zip.namelist()
+
+    def get(self, key, kinds, shape):
+        """The array ``key``: dtype kind one of ``kinds`` ("iu", "f", "b", "U"), shape ``shape`` (None: any length)."""
+        if not self.has(key):
+            validate.fail(self.where, f"not a valid games file: no '{key}' array")
+        try:
+            info = self.npz.zip.getinfo(f"{key}.npy")
+            with self.npz.zip.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version not in _NPY_HEADERS:
+                    validate.fail(self.where, f"'{key}' is in .npy format {version}, not 1.0 or 2.0")
+                got, _, dtype = _NPY_HEADERS[version](f)
+        except validate.FileFormatError:  # a ValueError too
+            raise
+        except _DAMAGED as e:
+            validate.fail(self.where, f"cannot read games ('{key}': {e})")
+        if dtype.kind not in kinds or dtype.fields is not None or dtype.subdtype is not None:
+            validate.fail(self.where, f"not a valid games file: '{key}' holds {dtype}")
+        if len(got) != len(shape) or any(g < 0 or w is not None and g != w for g, w in zip(got, shape)):
+            want = tuple("any" if w is None else w for w in shape)
+            validate.fail(self.where, f"not a valid games file: '{key}' has shape {got}, expected {want}")
+        nbytes = math.prod(got) * dtype.itemsize
+        if nbytes > info.file_size:
+            validate.fail(self.where, f"not a valid games file: the header of '{key}' claims {nbytes:,} bytes, the "
+                                      f"archive holds {info.file_size:,}")
+        if nbytes > self.budget:
+            validate.fail(self.where, f"its arrays hold more than {MAX_GAMES_BYTES:,} bytes (a compression bomb?)")
+        self.budget -= nbytes
+        try:
+            return self.npz[key]
+        except _DAMAGED as e:
+            validate.fail(self.where, f"cannot read games ('{key}': {e})")
+
+
 def games_cpu_seconds(path):
     """The CPU seconds stored with a games file, 0.0 if it has none."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            x = float(f["cpu_seconds"]) if "cpu_seconds" in f else np.nan
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise FreenetError(f"{path}: cannot read games ({e})") from None
-    return 0.0 if np.isnan(x) else x
+    with _GamesArchive(path) as f:
+        x = float(f.get("cpu_seconds", "f", ())) if f.has("cpu_seconds") else np.nan
+    return 0.0 if np.isnan(x) else validate.expect(x, float, f"{f.where}: cpu_seconds", 0)
 
 
 FORMAT = "freenet.go.games/2"
@@ -235,27 +310,43 @@ FORMAT = "freenet.go.games/2"
 
 def load_games(path):
     """The GameRecords in a file written by ``save_games`` (this format or /1, without values,
-    full-search flags and ownership)."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            kind = str(f["format"]) if "format" in f else None
-            if kind not in (FORMAT, "freenet.go.games/1"):
-                raise FreenetError(f"{path}: not a freenet Go games file")
-            size, komi = int(f["size"]), float(f["komi"])
-            moves, colours, policy = f["moves"], f["colours"], f["policy"]
-            offsets, winner, score = f["offsets"], f["winner"], f["score"]
-            if kind == FORMAT:
-                full, values, ownership, owned = f["full"], f["values"], f["ownership"], f["owned"]
-            else:
-                full, values = np.ones(len(moves), bool), np.full(len(moves), np.nan, np.float16)
-                ownership, owned = np.zeros((len(winner), size * size), np.int8), np.zeros(len(winner), bool)
-    except FileNotFoundError:
-        raise FreenetError(f"no such games file: {path}") from None
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise FreenetError(f"{path}: cannot read games ({e})") from None
-    check_games(path, size, moves, colours, policy, offsets, winner, score, full, values, ownership, owned)
+    full-search flags and ownership). A file that is not one raises FileFormatError naming it: every
+    array's dtype and shape is checked before it is read, and the arrays against each other."""
+    with _GamesArchive(path) as f:
+        where = f.where
+        kind = str(f.get("format", "U", ())) if f.has("format") else None
+        if kind not in (FORMAT, "freenet.go.games/1"):
+            validate.fail(where, "not a freenet Go games file")
+        size = int(f.get("size", "iu", ()))
+        if not MIN_SIZE <= size <= MAX_SIZE:
+            validate.fail(where, f"not a valid games file: board size {size}")
+        komi = validate.expect(float(f.get("komi", "iuf", ())), float, f"{where}: komi")  # finite
+        offsets = f.get("offsets", "iu", (None,))
+        if (not len(offsets) or offsets[0] != 0 or offsets.max() > MAX_GAMES_BYTES  # (then int64 holds them)
+                or (np.diff(offsets.astype(np.int64)) < 0).any()):
+            validate.fail(where, "not a valid games file: game offsets do not match the moves")
+        games, positions, N2 = len(offsets) - 1, int(offsets[-1]), size * size + 1
+        # shapes from the offsets and the size: an array that disagrees is refused before it is read
+        moves, colours = f.get("moves", "iu", (positions,)), f.get("colours", "iu", (positions,))
+        policy = f.get("policy", "f", (positions, N2))
+        winner, score = f.get("winner", "iu", (games,)), f.get("score", "f", (games,))
+        if kind == FORMAT:
+            full, values = f.get("full", "b", (positions,)), f.get("values", "f", (positions,))
+            ownership, owned = f.get("ownership", "iu", (games, N2 - 1)), f.get("owned", "b", (games,))
+        else:
+            full, values = np.ones(positions, bool), np.full(positions, np.nan, np.float16)
+            ownership, owned = np.zeros((games, N2 - 1), np.int8), np.zeros(games, bool)
+    problems = []
+    if positions and ((moves < 0).any() or (moves >= N2).any() or not np.isin(colours, (BLACK, WHITE)).all()):
+        problems.append("a move or colour is out of range")
+    if not np.isin(winner, (-1, 0, 1)).all():
+        problems.append("a winner is not -1, 0 or 1")
+    if games and ((ownership < -1).any() or (ownership > 1).any()):
+        problems.append("an ownership is not -1, 0 or 1")
+    if problems:
+        validate.fail(where, f"not a valid games file: {'; '.join(problems)}")
     records = []
-    for i in range(len(offsets) - 1):
+    for i in range(games):
         a, b = int(offsets[i]), int(offsets[i + 1])
         r = GameRecord(size, komi, [(int(c), int(p)) for c, p in zip(colours[a:b], moves[a:b])],
                        [policy[k] if full[k] else None for k in range(a, b)],
@@ -264,30 +355,3 @@ def load_games(path):
         r.resigned = bool(np.isinf(r.score))
         records.append(r)
     return records
-
-
-def check_games(path, size, moves, colours, policy, offsets, winner, score, full, values, ownership, owned):
-    """Raises FreenetError naming ``path`` if the arrays of a games file do not fit together."""
-    from freenet.go.board import check_size
-
-    try:
-        check_size(size)
-    except FreenetError as e:
-        raise FreenetError(f"{path}: {e}") from None
-    games, positions = len(winner), len(moves)
-    problems = []
-    if offsets.ndim != 1 or len(offsets) != games + 1 or offsets[0] != 0 or offsets[-1] != positions \
-            or (np.diff(offsets) < 0).any():
-        problems.append("game offsets do not match the moves")
-    if len(colours) != positions or len(full) != positions or len(values) != positions:
-        problems.append("per-position arrays differ in length")
-    if policy.shape != (positions, size * size + 1):
-        problems.append(f"policy shape {policy.shape} is not ({positions}, {size * size + 1})")
-    if len(score) != games or len(owned) != games or ownership.shape != (games, size * size):
-        problems.append("per-game arrays differ in length")
-    if positions and ((moves < 0).any() or (moves > size * size).any() or not np.isin(colours, (BLACK, WHITE)).all()):
-        problems.append("a move or colour is out of range")
-    if not np.isin(winner, (-1, 0, 1)).all():
-        problems.append("a winner is not -1, 0 or 1")
-    if problems:
-        raise FreenetError(f"{path}: not a valid games file: {'; '.join(problems)}")

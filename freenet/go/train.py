@@ -35,6 +35,7 @@ from freenet.go.net import new_net, save_net
 from freenet.go.selfplay import GameRecord, SelfPlayConfig, games_cpu_seconds, load_games, save_games
 from freenet.nn import functional as F
 from freenet.serialize import atomic_write
+from freenet.validate import MAX_JSON_DEPTH, MAX_TEXT_BYTES, FileFormatError, expect, fail, json_depth, read_regular
 
 
 # -- the buffer ---------------------------------------------------------------------------------------
@@ -210,14 +211,19 @@ def _write_json(path, data):
 
 
 def read_json(path):
-    """The JSON in ``path``, None if there is no such file; an unreadable one is an error naming it."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
+    """The JSON object in ``path``, None if there is no such file. Anything else wrong with it (a folder or a
+    FIFO, too large, too deep, not JSON, not an object) is a FileFormatError naming it."""
+    if not os.path.exists(path):
         return None
-    except (OSError, ValueError) as e:
-        raise FreenetError(f"{path}: cannot read ({e})") from None
+    text = read_regular(path, MAX_TEXT_BYTES, "JSON file")
+    # Not validate.parse_json: state.json holds a diverged run's NaN losses, as _write_json wrote them.
+    if json_depth(text.decode("utf-8", "replace")) > MAX_JSON_DEPTH:
+        fail(path, f"JSON nested more than {MAX_JSON_DEPTH} deep")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        fail(path, f"not valid JSON ({e})")
+    return expect(data, dict, f"{path}: the JSON")
 
 
 def open_run(run_dir, config, kind):
@@ -247,16 +253,44 @@ def open_run(run_dir, config, kind):
 
 def _load_or_init(run_dir, config, log=print):
     """The net, optimizer and progress of the newest good checkpoint of the run (a corrupt one is reported
-    and the one before it used), or fresh ones."""
+    and the one before it used), or fresh ones. The state in a good checkpoint is checked before use too:
+    a checksum proves the file is what was written, not that it suits this run."""
     net = new_net(config.size, config.blocks, config.filters, seed=config.seed, ownership=config.ownership,
                   score=config.score, pooling=config.pooling)
     opt = make_optimizer(net, config.lr, config.momentum, config.weight_decay)
     checkpoint = Checkpointer(os.path.join(run_dir, "checkpoints")).latest(warn=log)
     if checkpoint is None:
         return net, opt, {}
-    net.load_state_dict(checkpoint.arrays)
-    opt.load_state_dict(checkpoint.state["optimizer"])
-    return net, opt, checkpoint.state["run"]
+    where = checkpoint.path
+    state = expect(checkpoint.state, dict, where)
+    for key in ("run", "optimizer"):
+        if key not in state:
+            fail(where, f"has no {key!r} in its state")
+    run = _checked_run(state["run"], f"{where}: run")
+    try:
+        net.load_state_dict(checkpoint.arrays)
+        opt.load_state_dict(state["optimizer"])
+    except FileFormatError:
+        raise
+    except FreenetError as e:
+        raise FileFormatError(f"{where}: {e}") from None
+    return net, opt, run
+
+
+_RUN_COUNTS = ("generation", "chunk", "games", "steps")
+_RUN_SECONDS = ("seconds", "selfplay_seconds", "cpu_seconds")
+
+
+def _checked_run(run, where):
+    """A run's progress from a checkpoint: the counts and times the loops add to are ints >= 0 and numbers
+    >= 0; the rest (the last losses) only goes to state.json, and is left as it is."""
+    expect(run, dict, where)
+    for key, value in run.items():
+        if key in _RUN_COUNTS:
+            expect(value, int, f"{where}: {key}", lo=0)
+        elif key in _RUN_SECONDS:
+            expect(value, float, f"{where}: {key}", lo=0)
+    return run
 
 
 def _commit(run_dir, net, opt, state, step, checkpoint_name):
@@ -387,8 +421,7 @@ def sgf_records(folder, size=None, log=print):
         raise FreenetError(f"no .sgf files under {folder}")
     for path in paths:
         try:
-            with open(path, "rb") as f:
-                n, komi, moves, winner = read_sgf(f.read(), path)
+            n, komi, moves, winner = read_sgf(read_regular(path, MAX_TEXT_BYTES, "SGF file"), path)
         except (FreenetError, OSError) as e:
             skipped += 1
             log(f"skipped: {e}")

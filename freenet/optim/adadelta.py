@@ -18,6 +18,9 @@ class Adadelta(Optimizer):
     "square_avg" (v) and "acc_delta" (u), in the parameter's dtype.
     """
 
+    _state_arrays = ("square_avg", "acc_delta")  # what load_state_dict accepts (Optimizer)
+    _state_required = ("step", "square_avg", "acc_delta")
+
     def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False):
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize))
 

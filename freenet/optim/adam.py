@@ -21,6 +21,9 @@ class Adam(Optimizer):
     correctly rounded (not the libm's pow, whose last bit varies between machines).
     """
 
+    _state_arrays = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")  # what load_state_dict accepts (Optimizer)
+    _state_required = ("step", "exp_avg", "exp_avg_sq")
+
     _decoupled = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,

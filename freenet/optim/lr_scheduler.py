@@ -18,20 +18,34 @@ are correctly rounded (``kernels.correctly_rounded``), so the lrs are the same b
 
 import copy
 import math
+import numbers
 import types
+from collections.abc import Mapping
 
 import numpy as np
 
 from freenet.errors import FreenetError
 from freenet.kernels.correctly_rounded import cos, pow_int
-from freenet.optim.optimizer import Optimizer
+from freenet.optim.optimizer import Optimizer, same_kind
+from freenet.validate import preview
 
 __all__ = ["LRScheduler", "LambdaLR", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "OneCycleLR",
            "ReduceLROnPlateau"]
 
 
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
 class LRScheduler:
-    """Base class: subclasses compute the next lrs in ``get_lr`` from ``last_epoch`` (already advanced)."""
+    """Base class: subclasses compute the next lrs in ``get_lr`` from ``last_epoch`` (already advanced).
+
+    ``load_state_dict`` checks a saved state against the scheduler's own (``_checked``): subclasses name
+    their counters (``_counts``, ints >= 0) and check their other values in ``_check_values``.
+    """
+
+    _counts = ("last_epoch", "_step_count")
+    _optional = ("_is_initial",)  # newer than the first checkpoints; False once a scheduler is built
 
     def __init__(self, optimizer, last_epoch=-1):
         if not isinstance(optimizer, Optimizer):
@@ -71,7 +85,40 @@ class LRScheduler:
         return {k: copy.deepcopy(v) for k, v in self.__dict__.items() if k != "optimizer"}
 
     def load_state_dict(self, state_dict):
-        self.__dict__.update(copy.deepcopy(dict(state_dict)))
+        """Restores a state saved by ``state_dict``, checked first (see ``_checked``): a damaged one is a
+        FreenetError here, and the scheduler is left as it was, rather than failing steps later."""
+        self.__dict__.update(self._checked(state_dict))
+
+    def _checked(self, state_dict, skip=()):
+        """``state_dict`` (less the keys in ``skip``) checked against this scheduler's own state: the same
+        keys (only those in ``_optional`` may be missing), each value of the kind of the one it replaces
+        (``same_kind``: lists as long, dicts with the same keys), counters ints >= 0, then ``_check_values``."""
+        who = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, Mapping):
+            raise FreenetError(f"{who}: expected a dict, not {preview(state_dict)}")
+        current = {k: v for k, v in self.state_dict().items() if k not in skip}
+        saved = {k: v for k, v in state_dict.items() if k not in skip}
+        unknown = sorted(map(str, set(saved) - set(current)))
+        missing = sorted(set(current) - set(saved) - set(self._optional))
+        if unknown or missing:
+            raise FreenetError(f"{who}: " + "; ".join(
+                ([f"unknown entries {', '.join(unknown)}"] if unknown else [])
+                + ([f"missing entries {', '.join(missing)}"] if missing else [])))
+        checked = {k: same_kind(v, current[k], f"{who}: {k}", finite=False) for k, v in saved.items()}
+        for key in self._counts:
+            if key in checked and not (_is_int(checked[key]) and checked[key] >= 0):
+                raise FreenetError(f"{who}: {key} must be an int >= 0, not {preview(checked[key])}")
+        self._check_values(checked, who)
+        return checked
+
+    def _check_values(self, state, who):
+        """Subclasses: a FreenetError for values of the right kind that the schedule still cannot use."""
+
+
+def _check_positive(state, key, who, integer=False):
+    value = state.get(key)
+    if value is not None and not (value > 0 and math.isfinite(value) and (not integer or _is_int(value))):
+        raise FreenetError(f"{who}: {key} must be a positive {'int' if integer else 'number'}, not {preview(value)}")
 
 
 def _current(optimizer):
@@ -111,15 +158,19 @@ class LambdaLR(LRScheduler):
         return state
 
     def load_state_dict(self, state_dict):
-        state = copy.deepcopy(dict(state_dict))
-        saved = state.pop("lr_lambdas", None) or [None] * len(self.lr_lambdas)
-        if len(saved) != len(self.lr_lambdas):
-            raise FreenetError(f"LambdaLR.load_state_dict: the state has {len(saved)} lr_lambdas, "
-                               f"the scheduler {len(self.lr_lambdas)}")
+        state = self._checked(state_dict, skip=("lr_lambdas",))
+        saved = state_dict.get("lr_lambdas") or [None] * len(self.lr_lambdas)
+        if not isinstance(saved, (list, tuple)) or len(saved) != len(self.lr_lambdas):
+            raise FreenetError(f"LambdaLR.load_state_dict: the state has {preview(saved)} as lr_lambdas, for "
+                               f"the scheduler's {len(self.lr_lambdas)}")
+        current = self.state_dict()["lr_lambdas"]  # the attributes of callable objects, None for functions
+        attributes = [None if a is None else same_kind(a, c if c is not None else {}, f"LambdaLR.load_state_dict: "
+                                                       f"lr_lambdas[{i}]", finite=False)
+                      for i, (a, c) in enumerate(zip(saved, current))]
         self.__dict__.update(state)
-        for f, attributes in zip(self.lr_lambdas, saved):
-            if attributes is not None:
-                f.__dict__.update(attributes)
+        for f, a in zip(self.lr_lambdas, attributes):
+            if a is not None:
+                f.__dict__.update(a)
 
 
 class StepLR(LRScheduler):
@@ -130,6 +181,9 @@ class StepLR(LRScheduler):
             raise FreenetError(f"StepLR: step_size must be a positive int, got {step_size!r}")
         self.step_size, self.gamma = step_size, gamma
         super().__init__(optimizer, last_epoch)
+
+    def _check_values(self, state, who):
+        _check_positive(state, "step_size", who, integer=True)
 
     def get_lr(self):
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
@@ -151,6 +205,14 @@ class MultiStepLR(LRScheduler):
         self.milestones = sorted(int(m) for m in milestones)  # a list, not PyTorch's Counter: JSON keeps it
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
+
+    def load_state_dict(self, state_dict):
+        state = self._checked(state_dict, skip=("milestones",))  # a saved schedule may have other milestones
+        milestones = state_dict.get("milestones", self.milestones)
+        if not isinstance(milestones, (list, tuple)) or not all(_is_int(m) for m in milestones):
+            raise FreenetError(f"MultiStepLR.load_state_dict: milestones must be a list of ints, not "
+                               f"{preview(milestones)}")
+        self.__dict__.update(state, milestones=sorted(int(m) for m in milestones))
 
     def get_lr(self):
         hits = self.milestones.count(self.last_epoch)
@@ -182,6 +244,11 @@ class CosineAnnealingLR(LRScheduler):
             raise FreenetError(f"CosineAnnealingLR: T_max must be positive, got {T_max!r}")
         self.T_max, self.eta_min = T_max, eta_min
         super().__init__(optimizer, last_epoch)
+
+    def _check_values(self, state, who):
+        _check_positive(state, "T_max", who)
+        if not math.isfinite(state.get("eta_min", 0.0)):
+            raise FreenetError(f"{who}: eta_min must be finite, not {state['eta_min']}")
 
     def get_lr(self):
         t, T, eta_min = self.last_epoch, self.T_max, self.eta_min
@@ -278,6 +345,25 @@ class OneCycleLR(LRScheduler):
                     group["max_momentum"], group["base_momentum"] = top, bottom
         super().__init__(optimizer, last_epoch)
 
+    _PHASE_KEYS = ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum")  # group keys phases name
+
+    def _check_values(self, state, who):
+        _check_positive(state, "total_steps", who, integer=True)
+        if state.get("anneal_strategy", "cos") not in ("cos", "linear"):
+            raise FreenetError(f"{who}: anneal_strategy must be 'cos' or 'linear', not {state['anneal_strategy']!r}")
+        for key in ("cycle_momentum", "use_beta1"):  # these follow from the optimizer, which is this one
+            if key in state and state[key] != getattr(self, key):
+                raise FreenetError(f"{who}: {key} is {state[key]} in the state but {getattr(self, key)} here")
+        ends = []
+        for phase in state.get("_schedule_phases", ()):
+            for key, value in phase.items():
+                if key != "end_step" and value not in self._PHASE_KEYS:
+                    raise FreenetError(f"{who}: a phase's {key} names {value!r}, not one of {self._PHASE_KEYS}")
+            ends.append(phase["end_step"])
+        # get_lr divides by the length of the phase a step falls in (the first starts at 0): none may be empty.
+        if not all(math.isfinite(e) for e in ends) or any(b == a for a, b in zip([0] + ends, ends)):
+            raise FreenetError(f"{who}: the phases end at steps {ends}: one of them is empty or endless")
+
     def _set_momentum(self, group, value):
         if self.use_beta1:
             group["betas"] = (value, *group["betas"][1:])
@@ -319,6 +405,8 @@ class ReduceLROnPlateau(LRScheduler):
     group's lr becomes max(lr * factor, min_lr), unless that lowers it by ``eps`` or less; then
     ``cooldown`` epochs pass in which epochs without improvement are not counted.
     """
+
+    _counts = ("num_bad_epochs",)  # (it has no _step_count, and any epoch may be passed to step)
 
     def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
                  cooldown=0, min_lr=0.0, eps=1e-8):
@@ -395,6 +483,13 @@ class ReduceLROnPlateau(LRScheduler):
             new = max(old * self.factor, min_lr)
             if old - new > self.eps:
                 group["lr"] = new
+
+    def _check_values(self, state, who):
+        if state.get("mode", "min") not in ("min", "max") or state.get("threshold_mode", "rel") not in ("rel", "abs"):
+            raise FreenetError(f"{who}: mode must be 'min' or 'max' and threshold_mode 'rel' or 'abs', not "
+                               f"{state.get('mode')!r} and {state.get('threshold_mode')!r}")
+        if not state.get("factor", 0.0) < 1.0:
+            raise FreenetError(f"{who}: factor must be < 1, not {state['factor']}")
 
     def load_state_dict(self, state_dict):
         super().load_state_dict(state_dict)

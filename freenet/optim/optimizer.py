@@ -15,11 +15,14 @@ so the arrays can go to safetensors and the rest to JSON.
 """
 
 import copy
+import math
+import numbers
 
 import numpy as np
 
 from freenet.errors import FreenetError
 from freenet.tensor import Tensor, enable_grad
+from freenet.validate import preview
 
 
 class _Required:
@@ -28,10 +31,83 @@ class _Required:
 
 
 required = _Required()  # the default of an option every group must set (SGD's lr)
+_ABSENT = object()  # no current value to compare a saved one with
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def same_kind(value, current, where, finite=True):
+    """``value``, from a saved state, if it is the same kind of value as ``current``, the one it replaces: a
+    bool for a bool, a number for a number (finite, or with ``finite=False`` at least not NaN), a string for
+    a string, a list of as many values of the same kinds for a list or tuple (returned as ``current``'s
+    type), a dict with the same keys for a dict; where nothing (None) is current, None, a bool or a number.
+    Otherwise a FreenetError naming ``where``. States come from files, and the code that uses them does
+    arithmetic on whatever it finds."""
+    number = _is_number(value) and (math.isfinite(value) if finite else not math.isnan(value))
+    if isinstance(current, (bool, np.bool_)):
+        ok = isinstance(value, (bool, np.bool_))
+    elif _is_number(current):
+        ok = number
+    elif current is None or current is _ABSENT:  # an option not set, or one this optimizer lacks: a scalar
+        ok = number or value is None or isinstance(value, (bool, np.bool_))
+    elif isinstance(current, str):
+        ok = isinstance(value, str)
+    elif isinstance(current, (list, tuple)):
+        if not isinstance(value, (list, tuple)) or len(value) != len(current):
+            raise FreenetError(f"{where}: must be a list of {len(current)}, not {preview(value)}")
+        return type(current)(same_kind(v, c, f"{where}[{i}]", finite) for i, (v, c) in enumerate(zip(value, current)))
+    elif isinstance(current, dict):
+        if not isinstance(value, dict) or set(value) != set(current):
+            raise FreenetError(f"{where}: must be a dict with the keys {sorted(map(str, current))}, "
+                               f"not {preview(value)}")
+        return {k: same_kind(value[k], c, f"{where}: {k}", finite) for k, c in current.items()}
+    else:
+        ok = type(value) is type(current)
+    if not ok:
+        wanted = ("true or false" if isinstance(current, (bool, np.bool_)) else "a string" if isinstance(current, str)
+                  else "a number" if _is_number(current) else "null, true, false or a number"
+                  if current is None or current is _ABSENT else type(current).__name__)
+        raise FreenetError(f"{where}: must be {wanted}, not {preview(value)}")
+    return copy.deepcopy(value)
+
+
+def _index(key):
+    """A parameter's index from a saved state (an int, or a decimal string from JSON), or None."""
+    if isinstance(key, str) and key.isascii() and key.isdigit():
+        return int(key)
+    if isinstance(key, numbers.Integral) and not isinstance(key, (bool, np.bool_)) and key >= 0:
+        return int(key)
+    return None
+
+
+# More steps than any run takes; Adam's beta ** step (correctly_rounded.pow_int) slows, then fails, far past it.
+MAX_STEPS = 2**32
+
+
+def _count_problem(value):
+    """None if ``value`` is a step count (a whole number in [0, MAX_STEPS], maybe a one-element array); else
+    what is wrong."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        if value.size != 1 or value.dtype.kind not in "iuf":
+            return f"must be a count, not an array of {value.dtype} and shape {value.shape}"
+        value = value.item()
+    if not _is_number(value) or not 0 <= value <= MAX_STEPS or value != int(value):
+        return f"must be a whole number from 0 to {MAX_STEPS}, not {preview(value)}"
+    return None
 
 
 class Optimizer:
-    """Base class: subclasses pass their ``defaults`` and implement ``step``."""
+    """Base class: subclasses pass their ``defaults`` and implement ``step``.
+
+    A subclass also says what its per-parameter state holds, for ``load_state_dict`` to check: the names of
+    arrays of the parameter's shape (``_state_arrays``) and the names any non-empty state has
+    (``_state_required``; "step" is a count). With ``_state_arrays`` None, a state may hold anything.
+    """
+
+    _state_arrays = None
+    _state_required = ()
 
     def __init__(self, params, defaults):
         self.defaults = dict(defaults)
@@ -156,52 +232,100 @@ class Optimizer:
     def load_state_dict(self, state_dict):
         """Restores options and state saved by ``state_dict`` (keys may be ints or, from JSON, strings).
 
-        Groups must match this optimizer's in number and sizes; saved arrays must have their
-        parameter's shape, and floating ones are cast to the parameter's dtype (except 'step').
+        A state may come from a damaged or hostile file, so all of it is checked before any of it is used:
+        groups must match this optimizer's in number and sizes, each option must be of the kind of the one
+        it replaces and pass the optimizer's own checks; saved arrays must have their parameter's shape
+        (floating ones are cast to the parameter's dtype), "step" must be a count, and an optimizer that
+        says what its state holds gets nothing else. Anything wrong is a FreenetError, and nothing changes.
         """
-        name = type(self).__name__
+        who = f"{type(self).__name__}.load_state_dict"
         if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
-            raise FreenetError(f"{name}.load_state_dict: expected a dict with 'state' and 'param_groups'")
-        saved_groups = state_dict["param_groups"]
+            raise FreenetError(f"{who}: expected a dict with 'state' and 'param_groups'")
+        saved_groups, saved_state = state_dict["param_groups"], state_dict["state"]
+        if not isinstance(saved_groups, (list, tuple)) or not all(isinstance(g, dict) for g in saved_groups):
+            raise FreenetError(f"{who}: 'param_groups' must be a list of dicts, not {preview(saved_groups)}")
+        if not isinstance(saved_state, dict):
+            raise FreenetError(f"{who}: 'state' must be a dict of parameter index -> state, not "
+                               f"{preview(saved_state)}")
         if len(saved_groups) != len(self.param_groups):
-            raise FreenetError(f"{name}.load_state_dict: the state has {len(saved_groups)} parameter groups, "
+            raise FreenetError(f"{who}: the state has {len(saved_groups)} parameter groups, "
                                f"the optimizer {len(self.param_groups)}")
         by_index = {}
         for i, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
-            if len(group["params"]) != len(saved["params"]):
-                raise FreenetError(f"{name}.load_state_dict: group {i} has {len(saved['params'])} parameters in the "
+            indices = saved.get("params")
+            if not isinstance(indices, (list, tuple)):
+                raise FreenetError(f"{who}: group {i} has no list of 'params' (parameter indices)")
+            if len(group["params"]) != len(indices):
+                raise FreenetError(f"{who}: group {i} has {len(indices)} parameters in the "
                                    f"state and {len(group['params'])} in the optimizer")
-            for k, p in zip(saved["params"], group["params"]):
-                by_index[int(k)] = p
+            for k, p in zip(indices, group["params"]):
+                index = _index(k)
+                if index is None or index in by_index:
+                    raise FreenetError(f"{who}: group {i} lists parameter {preview(k)}, "
+                                       + ("which is not an index" if index is None else "twice"))
+                by_index[index] = p
+        state = self._restored_state(saved_state, by_index, who)
+        groups = [self._restored_group(group, saved, f"{who}: group {i}")
+                  for i, (group, saved) in enumerate(zip(self.param_groups, saved_groups))]
+        self.param_groups = groups
+        self.state = state
+
+    def _restored_group(self, group, saved, where):
+        """``group`` with the options of ``saved``, each checked against the one it replaces."""
+        merged = dict(group)
+        for key, value in saved.items():
+            if key != "params":
+                merged[key] = same_kind(value, group.get(key, _ABSENT), f"{where}: {key!r}")
+        self._check_group(merged)
+        return merged
+
+    def _restored_state(self, saved_state, by_index, who):
+        """The per-parameter state of ``saved_state`` (parameter index -> {name: value}), checked and copied."""
+        declared = self._state_arrays is not None
+        known = set(self._state_arrays or ()) | set(self._state_required)
         problems, state = [], {}
-        for key, entries in state_dict["state"].items():
-            try:
-                p = by_index[int(key)]
-            except (KeyError, ValueError):
+        for key, entries in saved_state.items():
+            p = by_index.get(_index(key))
+            if p is None:
                 problems.append(f"state for parameter {key!r}, which no group lists")
+                continue
+            if p in state:
+                problems.append(f"two states for parameter {key!r}")
+                continue
+            if not isinstance(entries, dict):
+                problems.append(f"parameter {key}: its state must be a dict, not {preview(entries)}")
                 continue
             restored = {}
             for k, v in entries.items():
                 if isinstance(v, Tensor):
                     v = v._data
-                if isinstance(v, (np.ndarray, np.generic)) and k != "step":
-                    if v.ndim and v.shape != p.shape:
-                        problems.append(f"parameter {key} '{k}': shape {v.shape} in the state, {p.shape} in the "
-                                        "parameter")
-                        continue
-                    v = np.array(v, dtype=p.dtype if v.dtype.kind == "f" else v.dtype, copy=True)
+                problem = None
+                if k == "step" and (not declared or k in known):
+                    problem = _count_problem(v)
+                    v = int(np.asarray(v).item()) if problem is None else v
+                elif declared and k not in known:
+                    problem = f"not part of {type(self).__name__}'s state"
+                elif declared and v is None and k not in self._state_required:
+                    continue  # as if absent: the step makes it (PyTorch saves SGD's unused buffer as None)
+                elif isinstance(v, (np.ndarray, np.generic)):
+                    if (declared or v.ndim) and v.shape != p.shape:
+                        problem = f"shape {v.shape} in the state, {p.shape} in the parameter"
+                    elif declared and v.dtype.kind != "f":
+                        problem = f"must be a float array, not {v.dtype}"
+                    else:
+                        v = np.array(v, dtype=p.dtype if v.dtype.kind == "f" else v.dtype, copy=True)
+                elif declared:
+                    problem = f"must be an array of shape {p.shape}, not {preview(v)}"
                 else:
                     v = copy.deepcopy(v)
-                restored[k] = v
+                if problem:
+                    problems.append(f"parameter {key} '{k}': {problem}")
+                else:
+                    restored[k] = v
+            lacking = [k for k in self._state_required if k not in restored]
+            if restored and lacking:
+                problems.append(f"parameter {key}: its state lacks {', '.join(lacking)}")
             state[p] = restored
         if problems:
-            raise FreenetError(f"{name}.load_state_dict: " + "; ".join(problems))
-        groups = []
-        for group, saved in zip(self.param_groups, saved_groups):
-            merged = dict(group)
-            merged.update({k: copy.deepcopy(v) for k, v in saved.items() if k != "params"})
-            if isinstance(merged.get("betas"), list):
-                merged["betas"] = tuple(merged["betas"])
-            groups.append(merged)
-        self.param_groups = groups
-        self.state = state
+            raise FreenetError(f"{who}: " + "; ".join(problems))
+        return state

@@ -20,6 +20,9 @@ class RMSprop(Optimizer):
     the parameter's dtype.
     """
 
+    _state_arrays = ("square_avg", "momentum_buffer", "grad_avg")  # what load_state_dict accepts (Optimizer)
+    _state_required = ("step", "square_avg")
+
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
                  maximize=False):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,

@@ -16,6 +16,9 @@ class SGD(Optimizer):
     State per parameter: "momentum_buffer" (only when momentum is not 0).
     """
 
+    _state_arrays = ("momentum_buffer",)  # what load_state_dict accepts (Optimizer)
+    _state_required = ()
+
     def __init__(self, params, lr=required, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
                  maximize=False):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,

@@ -28,6 +28,29 @@ class Recipe:
     data_license: str = None  # the SGF games' licence (SPDX), as the user states it
     config: str = "{}"  # freenet.go.train.TrainConfig as JSON (it nests the self-play settings)
 
+    def __post_init__(self):
+        """Records come from files: a hostile one fails here, with a clear message, not deep in training."""
+        from freenet.go.board import MAX_SIZE, MIN_SIZE
+        from freenet.go.selfplay import SelfPlayConfig
+        from freenet.go.train import TrainConfig
+        from freenet.validate import FileFormatError, expect, fail, field, parse_json
+
+        where = "go recipe"
+        if self.kind not in ("selfplay", "supervised"):
+            fail(f"{where}: kind", f"must be 'selfplay' or 'supervised', not {self.kind!r:.60}")
+        expect(self.generations, int, f"{where}: generations", lo=0)  # 0: stopped (--cpu-hours) before the first
+        expect(self.data, str, f"{where}: data", optional=self.kind == "selfplay")  # supervised: the SGF folder
+        expect(self.data_license, str, f"{where}: data_license", optional=True)
+        try:
+            config = parse_json(expect(self.config, str, f"{where}: config"), f"{where}: config")
+        except FileFormatError:
+            raise
+        except ValueError as e:  # an integer of over 4,300 digits: the json module raises a plain ValueError
+            fail(f"{where}: config", f"not valid JSON ({e})")
+        _check_fields(expect(config, dict, f"{where}: config"), TrainConfig, f"{where}: config")
+        field(config, "size", int, f"{where}: config", lo=MIN_SIZE, hi=MAX_SIZE, default=None)
+        _check_fields(config.get("selfplay", {}), SelfPlayConfig, f"{where}: config: selfplay")
+
     def as_dict(self):
         return asdict(self)
 
@@ -39,6 +62,24 @@ class Recipe:
             return TrainConfig(**fields)
         except (ValueError, TypeError) as e:
             raise FreenetError(f"go recipe: bad training configuration {self.config!r}: {e}") from None
+
+
+def _check_fields(values, cls, where):
+    """Each entry of the JSON object ``values`` is a field of the dataclass ``cls``, of its type (null where
+    the default is None); integers are non-negative and numbers finite."""
+    from freenet.validate import expect, fail, preview
+
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in values.items():
+        if key not in known:
+            fail(where, f"has an unknown setting {preview(key)}")
+        f = known[key]
+        kind = _KINDS.get(getattr(f.type, "__name__", f.type))
+        if kind is not None:  # a field of another type is left to the config class itself
+            expect(value, kind, f"{where}: {key}", lo=0 if kind is int else None, optional=f.default is None)
+
+
+_KINDS = {"int": int, "float": float, "bool": bool, "dict": dict, "str": str, "list": list}
 
 
 def sgf_files(folder):

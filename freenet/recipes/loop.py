@@ -21,6 +21,7 @@ from freenet.kernels import settings
 from freenet.nn import functional as F
 from freenet.recipes.result import Result
 from freenet.serialize import weights_sha256
+from freenet.validate import FileFormatError, expect, field, fail
 
 
 @dataclass
@@ -84,7 +85,12 @@ def fit(recipe, setup, progress=True, log=print, checkpoint_every=None, checkpoi
     run = {"step": 0, "seconds": 0.0, "history": [], "epoch": {"seen": 0, "correct": 0, "loss": 0.0}}
     if resume is not None:
         run = _resume(resume, recipe, setup, log)
-    checkpointer = Checkpointer(checkpoint_dir) if checkpoint_every else None
+    checkpointer = None
+    if checkpoint_every:
+        if checkpoint_dir is None:
+            raise fn.FreenetError("checkpoint_every needs a checkpoint_dir to write to")
+        checkpointer = Checkpointer(checkpoint_dir)
+        checkpointer.prepare()  # a folder that cannot be written fails now, not after the first steps
     log(f"training on {len(loader.dataset)} images ({setup.source}), testing on {len(setup.test_set)}; "
         f"{fn.get_num_threads()} threads" + (f" in each of {world.size} processes" if world.size > 1 else ""))
     start = time.perf_counter() - run["seconds"]
@@ -128,24 +134,95 @@ def fit(recipe, setup, progress=True, log=print, checkpoint_every=None, checkpoi
 
 
 def _resume(folder, recipe, setup, log):
-    """Loads the newest good checkpoint in ``folder`` into ``setup``; returns the run's counters."""
+    """Loads the newest good checkpoint in ``folder`` into ``setup``; returns the run's counters.
+
+    A checksum proves that the file is what was written, not that it is a state this run can use: every
+    part is checked (present, of the right types and shapes, its counters agreeing with each other) before
+    it is used, and a bad one is a FileFormatError naming the file.
+    """
     checkpoint = Checkpointer(folder).latest(warn=log)
     if checkpoint is None:
         raise fn.FreenetError(f"--resume {folder}: no checkpoint there")
-    if checkpoint.state["recipe"] != recipe.as_dict():
-        raise fn.FreenetError(f"{checkpoint.path} was made by another recipe: {checkpoint.state['recipe']}")
-    recorded = checkpoint.state.get("matmul", settings.matmul_path())  # one run, one matmul path
+    where = checkpoint.path
+    state = expect(checkpoint.state, dict, where)
+    saved_recipe = field(state, "recipe", dict, where)
+    for key, value in saved_recipe.items():  # plain values: comparing an array with == gives no yes or no
+        expect(value, (int, float, str, bool), f"{where}: recipe: {key}", optional=True)
+    if saved_recipe != recipe.as_dict():
+        raise fn.FreenetError(f"{where} was made by another recipe: {saved_recipe}")
+    recorded = field(state, "matmul", str, where, default=settings.matmul_path())  # one run, one matmul path
     if recorded != settings.matmul_path():
-        raise fn.FreenetError(f"{checkpoint.path} was made with the {recorded} matmul path, not "
+        raise fn.FreenetError(f"{where} was made with the {recorded} matmul path, not "
                               f"{settings.matmul_path()}; resume with FREENET_MATMUL={recorded}")
-    setup.model.load_state_dict(checkpoint.arrays)
-    setup.optimizer.load_state_dict(checkpoint.state["optimizer"])
-    setup.schedule.load_state_dict(checkpoint.state["schedule"])
-    setup.loader.load_state_dict(checkpoint.state["loader"])
-    fn.default_generator().bit_generator.state = checkpoint.state["rng"]
-    run = checkpoint.state["run"]
-    log(f"resumed from {checkpoint.path} at step {run['step']}")
+    parts = {key: field(state, key, dict, where) for key in ("run", "optimizer", "schedule", "loader", "rng")}
+    run = _checked_run(parts["run"], setup, f"{where}: run")
+    for key, value in parts["loader"].items():  # ints and flags, which the loader compares with its own
+        expect(value, (int, bool), f"{where}: loader: {key}")
+    try:
+        setup.model.load_state_dict(checkpoint.arrays)
+        setup.optimizer.load_state_dict(parts["optimizer"])
+        setup.schedule.load_state_dict(parts["schedule"])
+        setup.loader.load_state_dict(parts["loader"])
+    except FileFormatError:
+        raise
+    except fn.FreenetError as e:
+        raise FileFormatError(f"{where}: {e}") from None
+    # Each step takes one batch: the loader's position is the run's step, or the state mixes two runs.
+    position = setup.loader.epoch * len(setup.loader) + setup.loader.state_dict()["batch"]
+    if position != run["step"]:
+        fail(where, f"the data loader is at batch {position} of the run, but the run at step {run['step']}")
+    _restore_rng(parts["rng"], f"{where}: rng")
+    log(f"resumed from {where} at step {run['step']}")
     return run
+
+
+def _checked_run(run, setup, where):
+    """The run's counters from a checkpoint, checked: ``fit`` does arithmetic on every one of them."""
+    step = field(run, "step", int, where, lo=0, hi=setup.total_steps)
+    field(run, "seconds", float, where, lo=0)
+    history = field(run, "history", list, where)
+    for i, entry in enumerate(history):
+        for key in ("epoch", "train_loss", "train_accuracy", "test_accuracy"):
+            field(entry, key, int if key == "epoch" else float, f"{where}: history[{i}]")
+    stats = field(run, "epoch", dict, where)
+    seen = field(stats, "seen", int, f"{where}: epoch", lo=0)
+    field(stats, "correct", int, f"{where}: epoch", lo=0, hi=seen)
+    field(stats, "loss", float, f"{where}: epoch")
+    # An epoch ends after the loader's last batch, or at the last step: one history entry each.
+    per_epoch = len(setup.loader)
+    ended = step // per_epoch if per_epoch else 0
+    if per_epoch and step == setup.total_steps and step % per_epoch:
+        ended += 1
+    if len(history) != ended:
+        fail(where, f"{len(history)} epochs in its history, but step {step} ends {ended}")
+    return run
+
+
+def _restore_rng(saved, where):
+    """Sets freenet's generator to ``saved``, which must be a state of the same kind of generator."""
+    bit_generator = fn.default_generator().bit_generator
+    current = bit_generator.state
+
+    def check(value, model, at):  # the same keys, the same strings, non-negative ints where it has ints
+        if isinstance(model, dict):
+            expect(value, dict, at)
+            for key in model:  # "bit_generator" first: a state of another generator is named as such
+                if key not in value:
+                    fail(at, f"has no {key!r}")
+                check(value[key], model[key], f"{at}: {key}")
+            if set(value) != set(model):
+                fail(at, f"has entries other than {sorted(model)}")
+        elif isinstance(model, str):
+            if expect(value, str, at) != model:
+                fail(at, f"is {value!r}, not {model!r}: the state of another generator")
+        else:
+            expect(value, int, at, lo=0)
+
+    check(saved, current, where)
+    try:
+        bit_generator.state = saved
+    except (TypeError, ValueError, KeyError, OverflowError) as e:
+        fail(where, f"not a state of a {current['bit_generator']} generator ({e})")
 
 
 def _end_epoch(run, epoch, setup, recipe, log):

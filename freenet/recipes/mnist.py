@@ -14,6 +14,9 @@ from freenet import nn, optim
 from freenet.data import MNIST
 from freenet.recipes import loop
 from freenet.recipes.augment import random_shift
+from freenet.validate import expect
+
+MAX_SHIFT = 28  # a shift past the 28-pixel image leaves nothing of it (and pads the batch by twice as much)
 
 
 @dataclass
@@ -30,6 +33,16 @@ class Recipe:
     shards: int = 1  # each batch in this many fixed parts (the MPI processes share them out; see distributed)
     max_steps: int = None  # stop after this many SGD steps in all (for quick checks); None: every batch
     data: str = None  # a folder with the official MNIST files; None: the bundled 5,000-image sample
+
+    def __post_init__(self):
+        """Records come from files: a hostile one fails here, with a clear message, not deep in training."""
+        for name, least in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("shards", 1)):
+            expect(getattr(self, name), int, f"mnist recipe: {name}", lo=least)
+        expect(self.max_shift, int, "mnist recipe: max_shift", lo=0, hi=MAX_SHIFT)
+        expect(self.max_steps, int, "mnist recipe: max_steps", lo=1, optional=True)
+        for name in ("lr", "momentum", "weight_decay"):
+            expect(getattr(self, name), float, f"mnist recipe: {name}", lo=0)
+        expect(self.data, str, "mnist recipe: data", optional=True)
 
     def as_dict(self):
         return asdict(self)
