@@ -9,6 +9,7 @@ other versions of the code. ``pytest -m fuzz`` runs the fuzz loops long (tests/f
 
 import copy
 import gzip
+import json
 import os
 import stat
 import subprocess
@@ -656,3 +657,15 @@ def test_check_output(tmp_path):
     (tmp_path / "f").write_text("")
     with pytest.raises(fn.FreenetError, match="not a folder"):
         check_folder(str(tmp_path / "f" / "sub"), "checkpoint folder")
+
+
+def test_a_run_config_whose_selfplay_is_not_an_object_is_named(tmp_path):
+    from freenet.go.train import TrainConfig, open_run
+
+    config = TrainConfig(size=5, blocks=1, filters=4)
+    open_run(str(tmp_path), config, "selfplay")
+    saved = json.loads((tmp_path / "config.json").read_text())
+    saved["selfplay"] = "fast"
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(fn.FreenetError, match=r"config.json: selfplay: must be an object"):
+        open_run(str(tmp_path), config, "selfplay")

@@ -242,6 +242,7 @@ def open_run(run_dir, config, kind):
                            f"FREENET_MATMUL={recorded}")
     saved = {**asdict(type(config)()), **saved}  # settings added since the run began have their defaults
     if kind == "selfplay":
+        expect(saved.get("selfplay", {}), dict, os.path.join(run_dir, "config.json") + ": selfplay")
         saved["selfplay"] = {k: v for k, v in {**SelfPlayConfig().as_dict(), **saved["selfplay"]}.items()
                              if k in config.selfplay or k in saved["selfplay"]}
     if saved != config.as_dict():
