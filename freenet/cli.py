@@ -35,7 +35,7 @@ def main(argv=None):
         print("freenet: interrupted", file=sys.stderr)
         _end_job(130)
         return 130
-    except BaseException:
+    except Exception:  # (not SystemExit: a command that exits on purpose must not end the others)
         _end_job(1, traceback=True)
         raise
 
