@@ -58,7 +58,7 @@ WORKLOADS = {"mnist-train": _mnist, "go9-selfplay": _selfplay}
 def measure(processes=(1, 2), quick=False, repeats=3, log=print):
     """{workload: {"unit", "throughput": {K: best of ``repeats``}, "efficiency": {K: ...}, "command"}}; the
     K values alternate within each repeat, so that drift of the machine hits all of them alike."""
-    mpiexec = shutil.which("mpiexec")
+    mpiexec = shutil.which("mpiexec") or shutil.which("mpiexec", path=os.path.dirname(sys.executable))
     if mpiexec is None:
         raise SystemExit("scaling: needs mpiexec (pip install '.[mpi]')")
     rows = {}

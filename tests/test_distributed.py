@@ -20,7 +20,8 @@ from freenet.checkpoint import Checkpointer
 from freenet.nn import functional as F
 from freenet.serialize import weights_sha256
 
-MPIEXEC = shutil.which("mpiexec")
+# the mpi extra puts mpiexec beside the Python that installed it, which may not be on PATH
+MPIEXEC = shutil.which("mpiexec") or shutil.which("mpiexec", path=os.path.dirname(sys.executable))
 try:
     import mpi4py  # noqa: F401
     HAVE_MPI4PY = True
