@@ -29,7 +29,7 @@ import numpy as np
 
 from freenet.errors import FreenetError
 from freenet.serialize import atomic_write, load, load_metadata, to_bytes, weights_sha256
-from freenet.validate import MAX_JSON_DEPTH, FileFormatError, check_regular, json_depth, preview
+from freenet.validate import FileFormatError, check_regular, parse_json, preview
 
 _STATE_KEY = "freenet.checkpoint.state"
 _HASH_KEY = "freenet.checkpoint.sha256"
@@ -91,14 +91,7 @@ def read_checkpoint(path):
     arrays = {name: t.numpy() for name, t in load(path).items()}
     if _digest(arrays, metadata[_STATE_KEY]) != metadata[_HASH_KEY]:
         raise FreenetError(f"{path}: checksum mismatch: the checkpoint is corrupted")
-    text = metadata[_STATE_KEY]
-    # Python's parser recurses per level; a diverged run's NaN losses are valid here, so not parse_json.
-    if json_depth(text) > MAX_JSON_DEPTH:
-        raise FileFormatError(f"{path}: training state nested more than {MAX_JSON_DEPTH} deep")
-    try:
-        packed = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise FreenetError(f"{path}: training state is not valid JSON ({e})") from None
+    packed = parse_json(metadata[_STATE_KEY], f"{path}: training state", allow_nonfinite=True)  # NaN losses
     if not isinstance(packed, dict):
         raise FileFormatError(f"{path}: training state is a JSON {type(packed).__name__}, not an object")
     state_arrays = {k: v for k, v in arrays.items() if k.startswith("state.")}

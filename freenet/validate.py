@@ -150,8 +150,9 @@ def _no_constant(where):
     return hook
 
 
-def parse_json(text, where, max_depth=MAX_JSON_DEPTH, max_bytes=MAX_TEXT_BYTES):
-    """JSON from ``text`` (str or UTF-8 bytes), with bounded size and nesting, no NaN/Infinity, no repeated keys."""
+def parse_json(text, where, max_depth=MAX_JSON_DEPTH, max_bytes=MAX_TEXT_BYTES, allow_nonfinite=False):
+    """JSON from ``text`` (str or UTF-8 bytes), with bounded size and nesting, no repeated keys, and no
+    NaN/Infinity unless ``allow_nonfinite`` (freenet's own run state may record a diverged loss)."""
     if isinstance(text, (bytes, bytearray)):
         if len(text) > max_bytes:
             fail(where, f"{len(text):,} bytes of JSON, more than {max_bytes:,}")
@@ -167,7 +168,8 @@ def parse_json(text, where, max_depth=MAX_JSON_DEPTH, max_bytes=MAX_TEXT_BYTES):
     if depth > max_depth:
         fail(where, f"JSON nested {depth} deep, more than {max_depth}")
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates(where), parse_constant=_no_constant(where))
+        return json.loads(text, object_pairs_hook=_no_duplicates(where),
+                          parse_constant=None if allow_nonfinite else _no_constant(where))
     except json.JSONDecodeError as e:
         fail(where, f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})")
     except RecursionError:

@@ -3,6 +3,7 @@
 import bz2
 import gzip
 import lzma
+import math
 import os
 import zlib
 
@@ -46,6 +47,9 @@ def test_json_limits():
                           ('{"a": ', "not valid JSON"), (b"\xff\xfe", "not UTF-8")):
         with pytest.raises(FileFormatError, match=problem):
             validate.parse_json(text, "r")
+    assert math.isnan(validate.parse_json("[NaN]", "r", allow_nonfinite=True)[0])  # a run's diverged loss
+    with pytest.raises(FileFormatError, match="JSON nested 100 deep"):
+        validate.parse_json("[" * 100 + "]" * 100, "r", allow_nonfinite=True)
     with pytest.raises(FileFormatError, match="more than 10"):
         validate.parse_json("[" + "1," * 20 + "1]", "r", max_bytes=10)
 

@@ -347,8 +347,6 @@ def load_net(path):
         raise
     except FreenetError as e:  # the safetensors reader's, in the form "load: PATH: problem"
         validate.fail(path, str(e).removeprefix(f"load: {path}: "))
-    except RecursionError:  # a header nested too deep for Python's JSON parser
-        validate.fail(path, "the safetensors header is nested too deep")
     except OSError as e:
         validate.fail(path, f"cannot read ({e.strerror or e})")
     if not isinstance(tensors, dict) or not all(isinstance(t, fn.Tensor) for t in tensors.values()):

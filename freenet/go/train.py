@@ -35,7 +35,7 @@ from freenet.go.net import new_net, save_net
 from freenet.go.selfplay import GameRecord, SelfPlayConfig, games_cpu_seconds, load_games, save_games
 from freenet.nn import functional as F
 from freenet.serialize import atomic_write
-from freenet.validate import MAX_JSON_DEPTH, MAX_TEXT_BYTES, FileFormatError, expect, fail, json_depth, read_regular
+from freenet.validate import MAX_TEXT_BYTES, FileFormatError, expect, fail, parse_json, read_regular
 
 
 # -- the buffer ---------------------------------------------------------------------------------------
@@ -215,14 +215,8 @@ def read_json(path):
     FIFO, too large, too deep, not JSON, not an object) is a FileFormatError naming it."""
     if not os.path.exists(path):
         return None
-    text = read_regular(path, MAX_TEXT_BYTES, "JSON file")
-    # Not validate.parse_json: state.json holds a diverged run's NaN losses, as _write_json wrote them.
-    if json_depth(text.decode("utf-8", "replace")) > MAX_JSON_DEPTH:
-        fail(path, f"JSON nested more than {MAX_JSON_DEPTH} deep")
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        fail(path, f"not valid JSON ({e})")
+    # state.json may hold a diverged run's NaN losses, as _write_json wrote them
+    data = parse_json(read_regular(path, MAX_TEXT_BYTES, "JSON file"), path, allow_nonfinite=True)
     return expect(data, dict, f"{path}: the JSON")
 
 
